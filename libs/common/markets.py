@@ -1,0 +1,142 @@
+"""Market configuration: lot and tick sizes, leverage and fees, read from a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from libs.common.money import (
+    MAX_SIG_FIGS,
+    USD_DECIMALS,
+    UnitError,
+    format_units,
+    parse_decimal,
+    significant_figures,
+    to_units,
+    usd_to_units,
+)
+
+DEFAULT_MARKETS_FILE = Path(__file__).resolve().parents[2] / "config" / "markets.toml"
+
+
+class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One perpetual market. ``asset`` is its index in the universe."""
+
+    name: str
+    asset: int
+    sz_decimals: int
+    max_leverage: int
+    default_leverage: int
+    taker_fee_ppm: int
+    maker_fee_ppm: int
+    min_order_usd: int
+
+    @property
+    def px_decimals(self) -> int:
+        return USD_DECIMALS - self.sz_decimals
+
+    def price_units(self, text: str | Decimal) -> int:
+        """Decimal price string to ticks; rejects what the tick rules forbid (tickRejected)."""
+        value = parse_decimal(text)
+        if value <= 0:
+            raise UnitError(f"price must be positive, got {text}")
+        units = to_units(value, self.px_decimals, what="price")
+        is_whole = units % 10**self.px_decimals == 0
+        if not is_whole and significant_figures(units) > MAX_SIG_FIGS:
+            raise UnitError(f"price {text} has more than {MAX_SIG_FIGS} significant figures")
+        return units
+
+    def round_price(self, value: Decimal) -> int:
+        """The nearest valid price in ticks: 5 significant figures and the tick's decimals."""
+        if value <= 0:
+            raise UnitError("price must be positive")
+        exponent = value.adjusted() - (MAX_SIG_FIGS - 1)
+        quantum = Decimal(1).scaleb(max(exponent, -self.px_decimals))
+        if exponent >= 0 and value >= 10**MAX_SIG_FIGS:
+            quantum = Decimal(1)  # whole prices are always allowed
+        return int(value.quantize(quantum).scaleb(self.px_decimals))
+
+    def size_units(self, text: str | Decimal) -> int:
+        """Decimal size string to lots; rejects sizes finer than the lot."""
+        value = parse_decimal(text)
+        if value <= 0:
+            raise UnitError(f"size must be positive, got {text}")
+        return to_units(value, self.sz_decimals, what="size")
+
+    def format_price(self, units: int) -> str:
+        return format_units(units, self.px_decimals)
+
+    def format_size(self, units: int) -> str:
+        return format_units(units, self.sz_decimals)
+
+    @staticmethod
+    def notional(price: int, size: int) -> int:
+        """Notional in micro-USDC: exact because px and sz decimals add up to 6."""
+        return price * size
+
+
+class MarketRegistry:
+    """The venue's universe, by name and by asset id, in a fixed order."""
+
+    def __init__(self, markets: list[MarketSpec]) -> None:
+        self._list = list(markets)
+        self._by_name: Mapping[str, MarketSpec] = {m.name: m for m in self._list}
+        if len(self._by_name) != len(self._list):
+            raise ValueError("duplicate market names in configuration")
+
+    def __iter__(self) -> Iterator[MarketSpec]:
+        return iter(self._list)
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def by_name(self, name: str) -> MarketSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnitError(f"unknown market {name!r}") from None
+
+    def by_asset(self, asset: int) -> MarketSpec:
+        if not 0 <= asset < len(self._list):
+            raise UnitError(f"unknown asset {asset}")
+        return self._list[asset]
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self._list]
+
+
+def load_markets(path: Path | str | None = None) -> MarketRegistry:
+    """Read the market table; the file's order defines asset ids."""
+    source = Path(path) if path else DEFAULT_MARKETS_FILE
+    with source.open("rb") as fh:
+        doc = tomllib.load(fh)
+    markets = []
+    for asset, raw in enumerate(doc.get("market", [])):
+        sz_decimals = int(raw["sz_decimals"])
+        if not 0 <= sz_decimals <= USD_DECIMALS:
+            raise ValueError(f"{raw['name']}: sz_decimals must be within 0..{USD_DECIMALS}")
+        max_lev = int(raw["max_leverage"])
+        default_lev = int(raw.get("default_leverage", max_lev))
+        if not 1 <= default_lev <= max_lev:
+            raise ValueError(f"{raw['name']}: default_leverage must be within 1..max_leverage")
+        markets.append(
+            MarketSpec(
+                name=str(raw["name"]),
+                asset=asset,
+                sz_decimals=sz_decimals,
+                max_leverage=max_lev,
+                default_leverage=default_lev,
+                taker_fee_ppm=int(raw["taker_fee_ppm"]),
+                maker_fee_ppm=int(raw["maker_fee_ppm"]),
+                min_order_usd=usd_to_units(str(raw.get("min_order_usd", "10"))),
+            )
+        )
+    return MarketRegistry(markets)
+
+
+__all__ = ["MarketRegistry", "MarketSpec", "format_units", "load_markets"]

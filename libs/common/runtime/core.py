@@ -1,0 +1,167 @@
+"""What a pure core looks like to the runtime, and the context it applies messages in.
+
+A core owns one input partition's state. The runtime hands it one decoded message at a
+time together with a :class:`Context`; the core changes its state, asks the context to
+emit outputs, and later reports which state entries changed so the runtime can persist
+exactly those. Cores do no I/O and read time only from messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from libs.common.topics import Topics, partition_for
+
+
+class Core(Protocol):
+    """The pure state machine of one input partition."""
+
+    def apply(self, message: Any, ctx: Context) -> None:
+        """Apply one input message; emit outputs through ``ctx``; never raise for bad input."""
+
+    def take_changes(self) -> dict[str, bytes | None]:
+        """State entries changed since the last call (``None`` means deleted)."""
+
+    def restore(self, entries: Mapping[str, bytes]) -> None:
+        """Load state as persisted by earlier ``take_changes`` calls."""
+
+
+CoreFactory = Callable[[int], Core]
+
+
+class Output(msgspec.Struct, frozen=True):
+    """One record to produce: deployed topic name, partition, key and message."""
+
+    topic: str
+    partition: int
+    key: bytes
+    message: msgspec.Struct
+    id: str
+
+
+class Context:
+    """Where a core emits outputs while applying one input record.
+
+    Ids are deterministic: ``<input topic>/<partition>/<offset>/<index>``, so a replay
+    of the same input yields the same ids and consumers can drop duplicates.
+    """
+
+    __slots__ = ("_index", "input_topic", "live", "offset", "outputs", "partition", "topics")
+
+    def __init__(self, topics: Topics, input_topic: str, partition: int) -> None:
+        self.topics = topics
+        self.input_topic = input_topic
+        self.partition = partition
+        self.offset = -1
+        self.live = True
+        self.outputs: list[Output] = []
+        self._index = 0
+
+    def at(self, offset: int, *, live: bool) -> Context:
+        """Point the context at the next input record."""
+        self.offset = offset
+        self.live = live
+        self._index = 0
+        return self
+
+    @property
+    def source_id(self) -> str:
+        """The id of the input record being applied (stable across replays)."""
+        return f"{self.input_topic}/{self.partition}/{self.offset}"
+
+    def _next_id(self) -> str:
+        out_id = f"{self.input_topic}/{self.partition}/{self.offset}/{self._index}"
+        self._index += 1
+        return out_id
+
+    def emit(self, topic: str, key: str, message: msgspec.Struct) -> None:
+        """Emit to the partition that owns ``key`` in a logical topic."""
+        out_id = self._next_id()
+        if self.live:
+            partition = partition_for(key, self.topics.partitions(topic))
+            self.outputs.append(
+                Output(self.topics.name(topic), partition, key.encode(), message, out_id)
+            )
+
+    def broadcast(self, topic: str, key: str, message: msgspec.Struct) -> None:
+        """Emit one copy to every partition of a topic (e.g. a mark for all risk shards)."""
+        for partition in range(self.topics.partitions(topic)):
+            out_id = self._next_id()
+            if self.live:
+                self.outputs.append(
+                    Output(self.topics.name(topic), partition, key.encode(), message, out_id)
+                )
+
+    def drain(self) -> list[Output]:
+        outputs, self.outputs = self.outputs, []
+        return outputs
+
+
+V = TypeVar("V", bound=msgspec.Struct)
+
+
+class ChangeTracked(Generic[V]):
+    """A dict of msgspec structs that remembers which keys changed since the last flush.
+
+    Cores keep their entities (accounts, books, ...) in these and implement
+    ``take_changes`` by encoding only what changed.
+    """
+
+    __slots__ = ("_decoder", "_dirty", "_encoder", "_items", "_prefix", "_type")
+
+    def __init__(self, prefix: str, value_type: type[V]) -> None:
+        self._items: dict[str, V] = {}
+        self._dirty: dict[str, None] = {}
+        self._type = value_type
+        self._prefix = prefix
+        self._decoder = msgspec.msgpack.Decoder(value_type)
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def get(self, key: str) -> V | None:
+        return self._items.get(key)
+
+    def __getitem__(self, key: str) -> V:
+        return self._items[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[str]:
+        """Keys in sorted order, so decisions that iterate them are deterministic."""
+        return sorted(self._items)
+
+    def values(self) -> Iterator[V]:
+        for key in self.keys():
+            yield self._items[key]
+
+    def put(self, key: str, value: V) -> None:
+        self._items[key] = value
+        self._dirty[key] = None
+
+    def delete(self, key: str) -> None:
+        if self._items.pop(key, None) is not None:
+            self._dirty[key] = None
+
+    def touch(self, key: str) -> None:
+        """Mark a mutable value as changed in place."""
+        self._dirty[key] = None
+
+    def take_changes(self, into: dict[str, bytes | None]) -> None:
+        for key in self._dirty:
+            value = self._items.get(key)
+            into[self._prefix + key] = None if value is None else self._encoder.encode(value)
+        self._dirty.clear()
+
+    def restore(self, entries: Mapping[str, bytes]) -> None:
+        self._items.clear()
+        self._dirty.clear()
+        plen = len(self._prefix)
+        for field, raw in entries.items():
+            if field.startswith(self._prefix):
+                self._items[field[plen:]] = self._decoder.decode(raw)

@@ -1,0 +1,353 @@
+"""The transactional consume-apply-produce loop that every stateful service runs.
+
+Per owned input partition there is one transactional producer (``transactional.id`` =
+``<group>.<topic>.<partition>``): whoever takes the partition over fences the previous
+owner's producer, so a paused or partitioned former owner can commit nothing more.
+
+For each batch of a partition: decode and apply the records to the pure core; produce
+its outputs and commit the input offsets in one Kafka transaction; then write the
+changed state and the next input offset to Redis in one MULTI/EXEC. Redis is therefore
+never ahead of Kafka. On assignment the state is loaded at the Redis offset R and the
+records from R up to the committed offset C are re-applied without producing (their
+outputs already exist), after which the partition is live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from libs.common import codec, metrics
+from libs.common.runtime.batching import BatchSizer
+from libs.common.runtime.core import Context, Core, CoreFactory, Output
+from libs.common.runtime.snapshot import SnapshotStore
+from libs.common.schemas import DeadLetter
+from libs.common.settings import Settings
+from libs.common.topics import DEAD_LETTERS
+
+log = logging.getLogger(__name__)
+
+ID_HEADER = "id"
+
+
+class PartitionWorker:
+    """One owned input partition: its core, its producer and its replay boundary."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        tp: TopicPartition,
+        core: Core,
+        producer: AIOKafkaProducer,
+        replay_until: int,
+    ) -> None:
+        self.processor = processor
+        self.tp = tp
+        self.core = core
+        self.producer = producer
+        self.replay_until = replay_until
+        self.ctx = Context(processor.settings.topics, processor.input_topic, tp.partition)
+        self.position = -1
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        proc = self.processor
+        ctx = self.ctx
+        replayed = live = 0
+        for record in records:
+            is_live = record.offset >= self.replay_until
+            ctx.at(record.offset, live=is_live)
+            self._apply(record, ctx)
+            if is_live:
+                live += 1
+            else:
+                replayed += 1
+        next_offset = records[-1].offset + 1
+        outputs = ctx.drain()
+        if live:
+            await self._commit(outputs, next_offset)
+            metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(live)
+        if replayed:
+            metrics.REPLAYED.labels(proc.service, proc.input_topic).inc(replayed)
+        self.position = next_offset
+        await proc.persist(self, next_offset)
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes], ctx: Context) -> None:
+        proc = self.processor
+        try:
+            message = proc.decoder.decode(record.value or b"")
+        except (codec.DecodeError, ValueError) as exc:
+            self._dead_letter(record, ctx, "decode", str(exc))
+            return
+        try:
+            self.core.apply(message, ctx)
+        except Exception as exc:  # a core bug must not stall the partition
+            log.exception("core failed on %s offset %d", self.tp, record.offset)
+            self._dead_letter(record, ctx, "apply", f"{type(exc).__name__}: {exc}")
+
+    def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], ctx: Context, reason: str, error: str
+    ) -> None:
+        proc = self.processor
+        if ctx.live:
+            log.warning(
+                "dead-lettering %s offset %d: %s",
+                self.tp,
+                record.offset,
+                error,
+                extra={"reason": reason},
+            )
+            metrics.DEAD_LETTERS.labels(proc.service, proc.input_topic, reason).inc()
+        letter = DeadLetter(
+            ts=record.timestamp,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=f"{reason}: {error}"[:2000],
+            payload=record.value or b"",
+        )
+        ctx.emit(DEAD_LETTERS, proc.input_topic, letter)
+
+    async def _commit(self, outputs: list[Output], next_offset: int) -> None:
+        proc = self.processor
+        producer = self.producer
+        await producer.begin_transaction()
+        try:
+            for out in outputs:
+                await producer.send(
+                    out.topic,
+                    value=codec.encode(out.message),
+                    key=out.key,
+                    partition=out.partition,
+                    headers=[(ID_HEADER, out.id.encode())],
+                )
+            await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
+            await producer.commit_transaction()
+        except BaseException:
+            metrics.TXN_ABORTS.labels(proc.service).inc()
+            try:
+                await producer.abort_transaction()
+            except Exception:  # the producer may be fenced or dead: nothing to abort
+                log.debug("abort failed on %s", self.tp, exc_info=True)
+            raise
+        for out in outputs:
+            metrics.MESSAGES_OUT.labels(proc.service, out.topic).inc()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.processor.revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.processor.assign(assigned)
+
+
+class Processor:
+    """Runs one service's core over its input topic with exactly-once effects."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        input_topic: str,
+        core_factory: CoreFactory,
+        settings: Settings,
+        redis: aioredis.Redis | None = None,
+    ) -> None:
+        self.service = service
+        self.input_topic = input_topic
+        self.core_factory = core_factory
+        self.settings = settings
+        self.group_id = settings.group_id(service)
+        self.topic_name = settings.topics.name(input_topic)
+        self.decoder = codec.decoder(input_topic)
+        self.redis = redis or aioredis.Redis.from_url(settings.redis_url)
+        self.snapshots = SnapshotStore(self.redis, settings.namespace, service)
+        self.sizer = BatchSizer(settings.batch_min, settings.batch_max, settings.batch_target_ms)
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self.pending_changes: dict[TopicPartition, dict[str, bytes | None]] = {}
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        # Bumped on every rebalance: a batch fetched across one may predate a seek.
+        self._epoch = 0
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-{settings.instance_id}",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )
+
+    # ------------------------------------------------------------ ownership
+
+    async def assign(self, assigned: list[TopicPartition]) -> None:
+        async with self._lock:
+            self._epoch += 1
+            for tp in sorted(assigned):
+                worker = self.workers.get(tp)
+                if worker is None:
+                    await self._open(tp)
+                else:  # kept across the rebalance: continue exactly where we are
+                    self.consumer.seek(tp, worker.position)
+            metrics.PARTITIONS_OWNED.labels(self.service).set(len(self.workers))
+
+    async def revoke(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            self._epoch += 1
+            for tp in sorted(revoked):
+                await self._close(tp)
+            metrics.PARTITIONS_OWNED.labels(self.service).set(len(self.workers))
+
+    async def _open(self, tp: TopicPartition) -> None:
+        """Fence the previous owner, then load state at R and replay up to C."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.group_id}-{self.settings.instance_id}-p{tp.partition}",
+            transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            max_batch_size=1 << 20,
+        )
+        await producer.start()
+        committed = await self.consumer.committed(tp) or 0
+        stored, entries = await self.snapshots.load(tp.partition)
+        if stored > committed:
+            # Cannot happen while Redis is written only after commits; refuse to guess.
+            await producer.stop()
+            raise RuntimeError(
+                f"{tp}: Redis offset {stored} is ahead of committed offset {committed}"
+            )
+        core = self.core_factory(tp.partition)
+        core.restore(entries)
+        worker = PartitionWorker(self, tp, core, producer, replay_until=committed)
+        worker.position = stored
+        self.workers[tp] = worker
+        self.consumer.seek(tp, stored)
+        self.consumer.resume(tp)
+        log.info(
+            "partition %s assigned: state at %d, replaying to %d",
+            tp,
+            stored,
+            committed,
+            extra={"partition": tp.partition},
+        )
+
+    async def _close(self, tp: TopicPartition) -> None:
+        worker = self.workers.pop(tp, None)
+        self.pending_changes.pop(tp, None)
+        metrics.CONSUMER_LAG.labels(self.service, self.topic_name, str(tp.partition)).set(0)
+        if worker is not None:
+            await worker.producer.stop()
+
+    # ------------------------------------------------------------ persistence
+
+    async def persist(self, worker: PartitionWorker, next_offset: int) -> None:
+        """Write the partition's changed state and next offset; retried on the next batch."""
+        pending = self.pending_changes.setdefault(worker.tp, {})
+        pending.update(worker.core.take_changes())
+        started = time.perf_counter()
+        try:
+            await self.snapshots.write(worker.tp.partition, next_offset, pending)
+        except Exception:
+            log.warning("Redis write failed for %s; will retry", worker.tp, exc_info=True)
+            return
+        pending.clear()
+        metrics.SNAPSHOT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------ the loop
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe([self.topic_name], listener=_Rebalance(self))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Poll, apply and commit until stopped; each batch is sized by its latency."""
+        service = self.service
+        last_lag = 0.0
+        while not self._stop.is_set():
+            epoch = self._epoch
+            batches = await self.consumer.getmany(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.sizer.size
+            )
+            now = time.monotonic()
+            if now - last_lag > 1.0:
+                self._export_lag()
+                last_lag = now
+            if not batches:
+                continue
+            started = time.perf_counter()
+            count = 0
+            async with self._lock:
+                if epoch != self._epoch:
+                    continue  # fetched across a rebalance: the seeks decide what comes next
+                jobs = []
+                for tp, records in batches.items():
+                    worker = self.workers.get(tp)
+                    if worker is None or not records:
+                        continue
+                    records = [r for r in records if r.offset >= worker.position]
+                    if records:
+                        count += len(records)
+                        jobs.append(self._guarded(worker, records))
+                await asyncio.gather(*jobs)
+            elapsed = time.perf_counter() - started
+            metrics.BATCH_SECONDS.labels(service).observe(elapsed)
+            metrics.BATCH_SIZE.labels(service).set(self.sizer.observe(count, elapsed))
+
+    async def _guarded(
+        self, worker: PartitionWorker, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """Process a partition's batch; on failure rebuild it from Redis and the log."""
+        try:
+            await worker.process(records)
+        except ProducerFenced:
+            log.warning("producer of %s fenced: another instance owns it", worker.tp)
+            await self._close(worker.tp)
+            self.consumer.pause(worker.tp)
+        except (TimeoutError, KafkaError, OSError):
+            log.warning("batch on %s failed; rebuilding the partition", worker.tp, exc_info=True)
+            tp = worker.tp
+            await self._close(tp)
+            await asyncio.sleep(0.2)
+            await self._open(tp)
+
+    def _export_lag(self) -> None:
+        for tp, worker in list(self.workers.items()):
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                lag = max(0, high - max(worker.position, 0))
+                metrics.CONSUMER_LAG.labels(self.service, self.topic_name, str(tp.partition)).set(
+                    lag
+                )
+
+    async def stop(self) -> None:
+        """Leave the group (so partitions move at once) and close every producer."""
+        self._stop.set()
+        async with self._lock:
+            for tp in sorted(self.workers):
+                await self._close(tp)
+        await self.consumer.stop()
+        await self.redis.aclose()
+
+
+def owned_cores(processor: Processor) -> dict[int, Any]:
+    """The cores this process owns, by partition (for tests and diagnostics)."""
+    return {tp.partition: w.core for tp, w in processor.workers.items()}

@@ -1,0 +1,86 @@
+"""All settings in one pydantic-settings class, read from ``EXCHANGE_*`` variables.
+
+Every variable is documented by its field; ``python -m libs.common.settings`` prints them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from libs.common.markets import MarketRegistry, load_markets
+from libs.common.topics import Topics
+
+
+class Settings(BaseSettings):
+    """Process settings. Tests override them by constructing ``Settings(**values)``."""
+
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL for hot state")
+    namespace: str = Field(
+        "", description="Prefix for topic names, consumer groups and Redis hash tags"
+    )
+    markets_file: Path | None = Field(
+        None, description="Market table (default config/markets.toml)"
+    )
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This process's name in logs and metrics",
+    )
+    metrics_port: int = Field(0, description="Port of the Prometheus endpoint; 0 disables it")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint binds")
+    log_level: str = Field("INFO", description="Logging level")
+    batch_min: int = Field(1, description="Smallest batch the runtime reads per poll")
+    batch_max: int = Field(4000, description="Largest batch the runtime reads per poll")
+    batch_target_ms: float = Field(
+        25.0, description="Batch latency the runtime aims for when it sizes batches"
+    )
+    session_timeout_ms: int = Field(
+        6000, description="Consumer group session timeout: how fast a dead instance is noticed"
+    )
+    heartbeat_interval_ms: int = Field(1000, description="Consumer group heartbeat interval")
+    max_poll_interval_ms: int = Field(60000, description="Longest gap between polls")
+    poll_timeout_ms: int = Field(50, description="How long an idle poll waits for records")
+    gateway_host: str = Field("127.0.0.1", description="Gateway HTTP bind address")
+    gateway_port: int = Field(18080, description="Gateway HTTP port")
+    gateway_reply_timeout_ms: int = Field(
+        5000, description="How long /exchange waits for an outcome on the bus"
+    )
+    operator_token: str = Field(
+        "local-operator-token", description="Bearer token of the operator API (deposits)"
+    )
+    oracle_interval_ms: int = Field(1000, description="Oracle tick interval")
+    oracle_seed: int = Field(7, description="Seed of the simulated price source")
+    oracle_volatility_bps: int = Field(
+        10, description="Simulated source: standard deviation of one tick's move, in bps"
+    )
+    oracle_start_prices: str = Field(
+        "BTC=100000,ETH=3500,SOL=150", description="Simulated starting prices, NAME=PRICE pairs"
+    )
+
+    @cached_property
+    def markets(self) -> MarketRegistry:
+        return load_markets(self.markets_file)
+
+    @cached_property
+    def topics(self) -> Topics:
+        return Topics(self.namespace)
+
+    def group_id(self, service: str) -> str:
+        return f"{self.namespace}{service}"
+
+
+def main() -> None:
+    for name, field in Settings.model_fields.items():
+        print(f"EXCHANGE_{name.upper():28} {field.description} (default: {field.default!r})")
+
+
+if __name__ == "__main__":
+    main()

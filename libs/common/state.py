@@ -1,0 +1,58 @@
+"""Schemas of the hot state that services keep in Redis and the gateway reads.
+
+Risk writes these per account into its partition's state hash (field ``a:<address>``),
+and the market's mark into every partition (field ``m:<market>``); the gateway decodes
+them to answer ``/info`` without touching the state machines. Units as in schemas.py.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+ACCOUNT_PREFIX = "a:"
+MARK_PREFIX = "m:"
+
+
+class PositionState(msgspec.Struct, kw_only=True):
+    """A position: signed size in lots and its exact cost basis in micro-USDC."""
+
+    market: str
+    szi: int = 0
+    entry_ntl: int = 0
+    leverage: int = 0
+    realized_pnl: int = 0
+
+
+class OpenOrderState(msgspec.Struct, kw_only=True):
+    """An order risk accepted and the margin it holds while it rests."""
+
+    oid: int
+    market: str
+    is_buy: bool
+    px: int
+    sz: int
+    orig_sz: int
+    hold: int
+    reduce_only: bool = False
+    cloid: str | None = None
+    ts: int = 0
+
+
+class AccountState(msgspec.Struct, kw_only=True):
+    address: str
+    collateral: int = 0
+    positions: dict[str, PositionState] = msgspec.field(default_factory=dict)
+    orders: dict[int, OpenOrderState] = msgspec.field(default_factory=dict)
+    liquidating: bool = False
+    updated: int = 0
+
+    @property
+    def holds(self) -> int:
+        return sum(o.hold for o in self.orders.values())
+
+
+class MarkState(msgspec.Struct, kw_only=True):
+    market: str
+    mark_px: int
+    index_px: int
+    ts: int

@@ -1,0 +1,3 @@
+from services.liquidator.service import main
+
+main()

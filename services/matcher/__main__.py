@@ -1,0 +1,3 @@
+from services.matcher.service import main
+
+main()

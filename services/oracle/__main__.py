@@ -1,0 +1,3 @@
+from services.oracle.service import main
+
+main()
