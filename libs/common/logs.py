@@ -11,6 +11,7 @@ import msgspec
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 _JSON = msgspec.json.Encoder()
+_PLAIN = (int, str, bool, float, type(None), list, tuple, dict)
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,7 +32,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
-                doc[key] = value if isinstance(value, (int, str, bool, type(None))) else str(value)
+                doc[key] = value if isinstance(value, _PLAIN) else str(value)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return _JSON.encode(doc).decode()

@@ -23,6 +23,8 @@ class Record:
     id: str
     value: Any
     raw: bytes
+    topic: str = ""
+    timestamp: int = 0
 
 
 async def produce(
@@ -94,6 +96,8 @@ async def read_topic(
                             headers.get("id", b"").decode(),
                             value,
                             r.value or b"",
+                            r.topic,
+                            r.timestamp,
                         )
                     )
                     last_new = time.monotonic()

@@ -38,6 +38,29 @@ log = logging.getLogger(__name__)
 ID_HEADER = "id"
 
 
+def emit_dead_letter(
+    ctx: Context,
+    input_topic: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    payload: bytes,
+    error: str,
+) -> None:
+    """Send an input record that cannot be applied to the dead-letter topic, in the
+    batch's transaction, with its bytes and the reason."""
+    letter = DeadLetter(
+        ts=timestamp,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        error=error[:2000],
+        payload=payload,
+    )
+    ctx.emit(DEAD_LETTERS, input_topic, letter)
+
+
 class PartitionWorker:
     """One owned input partition: its core, its producer and its replay boundary."""
 
@@ -105,15 +128,16 @@ class PartitionWorker:
                 extra={"reason": reason},
             )
             metrics.DEAD_LETTERS.labels(proc.service, proc.input_topic, reason).inc()
-        letter = DeadLetter(
-            ts=record.timestamp,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error=f"{reason}: {error}"[:2000],
-            payload=record.value or b"",
+        emit_dead_letter(
+            ctx,
+            proc.input_topic,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp,
+            record.value or b"",
+            f"{reason}: {error}",
         )
-        ctx.emit(DEAD_LETTERS, proc.input_topic, letter)
 
     async def _commit(self, outputs: list[Output], next_offset: int) -> None:
         proc = self.processor
@@ -203,14 +227,21 @@ class Processor:
                     await self._open(tp)
                 else:  # kept across the rebalance: continue exactly where we are
                     self.consumer.seek(tp, worker.position)
-            metrics.PARTITIONS_OWNED.labels(self.service).set(len(self.workers))
+            self._owned("assigned")
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
             self._epoch += 1
             for tp in sorted(revoked):
                 await self._close(tp)
-            metrics.PARTITIONS_OWNED.labels(self.service).set(len(self.workers))
+            self._owned("revoked")
+
+    def _owned(self, event: str) -> None:
+        owned = sorted(tp.partition for tp in self.workers)
+        metrics.PARTITIONS_OWNED.labels(self.service).set(len(owned))
+        log.info(
+            "%s: now own partitions %s", event, owned, extra={"event": event, "partitions": owned}
+        )
 
     async def _open(self, tp: TopicPartition) -> None:
         """Fence the previous owner, then load state at R and replay up to C."""
@@ -240,11 +271,15 @@ class Processor:
         self.consumer.seek(tp, stored)
         self.consumer.resume(tp)
         log.info(
-            "partition %s assigned: state at %d, replaying to %d",
+            "partition %s opened: state at %d, replaying to %d",
             tp,
             stored,
             committed,
-            extra={"partition": tp.partition},
+            extra={
+                "partition": tp.partition,
+                "state_offset": stored,
+                "committed_offset": committed,
+            },
         )
 
     async def _close(self, tp: TopicPartition) -> None:

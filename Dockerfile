@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# One image for every service; the command picks the service:
+#   docker run IMAGE python -m services.risk        (gateway, matcher, risk, oracle, liquidator)
+#   docker run IMAGE python -m libs.common.admin create-topics
+# Configuration is the EXCHANGE_* environment only; the default command prints it.
+
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+
+WORKDIR /src
+# Runtime dependencies first, pinned by the lock, so a code change does not reinstall them.
+COPY pyproject.toml requirements.lock ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.in \
+    && pip install -c requirements.lock -r /tmp/requirements.in
+
+COPY . .
+RUN pip install -c requirements.lock .
+
+
+FROM python:3.11-slim AS runtime
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    EXCHANGE_MARKETS_FILE=/app/config/markets.toml \
+    EXCHANGE_METRICS_HOST=0.0.0.0 \
+    EXCHANGE_GATEWAY_HOST=0.0.0.0
+
+RUN groupadd --system --gid 10001 exchange \
+    && useradd --system --uid 10001 --gid exchange --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin exchange
+
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# The services run from the source tree in /app, where config/markets.toml lives. It stays
+# owned by root, read-only to the service user, and is compiled once here.
+COPY . /app
+RUN python -m compileall -q /app
+
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+
+CMD ["python", "-m", "libs.common.settings"]

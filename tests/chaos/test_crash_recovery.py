@@ -1,0 +1,196 @@
+"""Crash safety, proven against real Kafka and Redis with the risk service as a process.
+
+The truth is a reference run: the recorded input log applied to fresh cores in-process.
+After SIGKILLs at random points, and after a failover between two instances, a
+read_committed consumer must see exactly the reference outputs (each once, in order per
+source partition) and Redis must hold exactly the reference state at the log's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from libs.common import topics
+from libs.common.runtime import SnapshotStore
+from libs.common.settings import Settings
+from tests.support.bus import produce, read_topic
+from tests.support.procs import ServiceProcess
+from tests.support.workload import Reference, reference_run, risk_workload
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+OUTPUT_TOPICS = (topics.ACCOUNT_EVENTS, topics.MATCHER_IN, topics.LIQUIDATIONS, topics.DEAD_LETTERS)
+
+
+async def feed(settings: Settings, items: list, chunk: int = 0, pause_s: float = 0.0) -> None:
+    """Produce the workload in order, optionally in chunks with pauses (a live stream)."""
+    step = chunk or len(items)
+    for start in range(0, len(items), step):
+        part = items[start : start + step]
+        groups: dict[int | None, list] = defaultdict(list)
+        for key, message, partition in part:
+            groups[partition].append((key, message))
+        for partition, pairs in groups.items():
+            await produce(settings, topics.RISK_IN, pairs, partition=partition)
+        if pause_s:
+            await asyncio.sleep(pause_s)
+
+
+async def progress(settings: Settings, redis: aioredis.Redis) -> dict[int, int]:
+    store = SnapshotStore(redis, settings.namespace, "risk")
+    return {
+        p: await store.stored_offset(p) for p in range(settings.topics.partitions(topics.RISK_IN))
+    }
+
+
+async def wait_done(
+    settings: Settings,
+    redis: aioredis.Redis,
+    ref: Reference,
+    procs: list[ServiceProcess],
+    timeout_s: float = 120.0,
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        done = await progress(settings, redis)
+        if all(done.get(p, 0) >= end for p, end in ref.offsets.items()):
+            return
+        for proc in procs:
+            assert proc.alive(), f"{proc.name} died:\n{proc.tail()}"
+        assert asyncio.get_running_loop().time() < deadline, f"stuck at {done} of {ref.offsets}"
+        await asyncio.sleep(0.2)
+
+
+async def assert_matches_reference(
+    settings: Settings, redis: aioredis.Redis, ref: Reference
+) -> None:
+    seen = []
+    for topic in OUTPUT_TOPICS:
+        seen.extend(await read_topic(settings, topic, decode=False, quiet_s=1.0, timeout_s=60))
+    counts = Counter(r.id for r in seen)
+    doubled = [i for i, n in counts.items() if n > 1]
+    assert not doubled, f"{len(doubled)} outputs seen more than once, e.g. {doubled[:3]}"
+    missing = set(ref.outputs) - set(counts)
+    extra = set(counts) - set(ref.outputs)
+    assert not missing and not extra, f"missing {len(missing)}, unexpected {len(extra)}"
+    for r in seen:
+        if r.raw != ref.outputs[r.id][1]:
+            got = msgspec.msgpack.decode(r.raw)
+            want = msgspec.msgpack.decode(ref.outputs[r.id][1])
+            raise AssertionError(f"output {r.id} differs from the reference:\n{got}\n{want}")
+    # Order: per output partition, the outputs of each source partition keep their order.
+    sequences: dict[tuple[str, int, int], list[str]] = defaultdict(list)
+    for r in seen:
+        source = int(r.id.split("/")[-3])
+        sequences[(r.topic, r.partition, source)].append(r.id)
+    assert dict(sequences) == ref.sequences
+    store = SnapshotStore(redis, settings.namespace, "risk")
+    for p, expected in ref.state.items():
+        offset, state = await store.load(p)
+        assert offset == ref.offsets[p]
+        assert state == expected, f"Redis state of partition {p} differs from the reference"
+
+
+async def recorded_reference(settings: Settings, count: int) -> Reference:
+    inputs = await read_topic(settings, topics.RISK_IN, decode=False, expect=count, quiet_s=0.5)
+    assert len(inputs) == count
+    return reference_run(settings, settings.markets, inputs)
+
+
+def replays_in(log: Path) -> list[tuple[int, int]]:
+    """(state offset, committed offset) of every assignment that had to replay."""
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if "state_offset" in doc and doc["committed_offset"] > doc["state_offset"]:
+            out.append((doc["state_offset"], doc["committed_offset"]))
+    return out
+
+
+async def test_sigkill_mid_stream_loses_and_doubles_nothing(
+    stack: object, settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    items = risk_workload(seed=11, count=6000)
+    await feed(settings, items)
+    ref = await recorded_reference(settings, len(items))
+    total = sum(ref.offsets.values())
+    # Small batches make the run long enough to be killed many times mid-stream.
+    risk = ServiceProcess("risk", settings, tmp_path / "logs", batch_max=40, batch_min=1)
+    rng = random.Random(5)
+    targets = sorted(rng.uniform(0.05, 0.95) * total for _ in range(5))
+    kills: list[int] = []
+    risk.start()
+    try:
+        for target in targets:
+            while sum((await progress(settings, redis_client)).values()) < target:
+                assert risk.alive(), risk.tail()
+                await asyncio.sleep(0.02)
+            risk.kill()
+            kills.append(sum((await progress(settings, redis_client)).values()))
+            risk.start()
+        await wait_done(settings, redis_client, ref, [risk])
+    finally:
+        risk.stop()
+    assert len(kills) == 5 and all(0 < k < total for k in kills), kills
+    assert kills == sorted(kills) and len(set(kills)) == 5, f"each kill after new progress: {kills}"
+    await assert_matches_reference(settings, redis_client, ref)
+    print(f"killed at {kills} of {total} records; replays {replays_in(risk.log_path)}")
+
+
+async def test_failover_moves_partitions_with_state(
+    stack: object, settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    items = risk_workload(seed=23, count=4000)
+    first, rest = items[:1500], items[1500:]
+    a = ServiceProcess("risk", settings, tmp_path / "a", batch_max=100)
+    b = ServiceProcess("risk", settings, tmp_path / "b", batch_max=100)
+    a.start()
+    b.start()
+    try:
+        await feed(settings, first, chunk=150, pause_s=0.1)
+        owned_by_a, owned_by_b = await shared_between(a.log_path, b.log_path)
+        a.kill()
+        await feed(settings, rest, chunk=250, pause_s=0.05)
+        ref = await recorded_reference(settings, len(items))
+        await wait_done(settings, redis_client, ref, [b])
+        assert owned_partitions(b.log_path) == {0, 1, 2, 3}, "b must take over a's partitions"
+    finally:
+        a.stop()
+        b.stop()
+    await assert_matches_reference(settings, redis_client, ref)
+
+
+def owned_partitions(log: Path) -> set[int]:
+    """Partitions an instance owns now, from its last assignment event."""
+    owned: set[int] = set()
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if doc.get("event") in ("assigned", "revoked"):
+                owned = set(doc["partitions"])
+    return owned
+
+
+async def shared_between(a: Path, b: Path, timeout_s: float = 30.0) -> tuple[set[int], set[int]]:
+    """Wait until two instances split the four partitions between them."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        pa, pb = owned_partitions(a), owned_partitions(b)
+        if pa and pb and pa | pb == {0, 1, 2, 3} and not pa & pb:
+            return pa, pb
+        assert asyncio.get_running_loop().time() < deadline, f"no split: a={pa} b={pb}"
+        await asyncio.sleep(0.1)

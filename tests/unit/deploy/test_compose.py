@@ -1,0 +1,263 @@
+"""docker-compose.yml and the Dockerfile, checked for what an operator relies on.
+
+No Docker engine runs here: the files are parsed, never started.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from libs.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+SERVICES = ("gateway", "matcher", "risk", "oracle", "liquidator")
+EXCHANGE_VARIABLE = re.compile(r"\bEXCHANGE_[A-Z0-9_]+")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
+    services = compose["services"]
+    assert name in services, f"docker-compose.yml has no service {name!r}"
+    spec: dict[str, Any] = services[name]
+    return spec
+
+
+def argv(command: str | list[Any]) -> list[str]:
+    """A compose command or healthcheck test as the argument list it runs."""
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def environment(spec: dict[str, Any]) -> dict[str, str]:
+    """A service's environment in either compose spelling, values as the process sees them."""
+    env = spec.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: _env_value(value) for key, value in env.items()}
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def named_volume_at(compose: dict[str, Any], spec: dict[str, Any], target: str) -> str:
+    """The top-level named volume mounted at ``target``; fails if it is a bind mount or absent."""
+    for mount in spec.get("volumes", []):
+        if isinstance(mount, str):
+            source, _, rest = mount.partition(":")
+            mounted_at = rest.split(":")[0]
+        else:
+            source, mounted_at = mount.get("source", ""), mount.get("target", "")
+        if mounted_at == target:
+            assert source in (compose.get("volumes") or {}), f"{source!r} is not a named volume"
+            return source
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def healthcheck_text(spec: dict[str, Any]) -> str:
+    check = spec.get("healthcheck")
+    assert check, "no healthcheck"
+    assert not check.get("disable", False)
+    test = argv(check["test"])
+    assert test[0] in ("CMD", "CMD-SHELL"), test
+    return " ".join(test[1:])
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_runs_its_module_from_the_project_image(
+    compose: dict[str, Any], name: str
+) -> None:
+    spec = service(compose, name)
+    assert argv(spec["command"]) == ["python", "-m", f"services.{name}"]
+    build = spec["build"]
+    if isinstance(build, str):
+        build = {"context": build}
+    dockerfile = COMPOSE_FILE.parent / build["context"] / build.get("dockerfile", "Dockerfile")
+    assert dockerfile.resolve() == DOCKERFILE
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_restarts_and_starts_after_kafka_redis_and_topics(
+    compose: dict[str, Any], name: str
+) -> None:
+    spec = service(compose, name)
+    assert spec["restart"] == "unless-stopped"
+    conditions = {dep: cfg["condition"] for dep, cfg in spec["depends_on"].items()}
+    assert conditions == {
+        "kafka": "service_healthy",
+        "redis": "service_healthy",
+        "topics": "service_completed_successfully",
+    }
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_healthcheck_probes_the_port_it_serves(
+    compose: dict[str, Any], name: str
+) -> None:
+    spec = service(compose, name)
+    env = environment(spec)
+    probe = healthcheck_text(spec)
+    if name == "gateway":
+        assert f"127.0.0.1:{env['EXCHANGE_GATEWAY_PORT']}/health" in probe
+    else:
+        assert f"127.0.0.1:{env['EXCHANGE_METRICS_PORT']}/metrics" in probe
+
+
+def test_metrics_ports_are_distinct_and_reachable_from_other_containers(
+    compose: dict[str, Any],
+) -> None:
+    ports = {}
+    for name in SERVICES:
+        env = environment(service(compose, name))
+        assert env.get("EXCHANGE_METRICS_HOST") == "0.0.0.0", name
+        ports[name] = int(env["EXCHANGE_METRICS_PORT"])
+    assert all(port > 0 for port in ports.values()), ports
+    assert len(set(ports.values())) == len(SERVICES), ports
+
+
+def test_gateway_listens_on_all_interfaces_and_is_published_on_18080(
+    compose: dict[str, Any],
+) -> None:
+    spec = service(compose, "gateway")
+    env = environment(spec)
+    assert env["EXCHANGE_GATEWAY_HOST"] == "0.0.0.0"
+    published = [str(p) for p in spec["ports"]]
+    assert f"18080:{env['EXCHANGE_GATEWAY_PORT']}" in published
+
+
+def test_services_reach_the_advertised_broker_and_the_redis_service(
+    compose: dict[str, Any],
+) -> None:
+    advertised = environment(service(compose, "kafka"))["KAFKA_ADVERTISED_LISTENERS"]
+    broker_addresses = {listener.split("://", 1)[1] for listener in advertised.split(",")}
+    for name in (*SERVICES, "topics"):
+        env = environment(service(compose, name))
+        assert env["EXCHANGE_KAFKA_BOOTSTRAP"] in broker_addresses, name
+    for name in SERVICES:
+        assert environment(service(compose, name))["EXCHANGE_REDIS_URL"].startswith(
+            "redis://redis:6379/"
+        ), name
+
+
+def test_topics_job_creates_topics_once_kafka_is_healthy(compose: dict[str, Any]) -> None:
+    spec = service(compose, "topics")
+    assert argv(spec["command"]) == ["python", "-m", "libs.common.admin", "create-topics"]
+    assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # A one-shot job: restarting it would keep "completed successfully" from ever holding.
+    assert spec.get("restart", "no") == "no"
+    assert spec["image"] == service(compose, "risk")["image"]
+
+
+def test_kafka_is_a_single_kraft_node_from_the_official_4x_image(compose: dict[str, Any]) -> None:
+    spec = service(compose, "kafka")
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", spec["image"])
+    env = environment(spec)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["CLUSTER_ID"]
+    node_id = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{node_id}@")
+    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    assert named_volume_at(compose, spec, env["KAFKA_LOG_DIRS"])
+    assert "kafka-broker-api-versions.sh" in healthcheck_text(spec)
+
+
+def test_redis_keeps_an_append_only_file_on_a_named_volume(compose: dict[str, Any]) -> None:
+    spec = service(compose, "redis")
+    assert re.fullmatch(r"redis:7\.\d+(\.\d+)?", spec["image"])
+    command = argv(spec["command"])
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert named_volume_at(compose, spec, "/data")
+    assert healthcheck_text(spec) == "redis-cli ping"
+
+
+def test_every_exchange_variable_is_a_real_setting() -> None:
+    settings = {f"EXCHANGE_{name.upper()}" for name in Settings.model_fields}
+    used = set(EXCHANGE_VARIABLE.findall(COMPOSE_FILE.read_text()))
+    used |= set(EXCHANGE_VARIABLE.findall(DOCKERFILE.read_text()))
+    assert used, "no EXCHANGE_* variable found"
+    assert used <= settings, f"not settings: {sorted(used - settings)}"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    lines = [
+        line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")
+    ]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, arguments = line.strip().partition(" ")
+            instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def test_image_runs_as_non_root_from_app_without_a_default_service() -> None:
+    instructions = dockerfile_instructions()
+    bases = [args.split()[0] for keyword, args in instructions if keyword == "FROM"]
+    assert bases and all(base == "python:3.11-slim" for base in bases), bases
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    final = instructions[last_from:]
+    users = [args for keyword, args in final if keyword == "USER"]
+    assert users, "the final stage sets no USER and so runs as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert [args for keyword, args in final if keyword == "WORKDIR"][-1] == "/app"
+    commands = [args for keyword, args in final if keyword in ("CMD", "ENTRYPOINT")]
+    assert not any("services." in command for command in commands), commands
+
+
+def test_image_installs_the_project_with_the_pinned_lock() -> None:
+    installs = [
+        args
+        for keyword, args in dockerfile_instructions()
+        if keyword == "RUN" and "pip install" in args
+    ]
+    assert installs
+    assert all("-c requirements.lock" in install for install in installs), installs
+    assert any(re.search(r"-c requirements\.lock \.(\s|$)", install) for install in installs)
+
+
+def test_build_context_keeps_the_source_and_drops_local_state() -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, pattern.lstrip("/")) for pattern in patterns)
+
+    for needed in (
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",
+        "config",
+        "libs",
+        "services",
+    ):
+        assert not ignored(needed), needed
+    for local in (".venv", ".git", ".cache", ".run"):
+        assert ignored(local), local
