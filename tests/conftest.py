@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from libs.common.admin import ensure_topics
 from libs.common.settings import Settings
-from tests.support.stack import LocalStack, free_ports
+from libs.localstack import LocalStack, free_ports
 
 _STARTED: list[LocalStack] = []
 

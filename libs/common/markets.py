@@ -58,7 +58,7 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
         quantum = Decimal(1).scaleb(max(exponent, -self.px_decimals))
         if exponent >= 0 and value >= 10**MAX_SIG_FIGS:
             quantum = Decimal(1)  # whole prices are always allowed
-        return int(value.quantize(quantum).scaleb(self.px_decimals))
+        return max(1, int(value.quantize(quantum).scaleb(self.px_decimals)))
 
     def size_units(self, text: str | Decimal) -> int:
         """Decimal size string to lots; rejects sizes finer than the lot."""

@@ -8,11 +8,12 @@ in micro-USDC is exactly ``price * size`` with no rescaling and no rounding.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 
 USD_DECIMALS = 6
 USD_SCALE = 10**USD_DECIMALS
 MAX_SIG_FIGS = 5
+MAX_MAGNITUDE = 30  # no amount, price or size on this venue has 30 digits either side
 
 
 class UnitError(ValueError):
@@ -35,7 +36,11 @@ def parse_decimal(text: str | int | Decimal) -> Decimal:
 def to_units(text: str | int | Decimal, decimals: int, *, what: str = "value") -> int:
     """Convert a decimal string to an integer count of ``10**-decimals`` units, exactly."""
     value = parse_decimal(text)
-    scaled = value.scaleb(decimals)
+    if abs(value.adjusted()) > MAX_MAGNITUDE:
+        raise UnitError(f"{what} {text} is out of range")
+    with localcontext() as ctx:
+        ctx.prec = 2 * MAX_MAGNITUDE + 2 * decimals  # exact: no rounding can hide a tail
+        scaled = value.scaleb(decimals)
     if scaled != scaled.to_integral_value():
         raise UnitError(f"{what} {text} has more than {decimals} decimals")
     return int(scaled)
@@ -61,6 +66,8 @@ def format_ratio(numerator: int, denominator: int, decimals: int) -> str:
         return "0.0"
     value = (Decimal(numerator) / Decimal(denominator)).scaleb(-decimals)
     value = value.quantize(Decimal(1).scaleb(-WIRE_DECIMALS))
+    if value.is_zero():
+        return "0"
     return format(value.normalize(), "f")
 
 

@@ -29,19 +29,19 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 # ---------------------------------------------------------------- risk.in
 
 
-class Deposit(Message, tag="deposit.v1"):
+class Deposit(Message, frozen=True, tag="deposit.v1"):
     account: str
     usd: int
     req_id: str = ""
 
 
-class Withdraw(Message, tag="withdraw.v1"):
+class Withdraw(Message, frozen=True, tag="withdraw.v1"):
     account: str
     usd: int
     req_id: str = ""
 
 
-class PlaceOrder(Message, tag="place_order.v1"):
+class PlaceOrder(Message, frozen=True, tag="place_order.v1"):
     """A user's order as validated by the gateway (units already checked)."""
 
     account: str
@@ -55,14 +55,14 @@ class PlaceOrder(Message, tag="place_order.v1"):
     req_id: str = ""
 
 
-class CancelOrder(Message, tag="cancel_order.v1"):
+class CancelOrder(Message, frozen=True, tag="cancel_order.v1"):
     account: str
     market: str
     oid: int
     req_id: str = ""
 
 
-class FillLeg(Message, tag="fill_leg.v1"):
+class FillLeg(Message, frozen=True, tag="fill_leg.v1"):
     """One side of a trade, from the matcher to the account's risk partition."""
 
     account: str
@@ -76,7 +76,7 @@ class FillLeg(Message, tag="fill_leg.v1"):
     order_closed: bool
 
 
-class OrderResult(Message, tag="order_result.v1"):
+class OrderResult(Message, frozen=True, tag="order_result.v1"):
     """The matcher's outcome for an order: resting, filled, or closed with a reason."""
 
     account: str
@@ -91,7 +91,7 @@ class OrderResult(Message, tag="order_result.v1"):
     cloid: str | None = None
 
 
-class MarkUpdate(Message, tag="mark_update.v1"):
+class MarkUpdate(Message, frozen=True, tag="mark_update.v1"):
     """The mark price, broadcast by the market's matcher to every risk partition."""
 
     market: str
@@ -105,7 +105,7 @@ RiskIn = Deposit | Withdraw | PlaceOrder | CancelOrder | FillLeg | OrderResult |
 # ---------------------------------------------------------------- matcher.in
 
 
-class NewOrder(Message, tag="new_order.v1"):
+class NewOrder(Message, frozen=True, tag="new_order.v1"):
     """An order risk accepted (its hold is reserved), for the market's book."""
 
     oid: int
@@ -120,14 +120,14 @@ class NewOrder(Message, tag="new_order.v1"):
     req_id: str = ""
 
 
-class CancelRequest(Message, tag="cancel_request.v1"):
+class CancelRequest(Message, frozen=True, tag="cancel_request.v1"):
     oid: int
     account: str
     market: str
     req_id: str = ""
 
 
-class IndexTick(Message, tag="index_tick.v1"):
+class IndexTick(Message, frozen=True, tag="index_tick.v1"):
     """The oracle's index price for a market."""
 
     market: str
@@ -140,7 +140,7 @@ MatcherIn = NewOrder | CancelRequest | IndexTick
 # ---------------------------------------------------------------- account.events
 
 
-class OrderUpdate(Message, tag="order_update.v1"):
+class OrderUpdate(Message, frozen=True, tag="order_update.v1"):
     """What a client sees of its order: the API status plus the request it answers."""
 
     account: str
@@ -155,7 +155,7 @@ class OrderUpdate(Message, tag="order_update.v1"):
     cloid: str | None = None
 
 
-class AccountFill(Message, tag="account_fill.v1"):
+class AccountFill(Message, frozen=True, tag="account_fill.v1"):
     account: str
     market: str
     oid: int
@@ -169,7 +169,7 @@ class AccountFill(Message, tag="account_fill.v1"):
     start_position: int
 
 
-class BalanceUpdate(Message, tag="balance_update.v1"):
+class BalanceUpdate(Message, frozen=True, tag="balance_update.v1"):
     account: str
     collateral: int
     delta: int
@@ -184,7 +184,7 @@ AccountEvent = OrderUpdate | AccountFill | BalanceUpdate
 # ---------------------------------------------------------------- market.events
 
 
-class Trade(Message, tag="trade.v1"):
+class Trade(Message, frozen=True, tag="trade.v1"):
     market: str
     px: int
     sz: int
@@ -194,7 +194,7 @@ class Trade(Message, tag="trade.v1"):
     tid: int
 
 
-class MarkPrice(Message, tag="mark_price.v1"):
+class MarkPrice(Message, frozen=True, tag="mark_price.v1"):
     market: str
     mark_px: int
     index_px: int
@@ -206,7 +206,7 @@ MarketEvent = Trade | MarkPrice
 # ---------------------------------------------------------------- oracle.prices
 
 
-class OraclePrice(Message, tag="oracle_price.v1"):
+class OraclePrice(Message, frozen=True, tag="oracle_price.v1"):
     market: str
     px: int
     status: str
@@ -216,7 +216,7 @@ class OraclePrice(Message, tag="oracle_price.v1"):
 # ---------------------------------------------------------------- liquidations, audit
 
 
-class LiquidationTrigger(Message, tag="liquidation_trigger.v1"):
+class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
     """Risk found an account below maintenance: equity and requirement in micro-USDC."""
 
     account: str
@@ -224,7 +224,7 @@ class LiquidationTrigger(Message, tag="liquidation_trigger.v1"):
     maintenance: int
 
 
-class LiquidationStep(Message, tag="liquidation_step.v1"):
+class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     account: str
     stage: str
     detail: str
@@ -233,7 +233,7 @@ class LiquidationStep(Message, tag="liquidation_step.v1"):
 # ---------------------------------------------------------------- dead letters
 
 
-class DeadLetter(Message, tag="dead_letter.v1"):
+class DeadLetter(Message, frozen=True, tag="dead_letter.v1"):
     """An input record that could not be decoded or applied, kept with its bytes."""
 
     topic: str

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_ms: int = Field(1000, description="Consumer group heartbeat interval")
     max_poll_interval_ms: int = Field(60000, description="Longest gap between polls")
+    txn_retry_backoff_ms: int = Field(
+        2, description="Producer retry backoff, mostly paid between back-to-back transactions"
+    )
     poll_timeout_ms: int = Field(50, description="How long an idle poll waits for records")
     gateway_host: str = Field("127.0.0.1", description="Gateway HTTP bind address")
     gateway_port: int = Field(18080, description="Gateway HTTP port")

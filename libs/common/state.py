@@ -33,6 +33,7 @@ class OpenOrderState(msgspec.Struct, kw_only=True):
     sz: int
     orig_sz: int
     hold: int
+    filled_ntl: int = 0
     reduce_only: bool = False
     cloid: str | None = None
     ts: int = 0

@@ -131,4 +131,4 @@ class Topics:
 
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partition for a key (murmur2, positive, modulo the count)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

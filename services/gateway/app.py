@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -121,7 +121,7 @@ class Gateway:
     async def _account(self, user: str) -> tuple[AccountState | None, dict[str, int]]:
         key = self.risk_state.state_key(self._partition(user))
         fields = [ACCOUNT_PREFIX + user] + [MARK_PREFIX + m for m in self.markets.names]
-        raw = await self.redis.hmget(key, fields)
+        raw = cast(list[bytes | None], await self.redis.hmget(key, fields))
         account = _ACCOUNT.decode(raw[0]) if raw[0] else None
         marks = {}
         for blob in raw[1:]:

@@ -24,8 +24,8 @@ def clearinghouse_state(
             continue
         spec = markets.by_name(name)
         size = abs(pos.szi)
-        mark = marks.get(name) or div_ceil(pos.entry_ntl, size)
-        value = size * mark
+        mark = marks.get(name)
+        value = size * mark if mark else pos.entry_ntl  # no mark yet: valued at cost
         upnl = value - pos.entry_ntl if pos.szi > 0 else pos.entry_ntl - value
         leverage = pos.leverage or spec.default_leverage
         used = div_ceil(value, leverage)
@@ -53,7 +53,7 @@ def clearinghouse_state(
                 },
             }
         )
-    withdrawable = max(0, equity - max(margin_used, total_ntl // 10) - holds)
+    withdrawable = max(0, equity - max(margin_used, div_ceil(total_ntl, 10)) - holds)
     summary = {
         "accountValue": format_usd(equity),
         "totalNtlPos": format_usd(total_ntl),

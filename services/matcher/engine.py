@@ -141,11 +141,12 @@ class MatcherCore:
             return
         if msg.tif == "Alo" and book.would_cross(msg.is_buy, msg.px):
             best = book.best_ask() if msg.is_buy else book.best_bid()
+            bbo = self.markets.by_name(msg.market).format_price(best or 0)
             self._reject(
                 msg,
                 ctx,
                 "badAloPxRejected",
-                f"Post only order would have immediately matched, bbo was {best}. asset={st.asset}",
+                f"Post only order would have immediately matched, bbo was {bbo}. asset={st.asset}",
             )
             return
         self._dirty[msg.market] = None

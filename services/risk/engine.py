@@ -296,7 +296,11 @@ class RiskCore:
         if pos.szi == 0 and not pos.leverage:
             del acct.positions[msg.market]
         order = acct.orders.get(msg.oid)
+        order_filled_sz, order_filled_ntl = msg.sz, notional
         if order is not None:
+            order.filled_ntl += notional
+            order_filled_sz = order.orig_sz - order.sz + msg.sz
+            order_filled_ntl = order.filled_ntl
             if msg.order_closed or msg.sz >= order.sz:
                 del acct.orders[msg.oid]
             else:
@@ -333,7 +337,8 @@ class RiskCore:
                     market=msg.market,
                     oid=msg.oid,
                     status="filled",
-                    filled_sz=msg.sz,
+                    filled_sz=order_filled_sz,
+                    filled_ntl=order_filled_ntl,
                 ),
             )
 

@@ -48,10 +48,11 @@ class MarginView:
             if pos.szi == 0:
                 continue
             spec = markets.by_name(market)
-            mark = marks.get(market) or div_ceil(pos.entry_ntl, abs(pos.szi))
-            notional = abs(pos.szi) * mark
+            mark = marks.get(market)
+            # Without a mark yet, a position is worth its cost: no gain, no loss.
+            notional = abs(pos.szi) * mark if mark else pos.entry_ntl
             self.notional += notional
-            self.equity += unrealized_pnl(pos, mark)
+            self.equity += unrealized_pnl(pos, mark) if mark else 0
             self.initial += initial_margin(notional, pos.leverage or spec.default_leverage)
             self.maintenance += maintenance_margin(notional, spec)
         self.holds = account.holds
@@ -63,5 +64,5 @@ class MarginView:
 
     @property
     def withdrawable(self) -> int:
-        floor = max(self.initial, self.notional // 10)
+        floor = max(self.initial, div_ceil(self.notional, 10))
         return max(0, self.equity - floor - self.holds)

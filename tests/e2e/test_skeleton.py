@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from libs.common.settings import Settings
+from libs.localstack import free_ports
 from sim.client import VenueClient
 from tests.support.procs import ServiceProcess, wait_http
-from tests.support.stack import free_ports
 
 pytestmark = pytest.mark.kafka
 

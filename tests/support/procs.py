@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from libs.common.settings import Settings
-from tests.support.stack import ROOT
+from libs.localstack import ROOT
 
 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.producer import sender as _aiokafka_sender
 
 from libs.common import codec, metrics
 from libs.common.runtime.batching import BatchSizer
@@ -36,6 +37,14 @@ from libs.common.topics import DEAD_LETTERS
 log = logging.getLogger(__name__)
 
 ID_HEADER = "id"
+
+
+def shorten_txn_backoff(seconds: float) -> None:
+    """After a commit the coordinator still writes the markers for about a millisecond and
+    answers the next AddPartitionsToTxn with CONCURRENT_TRANSACTIONS; aiokafka then waits a
+    fixed 20 ms (``BACKOFF_OVERRIDE``, KAFKA-5477), which would idle every back-to-back
+    batch of a partition. The constant is read at each retry, so it can be lowered here."""
+    _aiokafka_sender.BACKOFF_OVERRIDE = seconds  # type: ignore[attr-defined]
 
 
 def emit_dead_letter(
@@ -144,14 +153,7 @@ class PartitionWorker:
         producer = self.producer
         await producer.begin_transaction()
         try:
-            for out in outputs:
-                await producer.send(
-                    out.topic,
-                    value=codec.encode(out.message),
-                    key=out.key,
-                    partition=out.partition,
-                    headers=[(ID_HEADER, out.id.encode())],
-                )
+            await self._send_batched(outputs)
             await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
             await producer.commit_transaction()
         except BaseException:
@@ -161,8 +163,29 @@ class PartitionWorker:
             except Exception:  # the producer may be fenced or dead: nothing to abort
                 log.debug("abort failed on %s", self.tp, exc_info=True)
             raise
+        counts: dict[str, int] = {}
         for out in outputs:
-            metrics.MESSAGES_OUT.labels(proc.service, out.topic).inc()
+            counts[out.topic] = counts.get(out.topic, 0) + 1
+        for topic, count in counts.items():
+            metrics.MESSAGES_OUT.labels(proc.service, topic).inc(count)
+
+    async def _send_batched(self, outputs: list[Output]) -> None:
+        """Encode outputs into one record batch per (topic, partition), in output order."""
+        producer = self.producer
+        batches: dict[tuple[str, int], Any] = {}
+        for out in outputs:
+            where = (out.topic, out.partition)
+            batch = batches.get(where)
+            if batch is None:
+                batch = batches[where] = producer.create_batch()
+            value = codec.encode(out.message)
+            headers = [(ID_HEADER, out.id.encode())]
+            if batch.append(key=out.key, value=value, timestamp=None, headers=headers) is None:
+                await producer.send_batch(batch, out.topic, partition=out.partition)
+                batch = batches[where] = producer.create_batch()
+                batch.append(key=out.key, value=value, timestamp=None, headers=headers)
+        for (topic, partition), batch in batches.items():
+            await producer.send_batch(batch, topic, partition=partition)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -188,6 +211,7 @@ class Processor:
         settings: Settings,
         redis: aioredis.Redis | None = None,
     ) -> None:
+        shorten_txn_backoff(settings.txn_retry_backoff_ms / 1000)
         self.service = service
         self.input_topic = input_topic
         self.core_factory = core_factory
@@ -253,6 +277,9 @@ class Processor:
             acks="all",
             linger_ms=0,
             max_batch_size=1 << 20,
+            # The coordinator answers CONCURRENT_TRANSACTIONS while it still writes the
+            # previous commit's markers; the default 100 ms backoff would idle every batch.
+            retry_backoff_ms=self.settings.txn_retry_backoff_ms,
         )
         await producer.start()
         committed = await self.consumer.committed(tp) or 0

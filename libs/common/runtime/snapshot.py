@@ -61,9 +61,9 @@ class SnapshotStore:
                     await pipe.watch(offset_key)
                     current = await pipe.get(offset_key)
                     if current is not None and int(current) >= offset:
-                        await pipe.unwatch()
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
                         return False
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     if upserts:
                         pipe.hset(state_key, mapping=upserts)  # type: ignore[arg-type]
                     if deletes:

@@ -1,4 +1,8 @@
-"""The session's real Kafka and Redis, started by the same scripts operators use."""
+"""A private Kafka broker and Redis server for tests and benchmarks.
+
+Started and stopped by the same scripts operators use (deploy/local), on free loopback
+ports and in a directory of its own, so it never touches the local stack or its data.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +64,11 @@ class LocalStack:
         self.script("kafka.sh", "start")
         self.kafka_start_seconds = time.perf_counter() - started
         self.script("redis.sh", "start")
+
+    @classmethod
+    def private(cls, run_dir: Path) -> LocalStack:
+        kafka, controller, redis_port = free_ports(3)
+        return cls(run_dir, kafka, controller, redis_port)
 
     def stop(self) -> None:
         for name in ("redis.sh", "kafka.sh"):

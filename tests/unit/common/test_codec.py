@@ -1,0 +1,244 @@
+"""The wire codec: every message survives its topic's decoder; anything else is refused."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from libs.common import codec, topics
+from libs.common.schemas import (
+    AccountFill,
+    BalanceUpdate,
+    CancelOrder,
+    CancelRequest,
+    DeadLetter,
+    Deposit,
+    FillLeg,
+    IndexTick,
+    LiquidationStep,
+    LiquidationTrigger,
+    MarkPrice,
+    MarkUpdate,
+    Message,
+    NewOrder,
+    OraclePrice,
+    OrderResult,
+    OrderUpdate,
+    PlaceOrder,
+    Trade,
+    Withdraw,
+)
+
+ALICE = "0x" + "a1" * 20
+BOB = "0x" + "b2" * 20
+
+# One realistic message of each type, with the topic it travels on.
+SAMPLES: list[tuple[str, Message]] = [
+    (topics.RISK_IN, Deposit(ts=1, account=ALICE, usd=10_000_000_000, req_id="r1")),
+    (topics.RISK_IN, Withdraw(ts=2, account=ALICE, usd=1_500_000)),
+    (
+        topics.RISK_IN,
+        PlaceOrder(
+            ts=3,
+            account=ALICE,
+            market="BTC",
+            is_buy=True,
+            px=1_000_000,
+            sz=10_000,
+            tif="Alo",
+            reduce_only=True,
+            cloid="0x" + "00" * 15 + "01",
+            req_id="r3",
+        ),
+    ),
+    (topics.RISK_IN, CancelOrder(ts=4, account=ALICE, market="ETH", oid=4096)),
+    (
+        topics.RISK_IN,
+        FillLeg(
+            ts=5,
+            account=BOB,
+            market="BTC",
+            oid=1024,
+            is_buy=False,
+            px=1_000_000,
+            sz=10_000,
+            is_maker=True,
+            tid=7,
+            order_closed=True,
+        ),
+    ),
+    (
+        topics.RISK_IN,
+        OrderResult(
+            ts=6,
+            account=ALICE,
+            market="SOL",
+            oid=2048,
+            status="iocCancelRejected",
+            filled_sz=0,
+            resting_sz=0,
+            error="Order could not immediately match against any resting orders. asset=2",
+        ),
+    ),
+    (topics.RISK_IN, MarkUpdate(ts=7, market="BTC", mark_px=999_990, index_px=1_000_000)),
+    (
+        topics.MATCHER_IN,
+        NewOrder(
+            ts=8, oid=3072, account=BOB, market="ETH", is_buy=False, px=350_000, sz=2, tif="Ioc"
+        ),
+    ),
+    (topics.MATCHER_IN, CancelRequest(ts=9, oid=3072, account=BOB, market="ETH")),
+    (topics.MATCHER_IN, IndexTick(ts=10, market="SOL", px=1_501_200)),
+    (
+        topics.ACCOUNT_EVENTS,
+        OrderUpdate(ts=11, account=ALICE, market="BTC", oid=None, status="perpMarginRejected"),
+    ),
+    (
+        topics.ACCOUNT_EVENTS,
+        AccountFill(
+            ts=12,
+            account=ALICE,
+            market="BTC",
+            oid=1024,
+            is_buy=True,
+            px=1_000_000,
+            sz=10_000,
+            fee=1_500_000,
+            is_maker=True,
+            tid=7,
+            closed_pnl=-25_000_000,
+            start_position=-20_000,
+        ),
+    ),
+    (
+        topics.ACCOUNT_EVENTS,
+        BalanceUpdate(ts=13, account=ALICE, collateral=9_998_500_000, delta=-1, reason="withdraw"),
+    ),
+    (
+        topics.MARKET_EVENTS,
+        Trade(
+            ts=14,
+            market="BTC",
+            px=1_000_000,
+            sz=10_000,
+            taker_is_buy=False,
+            buyer=ALICE,
+            seller=BOB,
+            tid=7,
+        ),
+    ),
+    (topics.MARKET_EVENTS, MarkPrice(ts=15, market="ETH", mark_px=350_020, index_px=350_000)),
+    (
+        topics.ORACLE_PRICES,
+        OraclePrice(ts=16, market="BTC", px=1_000_000, status="valid", sources=3),
+    ),
+    (
+        topics.LIQUIDATIONS,
+        LiquidationTrigger(ts=17, account=ALICE, equity=88_500_000, maintenance=94_900_000),
+    ),
+    (
+        topics.LIQUIDATION_AUDIT,
+        LiquidationStep(ts=18, account=ALICE, stage="triggered", detail="equity=1 maintenance=2"),
+    ),
+    (
+        topics.DEAD_LETTERS,
+        DeadLetter(
+            ts=19,
+            topic="risk.in",
+            partition=3,
+            offset=41,
+            error="Expected `object`",
+            payload=b"\x00\xffgarbage",
+        ),
+    ),
+]
+
+
+def _all_message_types() -> set[type[Message]]:
+    found: set[type[Message]] = set()
+    todo = list(Message.__subclasses__())
+    while todo:
+        kind = todo.pop()
+        found.add(kind)
+        todo.extend(kind.__subclasses__())
+    return found
+
+
+def test_the_samples_cover_every_message_type() -> None:
+    assert {type(m) for _, m in SAMPLES} == _all_message_types()
+
+
+@pytest.mark.parametrize(("topic", "message"), SAMPLES, ids=lambda v: type(v).__name__)
+def test_every_message_round_trips_through_its_topics_decoder(topic: str, message: Message) -> None:
+    decoded = codec.decoder(topic).decode(codec.encode(message))
+    assert decoded == message
+    assert type(decoded) is type(message)
+
+
+@pytest.mark.parametrize(("topic", "message"), SAMPLES, ids=lambda v: type(v).__name__)
+def test_a_message_on_the_wrong_topic_is_a_decode_error(topic: str, message: Message) -> None:
+    raw = codec.encode(message)
+    for other in codec.TOPIC_SCHEMAS:
+        if other == topic:
+            continue
+        with pytest.raises(codec.DecodeError):
+            codec.decoder(other).decode(raw)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xc1", b"\x93\x01\x02\x03", b"not msgpack at all"])
+def test_garbage_is_a_decode_error(raw: bytes) -> None:
+    for topic in codec.TOPIC_SCHEMAS:
+        with pytest.raises(codec.DecodeError):
+            codec.decoder(topic).decode(raw)
+
+
+def test_the_wire_tag_carries_the_schema_version() -> None:
+    raw = codec.encode(Deposit(ts=1, account=ALICE, usd=5))
+    assert msgspec.msgpack.decode(raw)["type"] == "deposit.v1"
+
+
+def test_a_newer_writer_with_an_extra_field_is_read_by_an_older_reader() -> None:
+    raw = msgspec.msgpack.encode(
+        {"type": "deposit.v1", "ts": 1, "account": ALICE, "usd": 5, "memo": "added in v1.1"}
+    )
+    assert codec.decoder(topics.RISK_IN).decode(raw) == Deposit(ts=1, account=ALICE, usd=5)
+
+
+def test_an_older_writer_without_defaulted_fields_is_read_with_the_defaults() -> None:
+    raw = msgspec.msgpack.encode(
+        {
+            "type": "place_order.v1",
+            "ts": 1,
+            "account": ALICE,
+            "market": "BTC",
+            "is_buy": True,
+            "px": 1_000_000,
+            "sz": 10_000,
+        }
+    )
+    order = codec.decoder(topics.RISK_IN).decode(raw)
+    assert (order.tif, order.reduce_only, order.cloid, order.req_id) == ("Gtc", False, None, "")
+
+
+def test_a_missing_required_field_is_a_decode_error() -> None:
+    raw = msgspec.msgpack.encode({"type": "deposit.v1", "ts": 1, "account": ALICE})
+    with pytest.raises(codec.DecodeError, match="usd"):
+        codec.decoder(topics.RISK_IN).decode(raw)
+
+
+def test_an_unknown_time_in_force_is_a_decode_error() -> None:
+    raw = msgspec.msgpack.encode(
+        {
+            "type": "new_order.v1",
+            "ts": 1,
+            "oid": 1,
+            "account": ALICE,
+            "market": "BTC",
+            "is_buy": True,
+            "px": 1,
+            "sz": 1,
+            "tif": "Fok",
+        }
+    )
+    with pytest.raises(codec.DecodeError):
+        codec.decoder(topics.MATCHER_IN).decode(raw)

@@ -1,0 +1,668 @@
+"""Risk's core: collateral, pre-trade holds and checks, fills with fees, marks, liquidation."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from libs.common import topics
+from libs.common.markets import load_markets
+from libs.common.money import usd_to_units
+from libs.common.schemas import (
+    AccountFill,
+    BalanceUpdate,
+    CancelOrder,
+    CancelRequest,
+    Deposit,
+    FillLeg,
+    LiquidationTrigger,
+    MarkUpdate,
+    Message,
+    NewOrder,
+    OrderResult,
+    OrderUpdate,
+    PlaceOrder,
+    Tif,
+    Withdraw,
+)
+from libs.common.state import AccountState
+from libs.common.topics import partition_for
+from services.risk.engine import MAX_PARTITIONS, RiskCore
+from tests.unit.cores import Driver, comparable, of_type, only
+
+MARKETS = load_markets()
+BTC = MARKETS.by_name("BTC")
+ALICE = "0x" + "a1" * 20
+BOB = "0x" + "b2" * 20
+
+
+def usd(text: str) -> int:
+    return usd_to_units(text)
+
+
+def risk(partition: int = 0) -> Driver:
+    return Driver(RiskCore(MARKETS, partition), topics.RISK_IN, partition)
+
+
+def deposit(account: str, amount: str) -> Deposit:
+    return Deposit(ts=1, account=account, usd=usd(amount), req_id=f"dep-{account[:4]}")
+
+
+def withdraw(account: str, amount: str) -> Withdraw:
+    return Withdraw(ts=2, account=account, usd=usd(amount), req_id="wd")
+
+
+def place(
+    account: str,
+    side: str,
+    price: str,
+    size: str,
+    *,
+    tif: Tif = "Gtc",
+    reduce_only: bool = False,
+    market: str = "BTC",
+) -> PlaceOrder:
+    spec = MARKETS.by_name(market)
+    return PlaceOrder(
+        ts=3,
+        account=account,
+        market=market,
+        is_buy=side == "buy",
+        px=spec.price_units(price),
+        sz=spec.size_units(size),
+        tif=tif,
+        reduce_only=reduce_only,
+        cloid="0x01",
+        req_id="place",
+    )
+
+
+def leg(
+    account: str,
+    side: str,
+    price: str,
+    size: str,
+    *,
+    maker: bool,
+    oid: int = 99,
+    tid: int = 1,
+    closed: bool = False,
+) -> FillLeg:
+    return FillLeg(
+        ts=4,
+        account=account,
+        market="BTC",
+        oid=oid,
+        is_buy=side == "buy",
+        px=BTC.price_units(price),
+        sz=BTC.size_units(size),
+        is_maker=maker,
+        tid=tid,
+        order_closed=closed,
+    )
+
+
+def mark(price: str, market: str = "BTC") -> MarkUpdate:
+    px = MARKETS.by_name(market).price_units(price)
+    return MarkUpdate(ts=5, market=market, mark_px=px, index_px=px)
+
+
+def result(account: str, oid: int, status: str, filled: int = 0, resting: int = 0) -> OrderResult:
+    return OrderResult(
+        ts=6,
+        account=account,
+        market="BTC",
+        oid=oid,
+        status=status,
+        filled_sz=filled,
+        resting_sz=resting,
+    )
+
+
+def account(driver: Driver, address: str) -> AccountState:
+    core: RiskCore = driver.core  # type: ignore[assignment]
+    return core.accounts[address]
+
+
+def fees(driver: Driver) -> int:
+    core: RiskCore = driver.core  # type: ignore[assignment]
+    return core.venue.fees
+
+
+def placed_oid(driver: Driver, order: PlaceOrder) -> int:
+    """Place an order that must be accepted; returns its oid."""
+    new = only(driver.send(order), NewOrder)
+    return new.oid
+
+
+# ------------------------------------------------------------------ deposits, withdrawals
+
+
+def test_a_deposit_credits_collateral_and_answers_the_request() -> None:
+    r = risk()
+    (out,) = r.send(deposit(ALICE, "10000"))
+    assert (out.topic, out.partition) == ("account.events", partition_for(ALICE, 4))
+    assert out.message == BalanceUpdate(
+        ts=1,
+        account=ALICE,
+        collateral=usd("10000"),
+        delta=usd("10000"),
+        reason="deposit",
+        req_id="dep-0xa1",
+    )
+    update = only(r.send(deposit(ALICE, "0.5")), BalanceUpdate)
+    assert update.collateral == usd("10000.5")
+
+
+def test_a_non_positive_deposit_is_refused_and_opens_no_account() -> None:
+    r = risk()
+    update = only(r.send(Deposit(ts=1, account=ALICE, usd=0)), BalanceUpdate)
+    assert (update.error, update.delta, update.collateral) == ("Deposit must be positive.", 0, 0)
+    assert r.core.take_changes() == {}
+
+
+def test_withdrawing_everything_of_a_flat_account_is_allowed_but_not_a_cent_more() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "100"))
+    refused = only(r.send(withdraw(ALICE, "100.000001")), BalanceUpdate)
+    assert (refused.error, refused.collateral) == ("Insufficient balance.", usd("100"))
+    done = only(r.send(withdraw(ALICE, "100")), BalanceUpdate)
+    assert (done.error, done.delta, done.collateral) == (None, -usd("100"), 0)
+
+
+def test_withdrawing_from_an_account_that_never_deposited_is_refused() -> None:
+    r = risk()
+    update = only(r.send(withdraw(ALICE, "1")), BalanceUpdate)
+    assert (update.error, update.collateral) == ("Insufficient balance.", 0)
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_withdrawing_nothing_or_less_is_refused(amount: int) -> None:
+    r = risk()
+    r.send(deposit(BOB, "10"))
+    update = only(r.send(Withdraw(ts=2, account=BOB, usd=amount)), BalanceUpdate)
+    assert (update.error, update.collateral) == ("Insufficient balance.", usd("10"))
+
+
+def test_an_open_position_keeps_ten_percent_of_its_notional_from_withdrawal() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # collateral 9998.5
+    r.send(mark("100000"))
+    # max(initial $500, 10% of $10,000) = $1,000 stays
+    assert only(r.send(withdraw(ALICE, "8998.500001")), BalanceUpdate).error is not None
+    assert only(r.send(withdraw(ALICE, "8998.5")), BalanceUpdate).collateral == usd("1000")
+
+
+def test_holds_of_open_orders_cannot_be_withdrawn() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    placed_oid(r, place(ALICE, "buy", "100000", "0.1"))  # holds $504.5
+    assert only(r.send(withdraw(ALICE, "495.6")), BalanceUpdate).error is not None
+    assert only(r.send(withdraw(ALICE, "495.5")), BalanceUpdate).collateral == usd("504.5")
+
+
+# ------------------------------------------------------------------ placing orders
+
+
+def test_an_accepted_order_holds_margin_plus_taker_fee_and_goes_to_the_markets_matcher() -> None:
+    r = risk(partition=3)
+    r.send(deposit(ALICE, "1000"))
+    outs = r.send(place(ALICE, "buy", "100000", "0.1", tif="Alo"))
+    (out,) = outs
+    assert (out.topic, out.partition, out.key) == (
+        "matcher.in",
+        partition_for("BTC", 4),
+        b"BTC",
+    )
+    new = out.message
+    assert isinstance(new, NewOrder)
+    assert new.oid == 1 * MAX_PARTITIONS + 3  # offset 1 of partition 3
+    assert (new.px, new.sz, new.tif, new.cloid, new.req_id) == (
+        1_000_000,
+        10_000,
+        "Alo",
+        "0x01",
+        "place",
+    )
+    order = account(r, ALICE).orders[new.oid]
+    # $10,000 at 20x is $500, plus the $4.50 taker fee
+    assert order.hold == usd("504.5")
+    assert account(r, ALICE).collateral == usd("1000")
+
+
+def test_oids_are_unique_across_partitions_and_offsets() -> None:
+    seen = set()
+    for partition in range(4):
+        r = risk(partition)
+        r.send(deposit(ALICE, "100000"))
+        for _ in range(5):
+            seen.add(placed_oid(r, place(ALICE, "buy", "100000", "0.1")))
+    assert len(seen) == 20
+
+
+def test_an_order_is_rejected_when_its_hold_exceeds_the_available_margin() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "504.499999"))
+    update = only(r.send(place(ALICE, "buy", "100000", "0.1")), OrderUpdate)
+    assert (update.status, update.error) == (
+        "perpMarginRejected",
+        "Insufficient margin to place order. asset=0",
+    )
+    assert (update.oid, update.req_id, update.cloid) == (None, "place", "0x01")
+    assert account(r, ALICE).orders == {}
+    r.send(deposit(ALICE, "0.000001"))
+    placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+
+
+def test_holds_of_resting_orders_use_up_the_margin() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1100"))
+    placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    placed_oid(r, place(ALICE, "sell", "100000", "0.1"))
+    assert account(r, ALICE).holds == usd("1009")
+    third = only(r.send(place(ALICE, "buy", "100000", "0.1")), OrderUpdate)
+    assert third.status == "perpMarginRejected"
+
+
+def test_a_mark_above_the_limit_raises_the_hold() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    r.send(mark("101000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    assert account(r, ALICE).orders[oid].hold == usd("509.545")
+
+
+def test_an_order_worth_less_than_ten_dollars_is_rejected() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    update = only(r.send(place(ALICE, "buy", "100000", "0.00009")), OrderUpdate)
+    assert (update.status, update.error) == (
+        "minTradeNtlRejected",
+        "Order must have minimum value of $10.",
+    )
+    placed_oid(r, place(ALICE, "buy", "100000", "0.0001"))  # exactly $10
+
+
+def test_the_minimum_value_is_measured_at_the_mark_once_there_is_one() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    r.send(mark("50000"))
+    # $20 at the limit price, but $8 at the mark
+    update = only(r.send(place(ALICE, "buy", "100000", "0.00016")), OrderUpdate)
+    assert update.status == "minTradeNtlRejected"
+
+
+def test_a_reduce_only_order_needs_a_position_on_the_other_side() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    flat = only(r.send(place(ALICE, "sell", "100000", "0.1", reduce_only=True)), OrderUpdate)
+    assert (flat.status, flat.error) == (
+        "reduceOnlyRejected",
+        "Reduce only order would increase position.",
+    )
+    r.send(leg(ALICE, "buy", "100000", "0.01", maker=True))
+    adding = only(r.send(place(ALICE, "buy", "100000", "0.1", reduce_only=True)), OrderUpdate)
+    assert adding.status == "reduceOnlyRejected"
+
+
+def test_a_reduce_only_order_holds_nothing_and_may_be_small() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    r.send(leg(ALICE, "buy", "100000", "0.01", maker=True))
+    oid = placed_oid(r, place(ALICE, "sell", "100000", "0.00005", reduce_only=True))  # $5
+    assert account(r, ALICE).orders[oid].hold == 0
+
+
+@pytest.mark.parametrize(
+    ("market", "px", "sz", "error"),
+    [
+        ("DOGE", 1, 1, "unknown market 'DOGE'"),
+        ("BTC", 0, 10_000, "Order has invalid price or size."),
+        ("BTC", 1_000_000, -1, "Order has invalid price or size."),
+    ],
+)
+def test_impossible_orders_are_rejected_without_touching_state(
+    market: str, px: int, sz: int, error: str
+) -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    r.commit()
+    msg = PlaceOrder(ts=3, account=ALICE, market=market, is_buy=True, px=px, sz=sz)
+    update = only(r.send(msg), OrderUpdate)
+    assert (update.status, update.error) == ("rejected", error)
+    assert r.core.take_changes() == {}
+
+
+def test_a_rejected_order_from_a_stranger_leaves_no_account_behind() -> None:
+    r = risk()
+    only(r.send(place(ALICE, "buy", "100000", "0.1")), OrderUpdate)
+    assert r.core.take_changes() == {}
+
+
+# ------------------------------------------------------------------ cancels
+
+
+def test_a_cancel_of_an_open_order_is_forwarded_to_the_matcher() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    out = r.send(CancelOrder(ts=7, account=ALICE, market="BTC", oid=oid, req_id="c"))
+    assert [(o.topic, o.message) for o in out] == [
+        ("matcher.in", CancelRequest(ts=7, oid=oid, account=ALICE, market="BTC", req_id="c"))
+    ]
+    # the hold stays until the matcher confirms
+    assert account(r, ALICE).holds == usd("504.5")
+
+
+@pytest.mark.parametrize(("who", "market"), [(ALICE, "ETH"), (BOB, "BTC")])
+def test_a_cancel_of_an_order_not_open_there_is_rejected(who: str, market: str) -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    update = only(r.send(CancelOrder(ts=7, account=who, market=market, oid=oid)), OrderUpdate)
+    assert (update.status, update.oid) == ("cancelRejected", oid)
+    assert update.error == "Order was never placed, already canceled, or filled."
+
+
+# ------------------------------------------------------------------ fills
+
+
+def test_a_trade_charges_the_maker_and_the_taker_their_fees() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    r.send(deposit(BOB, "10000"))
+    alice = only(r.send(leg(ALICE, "buy", "100000", "0.1", maker=True)), AccountFill)
+    bob = only(r.send(leg(BOB, "sell", "100000", "0.1", maker=False)), AccountFill)
+    # 0.015% of $10,000 is $1.50, 0.045% is $4.50
+    assert (alice.fee, bob.fee) == (usd("1.5"), usd("4.5"))
+    assert account(r, ALICE).collateral == usd("9998.5")
+    assert account(r, BOB).collateral == usd("9995.5")
+    assert fees(r) == usd("6")
+    assert account(r, ALICE).positions["BTC"].szi == 10_000
+    assert account(r, BOB).positions["BTC"].szi == -10_000
+    assert (alice.start_position, alice.closed_pnl) == (0, 0)
+
+
+def test_closing_at_a_profit_credits_the_pnl_less_the_fee() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))
+    fill = only(r.send(leg(ALICE, "sell", "101000", "0.1", maker=False, tid=2)), AccountFill)
+    assert (fill.closed_pnl, fill.start_position) == (usd("100"), 10_000)
+    # fee 0.045% of $10,100 is $4.545
+    assert fill.fee == usd("4.545")
+    assert account(r, ALICE).collateral == usd("10000") - usd("1.5") + usd("100") - usd("4.545")
+    assert "BTC" not in account(r, ALICE).positions
+
+
+def test_selling_through_zero_realizes_the_long_and_opens_a_short() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))
+    fill = only(r.send(leg(ALICE, "sell", "99000", "0.3", maker=False)), AccountFill)
+    assert fill.closed_pnl == -usd("100")
+    # $29,700 traded at 0.045%: $13.365
+    assert account(r, ALICE).collateral == usd("9885.135")
+    pos = account(r, ALICE).positions["BTC"]
+    assert (pos.szi, pos.entry_ntl) == (-20_000, usd("19800"))
+
+
+def test_the_fee_on_a_one_lot_fill_rounds_up_to_a_micro_dollar() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1"))
+    fill = only(r.send(leg(ALICE, "buy", "0.1", "0.00001", maker=True)), AccountFill)
+    assert fill.fee == 1  # 1 micro-dollar notional x 150 ppm, rounded up
+
+
+def test_a_partial_fill_releases_the_filled_share_of_the_hold() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "2000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.3"))
+    assert account(r, ALICE).holds == usd("1513.5")
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True, oid=oid))
+    order = account(r, ALICE).orders[oid]
+    assert (order.sz, order.hold) == (20_000, usd("1009"))
+    r.send(result(ALICE, oid, "canceled", filled=10_000))
+    assert account(r, ALICE).holds == 0
+
+
+def test_a_maker_whose_order_is_done_hears_filled() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "2000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    outs = r.send(leg(ALICE, "buy", "100000", "0.1", maker=True, oid=oid, closed=True))
+    update = only(outs, OrderUpdate)
+    assert (update.status, update.oid) == ("filled", oid)
+    assert account(r, ALICE).orders == {}
+
+
+def test_a_maker_filled_in_two_legs_hears_the_whole_size_filled() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "2000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.3"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True, oid=oid, tid=1))
+    outs = r.send(leg(ALICE, "buy", "100000", "0.2", maker=True, oid=oid, tid=2, closed=True))
+    update = only(outs, OrderUpdate)
+    assert (update.filled_sz, update.filled_ntl) == (30_000, usd("30000"))
+
+
+def test_a_taker_filled_in_full_gives_up_its_hold_before_the_order_result() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "2000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100010", "0.1"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=False, oid=oid))
+    assert account(r, ALICE).holds == 0
+    update = only(r.send(result(ALICE, oid, "filled", filled=10_000)), OrderUpdate)
+    assert (update.status, update.filled_sz) == ("filled", 10_000)
+
+
+def test_a_resting_result_keeps_the_hold_and_any_other_result_releases_it() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "2000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    update = only(r.send(result(ALICE, oid, "resting", resting=10_000)), OrderUpdate)
+    assert (update.status, update.resting_sz, update.oid) == ("resting", 10_000, oid)
+    assert account(r, ALICE).holds == usd("504.5")
+    r.send(result(ALICE, oid, "badAloPxRejected"))
+    assert account(r, ALICE).holds == 0
+
+
+# ------------------------------------------------------------------ marks and liquidation
+
+
+def _alice_long_on_600() -> Driver:
+    """Alice put up $600 and is long 0.1 BTC from 100000: collateral $598.5."""
+    r = risk()
+    r.send(deposit(ALICE, "600"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))
+    return r
+
+
+def test_a_mark_that_leaves_equity_above_maintenance_triggers_nothing() -> None:
+    r = _alice_long_on_600()
+    # equity 598.5 - 500 = $98.5, maintenance 1% of $9,500 = $95
+    assert r.send(mark("95000")) == []
+    assert not account(r, ALICE).liquidating
+
+
+def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() -> None:
+    r = _alice_long_on_600()
+    (out,) = r.send(mark("94900"))
+    assert (out.topic, out.partition) == ("liquidations", partition_for(ALICE, 4))
+    # equity 598.5 - 510 = $88.5, maintenance 1% of $9,490 = $94.9
+    assert out.message == LiquidationTrigger(
+        ts=5, account=ALICE, equity=usd("88.5"), maintenance=usd("94.9")
+    )
+    assert account(r, ALICE).liquidating
+    assert r.send(mark("94000")) == []
+
+
+def test_an_account_that_recovers_can_be_triggered_again() -> None:
+    r = _alice_long_on_600()
+    r.send(mark("94900"))
+    assert r.send(mark("96000")) == []
+    assert not account(r, ALICE).liquidating
+    assert len(of_type(r.send(mark("94900")), LiquidationTrigger)) == 1
+
+
+def test_a_trigger_waits_for_the_next_mark_of_a_market_the_account_holds() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "600"))
+    r.send(mark("94900"))  # Alice is flat: nothing to check
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # under water at once
+    assert r.send(mark("3500", market="ETH")) == []  # she holds no ETH
+    assert not account(r, ALICE).liquidating
+    assert len(of_type(r.send(mark("94900")), LiquidationTrigger)) == 1
+
+
+def test_a_non_positive_mark_is_ignored() -> None:
+    r = _alice_long_on_600()
+    r.commit()
+    assert r.send(MarkUpdate(ts=5, market="BTC", mark_px=0, index_px=0)) == []
+    assert r.core.take_changes() == {}
+
+
+# ------------------------------------------------------------------ properties
+
+
+# Trades between Alice and Bob: (Alice buys, price in ticks, lots, Alice is the maker).
+trades = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.integers(900_000, 1_100_000),
+        st.integers(1, 50_000),
+        st.booleans(),
+    ),
+    max_size=30,
+)
+
+
+def _signed_basis(acct: AccountState) -> int:
+    return sum(p.entry_ntl if p.szi > 0 else -p.entry_ntl for p in acct.positions.values())
+
+
+@given(trades=trades)
+@settings(max_examples=150, deadline=None)
+def test_money_is_conserved_between_two_traders_and_the_venue(
+    trades: list[tuple[bool, int, int, bool]],
+) -> None:
+    r = risk()
+    r.send(deposit(ALICE, "50000"))
+    r.send(deposit(BOB, "70000"))
+    deposits = usd("120000")
+    expected_fees = 0
+    for tid, (alice_buys, px, sz, alice_maker) in enumerate(trades, start=1):
+        for who, buys, maker in (
+            (ALICE, alice_buys, alice_maker),
+            (BOB, not alice_buys, not alice_maker),
+        ):
+            r.send(
+                FillLeg(
+                    ts=tid,
+                    account=who,
+                    market="BTC",
+                    oid=tid,
+                    is_buy=buys,
+                    px=px,
+                    sz=sz,
+                    is_maker=maker,
+                    tid=tid,
+                    order_closed=True,
+                )
+            )
+        # each side pays its rate of the notional, rounded up to the micro-dollar
+        expected_fees += math.ceil(Fraction(px * sz * 450, 10**6))
+        expected_fees += math.ceil(Fraction(px * sz * 150, 10**6))
+        alice, bob = account(r, ALICE), account(r, BOB)
+        assert fees(r) == expected_fees
+        alice_pos, bob_pos = alice.positions.get("BTC"), bob.positions.get("BTC")
+        assert (alice_pos.szi if alice_pos else 0) + (bob_pos.szi if bob_pos else 0) == 0
+        # at any common mark the two unrealized PnLs cancel, so what both hold in
+        # collateral less their signed cost bases, plus the fees, is what they deposited
+        in_accounts = alice.collateral - _signed_basis(alice) + bob.collateral - _signed_basis(bob)
+        assert in_accounts + fees(r) == deposits
+
+
+@st.composite
+def risk_inputs(draw: Any) -> list[Message]:
+    """Deposits, withdrawals, orders, fills, results and marks for two accounts."""
+    messages: list[Message] = []
+    for step in range(draw(st.integers(1, 40))):
+        who = draw(st.sampled_from([ALICE, BOB]))
+        kind = draw(st.sampled_from(["deposit", "withdraw", "place", "fill", "result", "mark"]))
+        if kind == "deposit":
+            messages.append(Deposit(ts=step, account=who, usd=draw(st.integers(0, 10**10))))
+        elif kind == "withdraw":
+            messages.append(Withdraw(ts=step, account=who, usd=draw(st.integers(1, 10**10))))
+        elif kind == "place":
+            messages.append(
+                PlaceOrder(
+                    ts=step,
+                    account=who,
+                    market="BTC",
+                    is_buy=draw(st.booleans()),
+                    px=draw(st.integers(950_000, 1_050_000)),
+                    sz=draw(st.integers(1, 20_000)),
+                    reduce_only=draw(st.booleans()),
+                )
+            )
+        elif kind == "fill":
+            messages.append(
+                FillLeg(
+                    ts=step,
+                    account=who,
+                    market="BTC",
+                    oid=draw(st.integers(0, 40)) * MAX_PARTITIONS,
+                    is_buy=draw(st.booleans()),
+                    px=draw(st.integers(950_000, 1_050_000)),
+                    sz=draw(st.integers(1, 20_000)),
+                    is_maker=draw(st.booleans()),
+                    tid=step,
+                    order_closed=draw(st.booleans()),
+                )
+            )
+        elif kind == "result":
+            messages.append(
+                OrderResult(
+                    ts=step,
+                    account=who,
+                    market="BTC",
+                    oid=draw(st.integers(0, 40)) * MAX_PARTITIONS,
+                    status=draw(st.sampled_from(["resting", "filled", "canceled"])),
+                    filled_sz=0,
+                    resting_sz=0,
+                )
+            )
+        else:
+            px = draw(st.integers(900_000, 1_100_000))
+            messages.append(MarkUpdate(ts=step, market="BTC", mark_px=px, index_px=px))
+    return messages
+
+
+@given(inputs=risk_inputs(), split=st.integers(0, 40), commits=st.sets(st.integers(0, 40)))
+@settings(max_examples=100, deadline=None)
+def test_a_restarted_risk_core_behaves_exactly_like_the_one_that_never_stopped(
+    inputs: list[Message], split: int, commits: set[int]
+) -> None:
+    split = min(split, len(inputs))
+    original = risk()
+    for i, msg in enumerate(inputs[:split]):
+        original.send(msg)
+        if i in commits:
+            original.commit()
+    original.commit()
+    restarted = original.restarted(lambda p: RiskCore(MARKETS, p))
+    for msg in inputs[split:]:
+        assert comparable(restarted.send(msg)) == comparable(original.send(msg))
+    a: RiskCore = original.core  # type: ignore[assignment]
+    b: RiskCore = restarted.core  # type: ignore[assignment]
+    assert {k: a.accounts[k] for k in a.accounts.keys()} == {
+        k: b.accounts[k] for k in b.accounts.keys()
+    }
+    assert a.venue == b.venue
