@@ -8,6 +8,7 @@ state from Redis, knows which partition owns an account or a market.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 import msgspec
 from aiokafka.partitioner import murmur2
@@ -129,6 +130,9 @@ class Topics:
             yield self.name(t.name), t
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(key: str, partitions: int) -> int:
-    """Kafka's default partition for a key (murmur2, positive, modulo the count)."""
+    """Kafka's default partition for a key (murmur2, positive, modulo the count).
+
+    Memoized: keys (accounts, markets) repeat, and murmur2 is pure Python."""
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

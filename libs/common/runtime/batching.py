@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 class BatchSizer:
-    """Additive-increase of throughput under load, multiplicative decrease on latency.
+    """The most records to take in the next batch, steered by batch latency.
 
-    A full batch that finished under the latency target doubles the next request (the
-    partition has a backlog and commits are cheap per record); a batch over the target
-    halves it, so a latency-sensitive trickle is never held behind a huge batch.
+    It starts at the ceiling, so a backlog (after a restart, say) drains in few
+    transactions; a batch over the latency target halves the next one, so a partition
+    settles at the size it can commit within the target; a full batch well under the
+    target doubles it again. A trickle never waits for a batch to fill: the size is
+    only a cap on what one poll returns.
     """
 
     __slots__ = ("maximum", "minimum", "size", "target_s")
@@ -19,7 +21,7 @@ class BatchSizer:
         self.minimum = minimum
         self.maximum = maximum
         self.target_s = target_ms / 1000.0
-        self.size = max(minimum, min(maximum, 64))
+        self.size = maximum
 
     def observe(self, records: int, seconds: float) -> int:
         if seconds > self.target_s and self.size > self.minimum:

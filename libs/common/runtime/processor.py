@@ -4,10 +4,13 @@ Per owned input partition there is one transactional producer (``transactional.i
 ``<group>.<topic>.<partition>``): whoever takes the partition over fences the previous
 owner's producer, so a paused or partitioned former owner can commit nothing more.
 
-For each batch of a partition: decode and apply the records to the pure core; produce
-its outputs and commit the input offsets in one Kafka transaction; then write the
+Each owned partition runs its own loop: fetch a batch of that partition only (so a busy
+partition never starves the others), decode and apply the records to the pure core,
+produce its outputs and commit the input offset in one Kafka transaction, then write the
 changed state and the next input offset to Redis in one MULTI/EXEC. Redis is therefore
-never ahead of Kafka. On assignment the state is loaded at the Redis offset R and the
+never ahead of Kafka, and partitions commit independently of each other.
+
+On assignment the state is loaded at the Redis offset R and the
 records from R up to the committed offset C are re-applied without producing (their
 outputs already exist), after which the partition is live.
 """
@@ -71,7 +74,7 @@ def emit_dead_letter(
 
 
 class PartitionWorker:
-    """One owned input partition: its core, its producer and its replay boundary."""
+    """One owned input partition: its core, producer, replay boundary and loop."""
 
     def __init__(
         self,
@@ -80,14 +83,63 @@ class PartitionWorker:
         core: Core,
         producer: AIOKafkaProducer,
         replay_until: int,
+        position: int,
     ) -> None:
+        settings = processor.settings
         self.processor = processor
         self.tp = tp
         self.core = core
         self.producer = producer
         self.replay_until = replay_until
-        self.ctx = Context(processor.settings.topics, processor.input_topic, tp.partition)
-        self.position = -1
+        self.position = position
+        self.ctx = Context(settings.topics, processor.input_topic, tp.partition)
+        self.sizer = BatchSizer(settings.batch_min, settings.batch_max, settings.batch_target_ms)
+        self.pending: dict[str, bytes | None] = {}
+        self.failure: BaseException | None = None
+        self.closing = False
+        self.busy = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._loop(), name=f"partition-{self.tp}")
+
+    async def close(self) -> None:
+        """Let an in-flight batch finish its commit and snapshot, then stop."""
+        self.closing = True
+        async with self.busy:
+            pass
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.producer.stop()
+
+    async def _loop(self) -> None:
+        proc = self.processor
+        consumer = proc.consumer
+        poll_ms = proc.settings.poll_timeout_ms
+        while not self.closing:
+            batches = await consumer.getmany(
+                self.tp, timeout_ms=poll_ms, max_records=self.sizer.size
+            )
+            records = batches.get(self.tp)
+            if not records:
+                continue
+            async with self.busy:
+                if self.closing:
+                    return
+                records = [r for r in records if r.offset >= self.position]
+                if not records:
+                    continue
+                started = time.perf_counter()
+                try:
+                    await self.process(records)
+                except Exception as exc:
+                    self.failure = exc
+                    proc.wake.set()
+                    return
+                elapsed = time.perf_counter() - started
+            metrics.BATCH_SECONDS.labels(proc.service).observe(elapsed)
+            metrics.BATCH_SIZE.labels(proc.service).set(self.sizer.observe(len(records), elapsed))
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         proc = self.processor
@@ -109,7 +161,21 @@ class PartitionWorker:
         if replayed:
             metrics.REPLAYED.labels(proc.service, proc.input_topic).inc(replayed)
         self.position = next_offset
-        await proc.persist(self, next_offset)
+        await self.persist(next_offset)
+
+    async def persist(self, next_offset: int) -> None:
+        """Write changed state and the next offset; on failure retried with the next batch."""
+        self.pending.update(self.core.take_changes())
+        started = time.perf_counter()
+        try:
+            await self.processor.snapshots.write(self.tp.partition, next_offset, self.pending)
+        except Exception:
+            log.warning("Redis write failed for %s; will retry", self.tp, exc_info=True)
+            return
+        self.pending.clear()
+        metrics.SNAPSHOT_SECONDS.labels(self.processor.service).observe(
+            time.perf_counter() - started
+        )
 
     def _apply(self, record: ConsumerRecord[bytes, bytes], ctx: Context) -> None:
         proc = self.processor
@@ -221,13 +287,12 @@ class Processor:
         self.decoder = codec.decoder(input_topic)
         self.redis = redis or aioredis.Redis.from_url(settings.redis_url)
         self.snapshots = SnapshotStore(self.redis, settings.namespace, service)
-        self.sizer = BatchSizer(settings.batch_min, settings.batch_max, settings.batch_target_ms)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
-        self.pending_changes: dict[TopicPartition, dict[str, bytes | None]] = {}
+        self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        # Bumped on every rebalance: a batch fetched across one may predate a seek.
-        self._epoch = 0
+        # Never assigned: polling it keeps the group membership alive while idle.
+        self._idle_tp = TopicPartition(self.topic_name, -1)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group_id,
@@ -244,7 +309,6 @@ class Processor:
 
     async def assign(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
-            self._epoch += 1
             for tp in sorted(assigned):
                 worker = self.workers.get(tp)
                 if worker is None:
@@ -255,9 +319,7 @@ class Processor:
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
-            self._epoch += 1
-            for tp in sorted(revoked):
-                await self._close(tp)
+            await asyncio.gather(*(self._close(tp) for tp in sorted(revoked)))
             self._owned("revoked")
 
     def _owned(self, event: str) -> None:
@@ -277,11 +339,9 @@ class Processor:
             acks="all",
             linger_ms=0,
             max_batch_size=1 << 20,
-            # The coordinator answers CONCURRENT_TRANSACTIONS while it still writes the
-            # previous commit's markers; the default 100 ms backoff would idle every batch.
             retry_backoff_ms=self.settings.txn_retry_backoff_ms,
         )
-        await producer.start()
+        await producer.start()  # InitProducerId: fences the previous owner of tp
         committed = await self.consumer.committed(tp) or 0
         stored, entries = await self.snapshots.load(tp.partition)
         if stored > committed:
@@ -292,11 +352,11 @@ class Processor:
             )
         core = self.core_factory(tp.partition)
         core.restore(entries)
-        worker = PartitionWorker(self, tp, core, producer, replay_until=committed)
-        worker.position = stored
-        self.workers[tp] = worker
         self.consumer.seek(tp, stored)
         self.consumer.resume(tp)
+        worker = PartitionWorker(self, tp, core, producer, replay_until=committed, position=stored)
+        self.workers[tp] = worker
+        worker.start()
         log.info(
             "partition %s opened: state at %d, replaying to %d",
             tp,
@@ -311,27 +371,11 @@ class Processor:
 
     async def _close(self, tp: TopicPartition) -> None:
         worker = self.workers.pop(tp, None)
-        self.pending_changes.pop(tp, None)
         metrics.CONSUMER_LAG.labels(self.service, self.topic_name, str(tp.partition)).set(0)
         if worker is not None:
-            await worker.producer.stop()
+            await worker.close()
 
-    # ------------------------------------------------------------ persistence
-
-    async def persist(self, worker: PartitionWorker, next_offset: int) -> None:
-        """Write the partition's changed state and next offset; retried on the next batch."""
-        pending = self.pending_changes.setdefault(worker.tp, {})
-        pending.update(worker.core.take_changes())
-        started = time.perf_counter()
-        try:
-            await self.snapshots.write(worker.tp.partition, next_offset, pending)
-        except Exception:
-            log.warning("Redis write failed for %s; will retry", worker.tp, exc_info=True)
-            return
-        pending.clear()
-        metrics.SNAPSHOT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
-
-    # ------------------------------------------------------------ the loop
+    # ------------------------------------------------------------ supervision
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -339,57 +383,36 @@ class Processor:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.wake.set()
 
     async def run(self) -> None:
-        """Poll, apply and commit until stopped; each batch is sized by its latency."""
-        service = self.service
-        last_lag = 0.0
+        """Supervise the partition loops until stopped: keep the group membership alive,
+        rebuild a partition whose batch failed, and export consumer lag."""
         while not self._stop.is_set():
-            epoch = self._epoch
-            batches = await self.consumer.getmany(
-                timeout_ms=self.settings.poll_timeout_ms, max_records=self.sizer.size
-            )
-            now = time.monotonic()
-            if now - last_lag > 1.0:
-                self._export_lag()
-                last_lag = now
-            if not batches:
-                continue
-            started = time.perf_counter()
-            count = 0
-            async with self._lock:
-                if epoch != self._epoch:
-                    continue  # fetched across a rebalance: the seeks decide what comes next
-                jobs = []
-                for tp, records in batches.items():
-                    worker = self.workers.get(tp)
-                    if worker is None or not records:
-                        continue
-                    records = [r for r in records if r.offset >= worker.position]
-                    if records:
-                        count += len(records)
-                        jobs.append(self._guarded(worker, records))
-                await asyncio.gather(*jobs)
-            elapsed = time.perf_counter() - started
-            metrics.BATCH_SECONDS.labels(service).observe(elapsed)
-            metrics.BATCH_SIZE.labels(service).set(self.sizer.observe(count, elapsed))
+            # Polls nothing (the partition is never assigned) but counts as activity and
+            # raises the consumer's fatal group errors here.
+            await self.consumer.getmany(self._idle_tp, timeout_ms=200)
+            if self.wake.is_set():
+                self.wake.clear()
+                await self._recover_failed()
+            self._export_lag()
 
-    async def _guarded(
-        self, worker: PartitionWorker, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
-        """Process a partition's batch; on failure rebuild it from Redis and the log."""
-        try:
-            await worker.process(records)
-        except ProducerFenced:
-            log.warning("producer of %s fenced: another instance owns it", worker.tp)
-            await self._close(worker.tp)
-            self.consumer.pause(worker.tp)
-        except (TimeoutError, KafkaError, OSError):
-            log.warning("batch on %s failed; rebuilding the partition", worker.tp, exc_info=True)
-            tp = worker.tp
-            await self._close(tp)
-            await asyncio.sleep(0.2)
-            await self._open(tp)
+    async def _recover_failed(self) -> None:
+        async with self._lock:
+            for tp, worker in sorted(self.workers.items()):
+                failure = worker.failure
+                if failure is None:
+                    continue
+                await self._close(tp)
+                if isinstance(failure, ProducerFenced):
+                    log.warning("producer of %s fenced: another instance owns it", tp)
+                    self.consumer.pause(tp)
+                    continue
+                if not isinstance(failure, (KafkaError, OSError, asyncio.TimeoutError)):
+                    raise failure
+                log.warning("batch on %s failed (%r); rebuilding the partition", tp, failure)
+                await asyncio.sleep(0.2)
+                await self._open(tp)
 
     def _export_lag(self) -> None:
         for tp, worker in list(self.workers.items()):
@@ -401,11 +424,10 @@ class Processor:
                 )
 
     async def stop(self) -> None:
-        """Leave the group (so partitions move at once) and close every producer."""
+        """Finish in-flight batches, leave the group (partitions move at once), close."""
         self._stop.set()
         async with self._lock:
-            for tp in sorted(self.workers):
-                await self._close(tp)
+            await asyncio.gather(*(self._close(tp) for tp in sorted(self.workers)))
         await self.consumer.stop()
         await self.redis.aclose()
 

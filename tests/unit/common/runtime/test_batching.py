@@ -1,4 +1,4 @@
-"""Adaptive batch sizing: double when full and fast, halve when slow, stay in bounds."""
+"""Adaptive batch sizing: start at the ceiling, halve when slow, double when full and fast."""
 
 from __future__ import annotations
 
@@ -9,34 +9,37 @@ from hypothesis import strategies as st
 from libs.common.runtime.batching import BatchSizer
 
 
-def test_starts_at_64_records_clamped_to_the_bounds() -> None:
-    assert BatchSizer(1, 1000, 50).size == 64
-    assert BatchSizer(100, 1000, 50).size == 100
-    assert BatchSizer(1, 10, 50).size == 10
-
-
-def test_a_full_batch_under_half_the_target_doubles_the_next_one() -> None:
-    sizer = BatchSizer(1, 1000, target_ms=50)
-    assert sizer.observe(64, 0.010) == 128
-    assert sizer.observe(128, 0.025) == 256
+def test_starts_at_the_ceiling_so_a_backlog_drains_in_few_transactions() -> None:
+    assert BatchSizer(1, 1000, 50).size == 1000
+    assert BatchSizer(100, 100, 50).size == 100
 
 
 def test_a_slow_batch_halves_the_next_one() -> None:
     sizer = BatchSizer(1, 1000, target_ms=50)
-    assert sizer.observe(64, 0.051) == 32
-    assert sizer.observe(3, 0.2) == 16
+    assert sizer.observe(1000, 0.051) == 500
+    assert sizer.observe(3, 0.2) == 250
+
+
+def test_a_full_batch_under_half_the_target_doubles_the_next_one() -> None:
+    sizer = BatchSizer(1, 1000, target_ms=50)
+    sizer.observe(1000, 1.0)
+    sizer.observe(500, 1.0)
+    assert sizer.size == 250
+    assert sizer.observe(250, 0.010) == 500
+    assert sizer.observe(500, 0.025) == 1000
 
 
 def test_a_partial_or_merely_acceptable_batch_keeps_the_size() -> None:
     sizer = BatchSizer(1, 1000, target_ms=50)
-    assert sizer.observe(63, 0.001) == 64  # not full: no backlog to serve
-    assert sizer.observe(64, 0.030) == 64  # full but over half the target
-    assert sizer.observe(64, 0.050) == 64  # exactly on target is not slow
+    sizer.observe(1000, 1.0)
+    assert sizer.size == 500
+    assert sizer.observe(499, 0.001) == 500  # not full: no backlog to serve
+    assert sizer.observe(500, 0.030) == 500  # full but over half the target
+    assert sizer.observe(500, 0.050) == 500  # exactly on target is not slow
 
 
 def test_growth_stops_at_the_maximum_and_shrinking_at_the_minimum() -> None:
     sizer = BatchSizer(16, 100, target_ms=50)
-    assert sizer.observe(64, 0.001) == 100
     assert sizer.observe(100, 0.001) == 100
     assert sizer.observe(100, 1.0) == 50
     assert sizer.observe(50, 1.0) == 25
