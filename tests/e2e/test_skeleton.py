@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from libs.common import topics
 from libs.common.settings import Settings
 from libs.localstack import free_ports
 from sim.client import VenueClient
@@ -20,15 +24,34 @@ CAROL = "0x" + "c3" * 20
 SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
 
 
+@dataclass
+class Venue:
+    url: str
+    metrics: dict[str, int]
+
+    def scrape(self, service: str) -> dict[str, float]:
+        """The service's Prometheus samples, by series name with labels."""
+        url = f"http://127.0.0.1:{self.metrics[service]}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
+
 @pytest.fixture
-def venue_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    (gateway_port,) = free_ports(1)
+def venue(settings: Settings, tmp_path: Path) -> Iterator[Venue]:
+    gateway_port, *metric_ports = free_ports(1 + len(SERVICES))
+    metrics = dict(zip(SERVICES, metric_ports, strict=True))
     procs = [
         ServiceProcess(
             name,
             settings,
             tmp_path / "logs",
             gateway_port=gateway_port,
+            metrics_port=metrics[name],
             oracle_volatility_bps=0,
             oracle_interval_ms=200,
         ).start()
@@ -36,7 +59,7 @@ def venue_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
     ]
     try:
         wait_http(f"http://127.0.0.1:{gateway_port}/health")
-        yield f"http://127.0.0.1:{gateway_port}"
+        yield Venue(f"http://127.0.0.1:{gateway_port}", metrics)
         for p in procs:
             assert p.alive(), f"{p.name} died:\n{p.tail()}"
     finally:
@@ -51,20 +74,20 @@ def position(state: dict, coin: str) -> dict | None:
     return None
 
 
-async def test_two_crossing_orders_become_positions(venue_url: str) -> None:
-    async with VenueClient(venue_url) as venue:
-        assert (await venue.deposit(ALICE, "10000"))["response"]["collateral"] == "10000"
-        assert (await venue.deposit(BOB, "10000"))["response"]["collateral"] == "10000"
-        assert (await venue.deposit(CAROL, "10"))["response"]["collateral"] == "10"
+async def test_two_crossing_orders_become_positions(venue: Venue, settings: Settings) -> None:
+    async with VenueClient(venue.url) as client:
+        assert (await client.deposit(ALICE, "10000"))["response"]["collateral"] == "10000"
+        assert (await client.deposit(BOB, "10000"))["response"]["collateral"] == "10000"
+        assert (await client.deposit(CAROL, "10"))["response"]["collateral"] == "10"
 
-        resting = await venue.limit_order(ALICE, 0, True, "100000", "0.1")
+        resting = await client.limit_order(ALICE, 0, True, "100000", "0.1")
         assert set(resting) == {"resting"} and resting["resting"]["oid"] > 0
-        filled = await venue.limit_order(BOB, 0, False, "99000", "0.1", tif="Ioc")
+        filled = await client.limit_order(BOB, 0, False, "99000", "0.1", tif="Ioc")
         assert filled["filled"]["totalSz"] == "0.1"
         assert filled["filled"]["avgPx"] == "100000"  # the maker's price, not the taker's limit
 
-        alice = await venue.info("clearinghouseState", user=ALICE)
-        bob = await venue.info("clearinghouseState", user=BOB)
+        alice = await client.info("clearinghouseState", user=ALICE)
+        bob = await client.info("clearinghouseState", user=BOB)
         assert position(alice, "BTC")["szi"] == "0.1"
         assert position(alice, "BTC")["entryPx"] == "100000"
         assert position(bob, "BTC")["szi"] == "-0.1"
@@ -74,11 +97,25 @@ async def test_two_crossing_orders_become_positions(venue_url: str) -> None:
         assert alice["marginSummary"]["totalMarginUsed"] == "500"  # 10000 / 20x
 
         # Carol's 10 USDC cannot carry 1 BTC; nothing about her account changes.
-        rejected = await venue.limit_order(CAROL, 0, True, "100000", "1")
+        rejected = await client.limit_order(CAROL, 0, True, "100000", "1")
         assert rejected == {"error": "Insufficient margin to place order. asset=0"}
-        carol = await venue.info("clearinghouseState", user=CAROL)
+        carol = await client.info("clearinghouseState", user=CAROL)
         assert carol["assetPositions"] == [] and carol["withdrawable"] == "10"
 
         # A price off the tick is refused at the edge.
-        off_tick = await venue.limit_order(ALICE, 0, True, "100000.55", "0.1")
+        off_tick = await client.limit_order(ALICE, 0, True, "100000.55", "0.1")
         assert "error" in off_tick and "decimals" in off_tick["error"]
+
+        # Risk applied 3 deposits, 4 orders (one refused), 2 fill legs and 2 order
+        # results live, and owns all 4 partitions; the matcher saw the 3 orders it was sent.
+        risk = venue.scrape("risk")
+        applied = risk["exchange_messages_in_total{service=risk,topic=risk.in}"]
+        assert applied >= 3 + 3 + 2 + 2  # plus the marks the matcher broadcasts
+        assert risk["exchange_partitions_owned{service=risk}"] == 4
+        assert risk["exchange_batch_seconds_count{service=risk}"] > 0
+        assert risk.get("exchange_transaction_aborts_total{service=risk}", 0) == 0
+        assert risk.get("exchange_replayed_messages_total{service=risk,topic=risk.in}", 0) == 0
+        matcher = venue.scrape("matcher")
+        risk_in = settings.topics.name(topics.RISK_IN)
+        routed = matcher[f"exchange_messages_out_total{{service=matcher,topic={risk_in}}}"]
+        assert routed >= 2 + 2  # two fill legs and two results, plus marks
