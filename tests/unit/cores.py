@@ -55,6 +55,28 @@ class Driver:
         return clone
 
 
+def restart_midway(
+    driver: Driver,
+    factory: Callable[[int], Core],
+    inputs: list[msgspec.Struct],
+    split: int,
+    commits: set[int],
+) -> Driver:
+    """Feed ``inputs[:split]`` (persisting after the indices in ``commits`` and at the
+    split), restart a fresh core from what was persisted, then feed the rest to both and
+    require identical outputs. Returns the restarted driver for state comparisons."""
+    split = min(split, len(inputs))
+    for i, msg in enumerate(inputs[:split]):
+        driver.send(msg)
+        if i in commits:
+            driver.commit()
+    driver.commit()
+    restarted = driver.restarted(factory)
+    for msg in inputs[split:]:
+        assert comparable(restarted.send(msg)) == comparable(driver.send(msg))
+    return restarted
+
+
 def of_type(outputs: Iterable[Output], kind: type[M]) -> list[M]:
     """The messages of one type among outputs, in emission order."""
     return [out.message for out in outputs if isinstance(out.message, kind)]

@@ -25,7 +25,7 @@ from libs.common.schemas import (
 )
 from libs.common.topics import partition_for
 from services.matcher.engine import MatcherCore
-from tests.unit.cores import Driver, comparable, of_type, only
+from tests.unit.cores import Driver, comparable, of_type, only, restart_midway
 
 MARKETS = load_markets()
 BTC = MARKETS.by_name("BTC")
@@ -413,16 +413,10 @@ def test_every_lot_is_filled_resting_or_closed_and_books_never_cross(
 def test_a_restarted_matcher_behaves_exactly_like_the_one_that_never_stopped(
     inputs: list[Message], split: int, commits: set[int]
 ) -> None:
-    split = min(split, len(inputs))
     original = matcher()
-    for i, msg in enumerate(inputs[:split]):
-        original.send(msg)
-        if i in commits:
-            original.commit()
-    original.commit()
-    restarted = original.restarted(lambda p: MatcherCore(MARKETS, p))
-    for msg in inputs[split:]:
-        assert comparable(restarted.send(msg)) == comparable(original.send(msg))
+    restarted = restart_midway(
+        original, lambda p: MatcherCore(MARKETS, p), list(inputs), split, commits
+    )
     for market in ("BTC", "ETH"):
         a: MatcherCore = original.core  # type: ignore[assignment]
         b: MatcherCore = restarted.core  # type: ignore[assignment]

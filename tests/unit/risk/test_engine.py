@@ -33,7 +33,7 @@ from libs.common.schemas import (
 from libs.common.state import AccountState
 from libs.common.topics import partition_for
 from services.risk.engine import MAX_PARTITIONS, RiskCore
-from tests.unit.cores import Driver, comparable, of_type, only
+from tests.unit.cores import Driver, of_type, only, restart_midway
 
 MARKETS = load_markets()
 BTC = MARKETS.by_name("BTC")
@@ -650,16 +650,10 @@ def risk_inputs(draw: Any) -> list[Message]:
 def test_a_restarted_risk_core_behaves_exactly_like_the_one_that_never_stopped(
     inputs: list[Message], split: int, commits: set[int]
 ) -> None:
-    split = min(split, len(inputs))
     original = risk()
-    for i, msg in enumerate(inputs[:split]):
-        original.send(msg)
-        if i in commits:
-            original.commit()
-    original.commit()
-    restarted = original.restarted(lambda p: RiskCore(MARKETS, p))
-    for msg in inputs[split:]:
-        assert comparable(restarted.send(msg)) == comparable(original.send(msg))
+    restarted = restart_midway(
+        original, lambda p: RiskCore(MARKETS, p), list(inputs), split, commits
+    )
     a: RiskCore = original.core  # type: ignore[assignment]
     b: RiskCore = restarted.core  # type: ignore[assignment]
     assert {k: a.accounts[k] for k in a.accounts.keys()} == {
