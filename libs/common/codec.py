@@ -15,7 +15,7 @@ TOPIC_SCHEMAS: dict[str, Any] = {
     topics.MATCHER_IN: schemas.MatcherIn,
     topics.ACCOUNT_EVENTS: schemas.AccountEvent,
     topics.MARKET_EVENTS: schemas.MarketEvent,
-    topics.ORACLE_PRICES: schemas.OraclePrice,
+    topics.ORACLE_PRICES: schemas.OracleEvent,
     topics.LIQUIDATIONS: schemas.LiquidationTrigger,
     topics.LIQUIDATION_AUDIT: schemas.LiquidationStep,
     topics.DEAD_LETTERS: schemas.DeadLetter,

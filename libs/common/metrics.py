@@ -84,3 +84,106 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
     """Expose ``/metrics`` on a background thread; port 0 means disabled."""
     if port:
         start_http_server(port, addr=host, registry=REGISTRY)
+
+
+# ---------------------------------------------------------------- business series
+# The venue's catalog: services set the series they own; dashboards and alert rules
+# (deploy/) query only names defined here. Money is shown in USDC as a float sample:
+# telemetry, never state.
+
+MARK_PRICE = Gauge(
+    "exchange_mark_price_usd", "Mark price per market", ["market"], registry=REGISTRY
+)
+INDEX_PRICE = Gauge(
+    "exchange_index_price_usd", "Oracle index price per market", ["market"], registry=REGISTRY
+)
+FUNDING_RATE = Gauge(
+    "exchange_funding_rate_hourly",
+    "Current hourly funding rate per market",
+    ["market"],
+    registry=REGISTRY,
+)
+OPEN_INTEREST = Gauge(
+    "exchange_open_interest_coins",
+    "Open interest per market (one side, in coins)",
+    ["market"],
+    registry=REGISTRY,
+)
+TRADES = Counter("exchange_trades_total", "Executions per market", ["market"], registry=REGISTRY)
+TRADED_NOTIONAL = Counter(
+    "exchange_traded_notional_usd_total",
+    "Executed notional per market",
+    ["market"],
+    registry=REGISTRY,
+)
+ORDER_OUTCOMES = Counter(
+    "exchange_order_outcomes_total",
+    "Order outcomes by API status",
+    ["market", "status"],
+    registry=REGISTRY,
+)
+BOOK_ORDERS = Gauge(
+    "exchange_book_resting_orders", "Resting orders per market", ["market"], registry=REGISTRY
+)
+INSURANCE_FUND = Gauge("exchange_insurance_fund_usd", "Insurance fund balance", registry=REGISTRY)
+VAULT_EQUITY = Gauge(
+    "exchange_backstop_vault_equity_usd", "Backstop vault equity at mark", registry=REGISTRY
+)
+ACCOUNTS_NEAR_LIQUIDATION = Gauge(
+    "exchange_accounts_near_liquidation",
+    "Accounts whose equity is within 20% above maintenance",
+    registry=REGISTRY,
+)
+LIQUIDATIONS = Counter(
+    "exchange_liquidations_total",
+    "Liquidation steps by waterfall stage",
+    ["stage"],
+    registry=REGISTRY,
+)
+ADL_EVENTS = Counter(
+    "exchange_adl_events_total", "Auto-deleveraging closes", ["market"], registry=REGISTRY
+)
+ORACLE_STATUS = Gauge(
+    "exchange_oracle_status",
+    "1 for the market's current validity state (valid, stale, insufficient_sources, "
+    "too_volatile, halted), 0 for the others",
+    ["market", "status"],
+    registry=REGISTRY,
+)
+ORACLE_SOURCE_AGE = Gauge(
+    "exchange_oracle_source_age_seconds",
+    "Age of each source's last price",
+    ["market", "source"],
+    registry=REGISTRY,
+)
+ORACLE_SOURCE_DEVIATION = Gauge(
+    "exchange_oracle_source_deviation_ratio",
+    "Each source's distance from the median, as a fraction of the median",
+    ["market", "source"],
+    registry=REGISTRY,
+)
+ORACLE_REJECTIONS = Counter(
+    "exchange_oracle_rejections_total",
+    "Source prices left out of the index, by reason",
+    ["market", "source", "reason"],
+    registry=REGISTRY,
+)
+ORACLE_BREAKER_TRIPS = Counter(
+    "exchange_oracle_breaker_trips_total",
+    "Circuit breaker trips",
+    ["market"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "exchange_http_requests_total",
+    "Gateway HTTP requests by route and status code",
+    ["route", "code"],
+    registry=REGISTRY,
+)
+HTTP_SECONDS = Histogram(
+    "exchange_http_request_seconds",
+    "Gateway request latency by route",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)

@@ -127,11 +127,27 @@ class CancelRequest(Message, frozen=True, tag="cancel_request.v1"):
     req_id: str = ""
 
 
+class SourceQuote(msgspec.Struct, frozen=True, kw_only=True):
+    """One source's contribution to an index price."""
+
+    source: str
+    px: int
+    weight: int
+    age_ms: int
+
+
 class IndexTick(Message, frozen=True, tag="index_tick.v1"):
-    """The oracle's index price for a market."""
+    """The oracle's index price for a market, with its validity.
+
+    ``status`` is one of ``valid``, ``stale``, ``insufficient_sources``, ``too_volatile``,
+    ``halted``; while it is not ``valid`` the price is the last valid one and the
+    matcher lets orders only reduce positions, and risk does not liquidate on it.
+    """
 
     market: str
     px: int
+    status: str = "valid"
+    sources: tuple[SourceQuote, ...] = ()
 
 
 MatcherIn = NewOrder | CancelRequest | IndexTick
@@ -207,10 +223,26 @@ MarketEvent = Trade | MarkPrice
 
 
 class OraclePrice(Message, frozen=True, tag="oracle_price.v1"):
+    """The public index price record: price, validity and who contributed (weights)."""
+
     market: str
     px: int
     status: str
-    sources: int
+    sources: tuple[SourceQuote, ...] = ()
+    reason: str = ""
+
+
+class OracleOverride(Message, frozen=True, tag="oracle_override.v1"):
+    """An operator's freeze, release or set-price of a market's index, for audit."""
+
+    market: str
+    action: str
+    px: int = 0
+    operator: str = ""
+    reason: str = ""
+
+
+OracleEvent = OraclePrice | OracleOverride
 
 
 # ---------------------------------------------------------------- liquidations, audit

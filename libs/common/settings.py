@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     operator_token: str = Field(
         "local-operator-token", description="Bearer token of the operator API (deposits)"
     )
+    oracle_config_file: Path | None = Field(
+        None, description="Oracle sources, weights and rules (default config/oracle.toml)"
+    )
     oracle_interval_ms: int = Field(1000, description="Oracle tick interval")
     oracle_seed: int = Field(7, description="Seed of the simulated price source")
     oracle_volatility_bps: int = Field(

@@ -48,7 +48,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                     key=name.encode(),
                     partition=partition_for(name, t.partitions(topics.MATCHER_IN)),
                 )
-                audit = OraclePrice(ts=now, market=name, px=px, status="valid", sources=1)
+                audit = OraclePrice(ts=now, market=name, px=px, status="valid")
                 await producer.send(
                     t.name(topics.ORACLE_PRICES),
                     codec.encode(audit),

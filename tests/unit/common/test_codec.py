@@ -21,10 +21,12 @@ from libs.common.schemas import (
     MarkUpdate,
     Message,
     NewOrder,
+    OracleOverride,
     OraclePrice,
     OrderResult,
     OrderUpdate,
     PlaceOrder,
+    SourceQuote,
     Trade,
     Withdraw,
 )
@@ -130,7 +132,20 @@ SAMPLES: list[tuple[str, Message]] = [
     (topics.MARKET_EVENTS, MarkPrice(ts=15, market="ETH", mark_px=350_020, index_px=350_000)),
     (
         topics.ORACLE_PRICES,
-        OraclePrice(ts=16, market="BTC", px=1_000_000, status="valid", sources=3),
+        OraclePrice(
+            ts=16,
+            market="BTC",
+            px=1_000_000,
+            status="valid",
+            sources=(
+                SourceQuote(source="binance", px=1_000_010, weight=3, age_ms=120),
+                SourceQuote(source="okx", px=999_990, weight=2, age_ms=340),
+            ),
+        ),
+    ),
+    (
+        topics.ORACLE_PRICES,
+        OracleOverride(ts=16, market="BTC", action="freeze", operator="ops", reason="drill"),
     ),
     (
         topics.LIQUIDATIONS,
