@@ -34,6 +34,21 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     taker_fee_ppm: int
     maker_fee_ppm: int
     min_order_usd: int
+    # Matching rules
+    price_band_ppm: int = 800_000
+    max_open_orders: int = 1000
+    market_slippage_ppm: int = 50_000
+    transfer_fee_ppm: int = 0
+    # Mark price and funding (times are event time)
+    mark_ema_ms: int = 150_000
+    impact_notional_usd: int = 20_000_000_000
+    premium_sample_ms: int = 5_000
+    funding_interval_ms: int = 3_600_000
+    interest_8h_ppb: int = 100_000
+    premium_clamp_ppb: int = 500_000
+    funding_cap_hourly_ppb: int = 40_000_000
+    funding_smoothing: int = 1
+    book_snapshot_ms: int = 10_000
 
     @property
     def px_decimals(self) -> int:
@@ -110,6 +125,22 @@ class MarketRegistry:
         return [m.name for m in self._list]
 
 
+_OPTIONAL_INTS = (
+    "price_band_ppm",
+    "max_open_orders",
+    "market_slippage_ppm",
+    "transfer_fee_ppm",
+    "mark_ema_ms",
+    "premium_sample_ms",
+    "funding_interval_ms",
+    "interest_8h_ppb",
+    "premium_clamp_ppb",
+    "funding_cap_hourly_ppb",
+    "funding_smoothing",
+    "book_snapshot_ms",
+)
+
+
 def load_markets(path: Path | str | None = None) -> MarketRegistry:
     """Read the market table; the file's order defines asset ids."""
     source = Path(path) if path else DEFAULT_MARKETS_FILE
@@ -124,8 +155,12 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
         default_lev = int(raw.get("default_leverage", max_lev))
         if not 1 <= default_lev <= max_lev:
             raise ValueError(f"{raw['name']}: default_leverage must be within 1..max_leverage")
+        extra: dict[str, int] = {}
+        if "impact_notional_usd" in raw:
+            extra["impact_notional_usd"] = usd_to_units(str(raw["impact_notional_usd"]))
         markets.append(
             MarketSpec(
+                **extra,
                 name=str(raw["name"]),
                 asset=asset,
                 sz_decimals=sz_decimals,
@@ -134,6 +169,7 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
                 taker_fee_ppm=int(raw["taker_fee_ppm"]),
                 maker_fee_ppm=int(raw["maker_fee_ppm"]),
                 min_order_usd=usd_to_units(str(raw.get("min_order_usd", "10"))),
+                **{k: int(raw[k]) for k in _OPTIONAL_INTS if k in raw},
             )
         )
     return MarketRegistry(markets)

@@ -74,6 +74,7 @@ class FillLeg(Message, frozen=True, tag="fill_leg.v1"):
     is_maker: bool
     tid: int
     order_closed: bool
+    kind: str = "trade"
 
 
 class OrderResult(Message, frozen=True, tag="order_result.v1"):
@@ -89,6 +90,20 @@ class OrderResult(Message, frozen=True, tag="order_result.v1"):
     error: str | None = None
     req_id: str = ""
     cloid: str | None = None
+    px: int = 0
+
+
+class FundingUpdate(Message, frozen=True, tag="funding_update.v1"):
+    """A funding settlement of a market, broadcast to every risk partition.
+
+    ``cum_index`` is the market's cumulative funding index: the sum over settlements of
+    ``rate_ppb * mark_px``. A position of ``szi`` lots pays ``szi * (cum_index -
+    cum_index_at_last_settlement) / 1e9`` micro-USDC (longs pay when it rises)."""
+
+    market: str
+    rate_ppb: int
+    mark_px: int
+    cum_index: int
 
 
 class MarkUpdate(Message, frozen=True, tag="mark_update.v1"):
@@ -99,14 +114,42 @@ class MarkUpdate(Message, frozen=True, tag="mark_update.v1"):
     index_px: int
 
 
-RiskIn = Deposit | Withdraw | PlaceOrder | CancelOrder | FillLeg | OrderResult | MarkUpdate
+RiskIn = (
+    Deposit
+    | Withdraw
+    | PlaceOrder
+    | CancelOrder
+    | FillLeg
+    | OrderResult
+    | MarkUpdate
+    | FundingUpdate
+)
 
 
 # ---------------------------------------------------------------- matcher.in
 
 
+class ChildOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """A take-profit or stop-loss placed when its parent order fills (normalTpsl)."""
+
+    oid: int
+    is_buy: bool
+    px: int
+    sz: int
+    trigger_px: int
+    tpsl: Literal["tp", "sl"]
+    trigger_is_market: bool = True
+    cloid: str | None = None
+
+
 class NewOrder(Message, frozen=True, tag="new_order.v1"):
-    """An order risk accepted (its hold is reserved), for the market's book."""
+    """An order risk accepted (its hold is reserved), for the market's book.
+
+    ``kind``: ``limit``; ``market`` (IOC no worse than ``px``, or, when ``px`` is 0, than
+    the reference price moved by ``slippage_ppm``); ``trigger`` (rests off the book
+    until the mark crosses ``trigger_px``, then becomes a market order or a limit at
+    ``px``). ``grouping``: ``normalTpsl`` places ``children`` once this order fills;
+    ``positionTpsl`` makes a trigger order that closes the whole position."""
 
     oid: int
     account: str
@@ -118,12 +161,85 @@ class NewOrder(Message, frozen=True, tag="new_order.v1"):
     reduce_only: bool = False
     cloid: str | None = None
     req_id: str = ""
+    kind: Literal["limit", "market", "trigger"] = "limit"
+    slippage_ppm: int = 0
+    trigger_px: int = 0
+    tpsl: Literal["", "tp", "sl"] = ""
+    trigger_is_market: bool = True
+    grouping: Literal["na", "normalTpsl", "positionTpsl"] = "na"
+    children: tuple[ChildOrder, ...] = ()
 
 
 class CancelRequest(Message, frozen=True, tag="cancel_request.v1"):
+    """Cancel one order by oid, or by client order id when ``cloid`` is set."""
+
     oid: int
     account: str
     market: str
+    req_id: str = ""
+    cloid: str | None = None
+
+
+class ModifyRequest(Message, frozen=True, tag="modify_request.v1"):
+    """Replace a resting order's price, size or flags. Time priority is kept only when
+    the price is unchanged and the size shrinks."""
+
+    oid: int
+    account: str
+    market: str
+    is_buy: bool
+    px: int
+    sz: int
+    tif: Tif = "Gtc"
+    reduce_only: bool = False
+    cloid: str | None = None
+    by_cloid: str | None = None
+    req_id: str = ""
+
+
+class CancelAll(Message, frozen=True, tag="cancel_all.v1"):
+    """Cancel every order of an account in this partition's markets (all, or one).
+
+    ``status`` is what the orders report: ``canceled``, ``liquidatedCanceled``, ..."""
+
+    account: str
+    market: str = ""
+    status: str = "canceled"
+    req_id: str = ""
+
+
+class ScheduleCancel(Message, frozen=True, tag="schedule_cancel.v1"):
+    """Dead man's switch: cancel all of an account's orders once event time reaches
+    ``at``; ``at`` = 0 clears the schedule. Broadcast to every matcher partition."""
+
+    account: str
+    at: int
+    req_id: str = ""
+
+
+class MarketControl(Message, frozen=True, tag="market_control.v1"):
+    """Operator kill switch: ``halt`` (no new orders; resting ones stay) or ``resume``."""
+
+    market: str
+    action: Literal["halt", "resume"]
+    operator: str = ""
+    reason: str = ""
+
+
+class PositionTransfer(Message, frozen=True, tag="position_transfer.v1"):
+    """A backstop takeover or an ADL close, executed by the matcher as a pair of fills.
+
+    ``from_account`` gives up ``sz`` lots of its position (long if ``from_is_long``) to
+    ``to_account`` at ``px``; no fee unless the market configures one."""
+
+    market: str
+    from_account: str
+    to_account: str
+    from_is_long: bool
+    sz: int
+    px: int
+    kind: Literal["backstop", "adl"]
+    case_id: str = ""
     req_id: str = ""
 
 
@@ -148,9 +264,19 @@ class IndexTick(Message, frozen=True, tag="index_tick.v1"):
     px: int
     status: str = "valid"
     sources: tuple[SourceQuote, ...] = ()
+    external_perp_mid: int = 0
 
 
-MatcherIn = NewOrder | CancelRequest | IndexTick
+MatcherIn = (
+    NewOrder
+    | CancelRequest
+    | ModifyRequest
+    | CancelAll
+    | ScheduleCancel
+    | MarketControl
+    | PositionTransfer
+    | IndexTick
+)
 
 
 # ---------------------------------------------------------------- account.events
@@ -216,7 +342,52 @@ class MarkPrice(Message, frozen=True, tag="mark_price.v1"):
     index_px: int
 
 
-MarketEvent = Trade | MarkPrice
+class Level(msgspec.Struct, frozen=True, array_like=True):
+    """One aggregated price level: price, total size, number of orders (0 = removed)."""
+
+    px: int
+    sz: int
+    n: int
+
+
+class BookDelta(Message, frozen=True, tag="book_delta.v1"):
+    """Levels changed by one input record; ``seq`` counts the market's book versions."""
+
+    market: str
+    seq: int
+    bids: tuple[Level, ...] = ()
+    asks: tuple[Level, ...] = ()
+
+
+class BookSnapshot(Message, frozen=True, tag="book_snapshot.v1"):
+    """The whole book (every level), periodically, so subscribers can resynchronize."""
+
+    market: str
+    seq: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+class FundingRate(Message, frozen=True, tag="funding_rate.v1"):
+    """A funding settlement: the hourly rate, its premium part, and the prices used."""
+
+    market: str
+    rate_ppb: int
+    premium_ppb: int
+    mark_px: int
+    index_px: int
+    cum_index: int
+
+
+class MarketStatus(Message, frozen=True, tag="market_status.v1"):
+    """Trading state of a market: ``open``, ``halted``, or ``reduce_only`` (oracle not valid)."""
+
+    market: str
+    state: str
+    reason: str = ""
+
+
+MarketEvent = Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus
 
 
 # ---------------------------------------------------------------- oracle.prices

@@ -57,3 +57,40 @@ class MarkState(msgspec.Struct, kw_only=True):
     mark_px: int
     index_px: int
     ts: int
+
+
+L2_PREFIX = "l2:"
+MARKET_CTX_PREFIX = "ctx:"
+L2_DEPTH = 20
+
+
+class L2View(msgspec.Struct, kw_only=True):
+    """Top levels per side, as (price, size, orders) triples, best first.
+
+    Written by the market's matcher (field ``l2:<market>`` of its partition's state hash)
+    after every batch that changed the book."""
+
+    market: str
+    seq: int
+    ts: int
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+
+
+class MarketContext(msgspec.Struct, kw_only=True):
+    """A market's live context (``ctx:<market>``): prices, funding, open interest, state."""
+
+    market: str
+    ts: int = 0
+    mark_px: int = 0
+    index_px: int = 0
+    mid_px: int = 0
+    last_px: int = 0
+    impact_bid_px: int = 0
+    impact_ask_px: int = 0
+    premium_ppb: int = 0
+    funding_rate_ppb: int = 0
+    cum_funding_index: int = 0
+    open_interest: int = 0
+    state: str = "open"
+    oracle_status: str = "valid"

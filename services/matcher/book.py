@@ -1,16 +1,21 @@
 """A price-time priority limit order book for one market (pure, no I/O).
 
-Levels are kept in a dict of FIFO queues keyed by price plus a sorted list of prices per
-side, so the best price is found in O(1) and a new level costs one bisect insert.
+Each side keeps a sorted list of prices and, per price, a level: an insertion-ordered
+dict of orders (FIFO by construction, O(1) cancel) with its running total size. Every
+level an operation touches is remembered, so the engine can publish exact L2 deltas.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Iterator
 
 import msgspec
+
+from services.matcher.positions import Positions
+
+SELF_TRADE = "selfTradeCanceled"
+REDUCE_ONLY = "reduceOnlyCanceled"
 
 
 class RestingOrder(msgspec.Struct, kw_only=True):
@@ -22,6 +27,8 @@ class RestingOrder(msgspec.Struct, kw_only=True):
     orig_sz: int
     ts: int
     cloid: str | None = None
+    reduce_only: bool = False
+    filled_ntl: int = 0
 
 
 class Match(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,35 +40,40 @@ class Match(msgspec.Struct, frozen=True, kw_only=True):
     maker_done: bool
 
 
+class _Level:
+    __slots__ = ("orders", "size")
+
+    def __init__(self) -> None:
+        self.orders: dict[int, RestingOrder] = {}
+        self.size = 0
+
+
 class _Side:
     __slots__ = ("is_bid", "levels", "prices")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
         self.prices: list[int] = []  # ascending
-        self.levels: dict[int, deque[RestingOrder]] = {}
+        self.levels: dict[int, _Level] = {}
 
     def best(self) -> int | None:
         if not self.prices:
             return None
         return self.prices[-1] if self.is_bid else self.prices[0]
 
-    def add(self, order: RestingOrder) -> None:
-        level = self.levels.get(order.px)
+    def level_for(self, px: int) -> _Level:
+        level = self.levels.get(px)
         if level is None:
-            level = self.levels[order.px] = deque()
-            bisect.insort(self.prices, order.px)
-        level.append(order)
+            level = self.levels[px] = _Level()
+            bisect.insort(self.prices, px)
+        return level
 
-    def remove_level(self, px: int) -> None:
+    def drop_level(self, px: int) -> None:
         del self.levels[px]
-        idx = bisect.bisect_left(self.prices, px)
-        del self.prices[idx]
+        del self.prices[bisect.bisect_left(self.prices, px)]
 
-    def in_priority(self) -> Iterator[RestingOrder]:
-        prices = reversed(self.prices) if self.is_bid else iter(self.prices)
-        for px in prices:
-            yield from self.levels[px]
+    def prices_best_first(self) -> Iterator[int]:
+        return reversed(self.prices) if self.is_bid else iter(self.prices)
 
 
 class Book:
@@ -72,6 +84,10 @@ class Book:
         self.bids = _Side(is_bid=True)
         self.asks = _Side(is_bid=False)
         self.orders: dict[int, RestingOrder] = {}
+        self.touched: dict[tuple[bool, int], None] = {}
+        self.reduce_only_resting = 0
+
+    # ------------------------------------------------------------ queries
 
     def best_bid(self) -> int | None:
         return self.bids.best()
@@ -85,33 +101,59 @@ class Book:
             return False
         return px >= opposite if is_buy else px <= opposite
 
-    def match(self, is_buy: bool, px: int, sz: int) -> tuple[list[Match], int]:
-        """Take liquidity up to ``sz`` at prices no worse than ``px``; returns the rest."""
-        side = self.asks if is_buy else self.bids
-        matches: list[Match] = []
-        remaining = sz
-        while remaining > 0:
-            best = side.best()
-            if best is None or (best > px if is_buy else best < px):
-                break
-            level = side.levels[best]
-            while level and remaining > 0:
-                maker = level[0]
-                qty = min(remaining, maker.sz)
-                maker.sz -= qty
-                remaining -= qty
-                done = maker.sz == 0
-                if done:
-                    level.popleft()
-                    del self.orders[maker.oid]
-                matches.append(Match(maker=maker, px=best, sz=qty, maker_done=done))
-            if not level:
-                side.remove_level(best)
-        return matches, remaining
+    def level(self, is_bid: bool, px: int) -> tuple[int, int]:
+        """(total size, order count) at a price; (0, 0) when empty."""
+        level = (self.bids if is_bid else self.asks).levels.get(px)
+        return (level.size, len(level.orders)) if level else (0, 0)
+
+    def depth(self, levels: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """Aggregated (price, size, order count) per level, best first."""
+
+        def side_depth(side: _Side) -> list[tuple[int, int, int]]:
+            out = []
+            for px in side.prices_best_first():
+                level = side.levels[px]
+                out.append((px, level.size, len(level.orders)))
+                if len(out) == levels:
+                    break
+            return out
+
+        return side_depth(self.bids), side_depth(self.asks)
+
+    def impact_price(self, sell: bool, notional: int) -> int | None:
+        """Average price (ticks, rounded against the trader) of a market order of
+        ``notional`` micro-USDC into the bids (``sell``) or asks; None if too thin."""
+        side = self.bids if sell else self.asks
+        need = notional
+        size = cost = 0
+        for px in side.prices_best_first():
+            available = side.levels[px].size
+            take = min(available, -(-need // px))
+            size += take
+            cost += take * px
+            need -= take * px
+            if need <= 0:
+                return cost // size if sell else -(-cost // size)
+        return None
+
+    def resting(self) -> list[RestingOrder]:
+        """Every resting order, bids then asks, each side in priority order."""
+        out: list[RestingOrder] = []
+        for side in (self.bids, self.asks):
+            for px in side.prices_best_first():
+                out.extend(side.levels[px].orders.values())
+        return out
+
+    # ------------------------------------------------------------ changes
 
     def rest(self, order: RestingOrder) -> None:
-        (self.bids if order.is_buy else self.asks).add(order)
+        side = self.bids if order.is_buy else self.asks
+        level = side.level_for(order.px)
+        level.orders[order.oid] = order
+        level.size += order.sz
         self.orders[order.oid] = order
+        self.touched[(order.is_buy, order.px)] = None
+        self.reduce_only_resting += order.reduce_only
 
     def cancel(self, oid: int) -> RestingOrder | None:
         order = self.orders.pop(oid, None)
@@ -119,28 +161,80 @@ class Book:
             return None
         side = self.bids if order.is_buy else self.asks
         level = side.levels[order.px]
-        level.remove(order)
-        if not level:
-            side.remove_level(order.px)
+        del level.orders[oid]
+        level.size -= order.sz
+        if not level.orders:
+            side.drop_level(order.px)
+        self.touched[(order.is_buy, order.px)] = None
+        self.reduce_only_resting -= order.reduce_only
         return order
 
-    def resting(self) -> list[RestingOrder]:
-        """Every resting order, bids then asks, each side in priority order."""
-        return [*self.bids.in_priority(), *self.asks.in_priority()]
+    def shrink(self, oid: int, new_sz: int) -> None:
+        """Reduce a resting order's size in place: it keeps its time priority."""
+        order = self.orders[oid]
+        level = (self.bids if order.is_buy else self.asks).levels[order.px]
+        level.size -= order.sz - new_sz
+        order.sz = new_sz
+        self.touched[(order.is_buy, order.px)] = None
 
-    def depth(
-        self, levels: int = 20
-    ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
-        """Aggregated (price, size, order count) per level, best first."""
+    def match(
+        self, is_buy: bool, px: int, sz: int, account: str, positions: Positions
+    ) -> tuple[list[Match], int, list[tuple[RestingOrder, str]]]:
+        """Take liquidity up to ``sz`` at prices no worse than ``px``, updating positions
+        fill by fill.
 
-        def side_depth(side: _Side) -> list[tuple[int, int, int]]:
-            prices = reversed(side.prices) if side.is_bid else iter(side.prices)
-            out = []
-            for px in prices:
-                level = side.levels[px]
-                out.append((px, sum(o.sz for o in level), len(level)))
-                if len(out) == levels:
-                    break
-            return out
+        A resting order of the taker's own account is never traded against: it is
+        removed (self-trade prevention, expire maker). A reduce-only resting order fills
+        only what reduces its owner's position at that moment; the rest of it is removed.
+        Returns the executions, the size left, and the removed orders with the status."""
+        side = self.asks if is_buy else self.bids
+        matches: list[Match] = []
+        removed: list[tuple[RestingOrder, str]] = []
+        remaining = sz
+        while remaining > 0:
+            best = side.best()
+            if best is None or (best > px if is_buy else best < px):
+                break
+            level = side.levels[best]
+            orders = level.orders
+            while orders and remaining > 0:
+                maker = next(iter(orders.values()))
+                if maker.account == account:
+                    self._remove(level, maker)
+                    removed.append((maker, SELF_TRADE))
+                    continue
+                qty = remaining if remaining < maker.sz else maker.sz
+                if maker.reduce_only:
+                    qty = min(qty, positions.reducible(maker.account, maker.is_buy))
+                    if qty == 0:
+                        self._remove(level, maker)
+                        removed.append((maker, REDUCE_ONLY))
+                        continue
+                maker.sz -= qty
+                maker.filled_ntl += qty * best
+                level.size -= qty
+                remaining -= qty
+                positions.apply(account, is_buy, qty)
+                positions.apply(maker.account, maker.is_buy, qty)
+                done = maker.sz == 0
+                if done:
+                    del orders[maker.oid]
+                    del self.orders[maker.oid]
+                    self.reduce_only_resting -= maker.reduce_only
+                matches.append(Match(maker=maker, px=best, sz=qty, maker_done=done))
+            self.touched[(not is_buy, best)] = None
+            if not orders:
+                side.drop_level(best)
+        return matches, remaining, removed
 
-        return side_depth(self.bids), side_depth(self.asks)
+    def _remove(self, level: _Level, order: RestingOrder) -> None:
+        del level.orders[order.oid]
+        del self.orders[order.oid]
+        level.size -= order.sz
+        self.reduce_only_resting -= order.reduce_only
+
+    def take_touched(self) -> list[tuple[bool, int]]:
+        """Levels changed since the last call, as (is_bid, price), in change order."""
+        touched = list(self.touched)
+        self.touched.clear()
+        return touched

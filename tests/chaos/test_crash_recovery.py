@@ -12,6 +12,8 @@ import asyncio
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -19,18 +21,53 @@ import pytest
 import redis.asyncio as aioredis
 
 from libs.common import topics
-from libs.common.runtime import SnapshotStore
+from libs.common.runtime import Core, SnapshotStore
 from libs.common.settings import Settings
+from services.matcher.engine import MatcherCore
+from services.risk.engine import RiskCore
 from tests.support.bus import produce, read_topic
 from tests.support.procs import ServiceProcess
-from tests.support.workload import Reference, reference_run, risk_workload
+from tests.support.workload import (
+    Item,
+    Reference,
+    matcher_workload,
+    reference_run,
+    risk_workload,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-OUTPUT_TOPICS = (topics.ACCOUNT_EVENTS, topics.MATCHER_IN, topics.LIQUIDATIONS, topics.DEAD_LETTERS)
+
+@dataclass(frozen=True)
+class Scenario:
+    """A stateful service, its input log, a workload for it and the core that is truth."""
+
+    service: str
+    input_topic: str
+    outputs: tuple[str, ...]
+    workload: Callable[[int, int], list[Item]]
+    factory: Callable[[Settings], Callable[[int], Core]]
 
 
-async def feed(settings: Settings, items: list, chunk: int = 0, pause_s: float = 0.0) -> None:
+RISK = Scenario(
+    "risk",
+    topics.RISK_IN,
+    (topics.ACCOUNT_EVENTS, topics.MATCHER_IN, topics.LIQUIDATIONS, topics.DEAD_LETTERS),
+    risk_workload,
+    lambda s: lambda p: RiskCore(s.markets, p),
+)
+MATCHER = Scenario(
+    "matcher",
+    topics.MATCHER_IN,
+    (topics.RISK_IN, topics.MARKET_EVENTS, topics.DEAD_LETTERS),
+    matcher_workload,
+    lambda s: lambda p: MatcherCore(s.markets, p),
+)
+
+
+async def feed(
+    settings: Settings, scenario: Scenario, items: list[Item], chunk: int = 0, pause_s: float = 0.0
+) -> None:
     """Produce the workload in order, optionally in chunks with pauses (a live stream)."""
     step = chunk or len(items)
     for start in range(0, len(items), step):
@@ -39,16 +76,17 @@ async def feed(settings: Settings, items: list, chunk: int = 0, pause_s: float =
         for key, message, partition in part:
             groups[partition].append((key, message))
         for partition, pairs in groups.items():
-            await produce(settings, topics.RISK_IN, pairs, partition=partition)
+            await produce(settings, scenario.input_topic, pairs, partition=partition)
         if pause_s:
             await asyncio.sleep(pause_s)
 
 
-async def progress(settings: Settings, redis: aioredis.Redis) -> dict[int, int]:
-    store = SnapshotStore(redis, settings.namespace, "risk")
-    return {
-        p: await store.stored_offset(p) for p in range(settings.topics.partitions(topics.RISK_IN))
-    }
+async def progress(
+    settings: Settings, redis: aioredis.Redis, scenario: Scenario = RISK
+) -> dict[int, int]:
+    store = SnapshotStore(redis, settings.namespace, scenario.service)
+    count = settings.topics.partitions(scenario.input_topic)
+    return {p: await store.stored_offset(p) for p in range(count)}
 
 
 async def wait_done(
@@ -56,11 +94,12 @@ async def wait_done(
     redis: aioredis.Redis,
     ref: Reference,
     procs: list[ServiceProcess],
+    scenario: Scenario = RISK,
     timeout_s: float = 120.0,
 ) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        done = await progress(settings, redis)
+        done = await progress(settings, redis, scenario)
         if all(done.get(p, 0) >= end for p, end in ref.offsets.items()):
             return
         for proc in procs:
@@ -70,10 +109,10 @@ async def wait_done(
 
 
 async def assert_matches_reference(
-    settings: Settings, redis: aioredis.Redis, ref: Reference
+    settings: Settings, redis: aioredis.Redis, ref: Reference, scenario: Scenario = RISK
 ) -> None:
     seen = []
-    for topic in OUTPUT_TOPICS:
+    for topic in scenario.outputs:
         seen.extend(await read_topic(settings, topic, decode=False, quiet_s=1.0, timeout_s=60))
     counts = Counter(r.id for r in seen)
     doubled = [i for i, n in counts.items() if n > 1]
@@ -92,17 +131,21 @@ async def assert_matches_reference(
         source = int(r.id.split("/")[-3])
         sequences[(r.topic, r.partition, source)].append(r.id)
     assert dict(sequences) == ref.sequences
-    store = SnapshotStore(redis, settings.namespace, "risk")
+    store = SnapshotStore(redis, settings.namespace, scenario.service)
     for p, expected in ref.state.items():
         offset, state = await store.load(p)
         assert offset == ref.offsets[p]
         assert state == expected, f"Redis state of partition {p} differs from the reference"
 
 
-async def recorded_reference(settings: Settings, count: int) -> Reference:
-    inputs = await read_topic(settings, topics.RISK_IN, decode=False, expect=count, quiet_s=0.5)
+async def recorded_reference(
+    settings: Settings, count: int, scenario: Scenario = RISK
+) -> Reference:
+    inputs = await read_topic(
+        settings, scenario.input_topic, decode=False, expect=count, quiet_s=0.5
+    )
     assert len(inputs) == count
-    return reference_run(settings, settings.markets, inputs)
+    return reference_run(settings, inputs, scenario.input_topic, scenario.factory(settings))
 
 
 def replays_in(log: Path) -> list[tuple[int, int]]:
@@ -118,51 +161,56 @@ def replays_in(log: Path) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.parametrize("scenario", [RISK, MATCHER], ids=lambda s: s.service)
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(
-    stack: object, settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+    stack: object,
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+    scenario: Scenario,
 ) -> None:
-    items = risk_workload(seed=11, count=6000)
-    await feed(settings, items)
-    ref = await recorded_reference(settings, len(items))
+    items = scenario.workload(11, 6000)
+    await feed(settings, scenario, items)
+    ref = await recorded_reference(settings, len(items), scenario)
     total = sum(ref.offsets.values())
     # Small batches make the run long enough to be killed many times mid-stream.
-    risk = ServiceProcess("risk", settings, tmp_path / "logs", batch_max=40, batch_min=1)
+    proc = ServiceProcess(scenario.service, settings, tmp_path / "logs", batch_max=40)
     rng = random.Random(5)
     targets = sorted(rng.uniform(0.05, 0.85) * total for _ in range(5))
     kills: list[int] = []
-    risk.start()
+    proc.start()
     try:
         for target in targets:
             target = max(target, (kills[-1] + 1) if kills else 0)  # new progress first
-            while sum((await progress(settings, redis_client)).values()) < target:
-                assert risk.alive(), risk.tail()
+            while sum((await progress(settings, redis_client, scenario)).values()) < target:
+                assert proc.alive(), proc.tail()
                 await asyncio.sleep(0.02)
-            risk.kill()
-            kills.append(sum((await progress(settings, redis_client)).values()))
-            risk.start()
-        await wait_done(settings, redis_client, ref, [risk])
+            proc.kill()
+            kills.append(sum((await progress(settings, redis_client, scenario)).values()))
+            proc.start()
+        await wait_done(settings, redis_client, ref, [proc], scenario)
     finally:
-        risk.stop()
+        proc.stop()
     assert len(kills) == 5 and all(0 < k < total for k in kills), kills
     assert kills == sorted(kills) and len(set(kills)) == 5, f"each kill after new progress: {kills}"
-    await assert_matches_reference(settings, redis_client, ref)
-    print(f"killed at {kills} of {total} records; replays {replays_in(risk.log_path)}")
+    await assert_matches_reference(settings, redis_client, ref, scenario)
+    print(f"{scenario.service}: killed at {kills} of {total}; replays {replays_in(proc.log_path)}")
 
 
 async def test_failover_moves_partitions_with_state(
     stack: object, settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
-    items = risk_workload(seed=23, count=4000)
+    items = risk_workload(23, 4000)
     first, rest = items[:1500], items[1500:]
     a = ServiceProcess("risk", settings, tmp_path / "a", batch_max=100)
     b = ServiceProcess("risk", settings, tmp_path / "b", batch_max=100)
     a.start()
     b.start()
     try:
-        await feed(settings, first, chunk=150, pause_s=0.1)
+        await feed(settings, RISK, first, chunk=150, pause_s=0.1)
         owned_by_a, owned_by_b = await shared_between(a.log_path, b.log_path)
         a.kill()
-        await feed(settings, rest, chunk=250, pause_s=0.05)
+        await feed(settings, RISK, rest, chunk=250, pause_s=0.05)
         ref = await recorded_reference(settings, len(items))
         await wait_done(settings, redis_client, ref, [b])
         taken_over = owned_partitions(b.log_path)

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from libs.common import codec, topics
-from libs.common.markets import MarketRegistry
-from libs.common.runtime import Context
+from libs.common.runtime import Context, Core
 from libs.common.runtime.processor import emit_dead_letter
-from libs.common.schemas import Deposit, FillLeg, MarkUpdate, PlaceOrder, Withdraw
+from libs.common.schemas import (
+    CancelAll,
+    CancelRequest,
+    Deposit,
+    FillLeg,
+    IndexTick,
+    MarketControl,
+    MarkUpdate,
+    ModifyRequest,
+    NewOrder,
+    PlaceOrder,
+    PositionTransfer,
+    ScheduleCancel,
+    Withdraw,
+)
 from libs.common.settings import Settings
 from libs.common.topics import partition_for
 from services.risk.engine import RiskCore
@@ -96,18 +110,25 @@ class Reference:
     offsets: dict[int, int] = field(default_factory=dict)
 
 
-def reference_run(settings: Settings, markets: MarketRegistry, inputs: list[Record]) -> Reference:
+def reference_run(
+    settings: Settings,
+    inputs: list[Record],
+    input_topic: str = topics.RISK_IN,
+    factory: Callable[[int], Core] | None = None,
+) -> Reference:
     """Apply the recorded input log to fresh cores in-process, as a crash-free run would.
 
     Undecodable records become dead letters, exactly as the runtime does."""
+    markets = settings.markets
+    make = factory or (lambda p: RiskCore(markets, p))
     ref = Reference()
-    decoder = codec.decoder(topics.RISK_IN)
+    decoder = codec.decoder(input_topic)
     by_partition: dict[int, list[Record]] = defaultdict(list)
     for r in inputs:
         by_partition[r.partition].append(r)
     for p, records in sorted(by_partition.items()):
-        core = RiskCore(markets, p)
-        ctx = Context(settings.topics, topics.RISK_IN, p)
+        core = make(p)
+        ctx = Context(settings.topics, input_topic, p)
         state: dict[str, bytes] = {}
         for r in sorted(records, key=lambda r: r.offset):
             ctx.at(r.offset, live=True)
@@ -116,7 +137,7 @@ def reference_run(settings: Settings, markets: MarketRegistry, inputs: list[Reco
             except codec.DecodeError as exc:
                 emit_dead_letter(
                     ctx,
-                    topics.RISK_IN,
+                    input_topic,
                     r.topic,
                     r.partition,
                     r.offset,
@@ -141,3 +162,110 @@ def reference_run(settings: Settings, markets: MarketRegistry, inputs: list[Reco
 
 def partition_of(account: str, settings: Settings) -> int:
     return partition_for(account, settings.topics.partitions(topics.RISK_IN))
+
+
+def matcher_workload(seed: int, count: int, accounts: int = 30) -> list[Item]:
+    """Order flow for the matcher: limit (GTC, IOC, ALO), market, reduce-only and TP/SL
+    orders, cancels by oid and cloid, modifies, cancel-alls, dead man's switches,
+    transfers, halts, and index ticks (some not valid), in a reproducible order."""
+    rng = random.Random(seed)
+    users = [f"0x{rng.getrandbits(160):040x}" for _ in range(accounts)]
+    index = {"BTC": 1_000_000, "ETH": 350_000}
+    live: list[tuple[str, str, int, str | None]] = []
+    items: list[Item] = []
+    ts = 1_700_000_000_000
+    oid = 0
+    while len(items) < count:
+        ts += rng.randint(1, 400)
+        market = rng.choice(("BTC", "ETH"))
+        user = rng.choice(users)
+        roll = rng.random()
+        oid += 1
+        if roll < 0.45:
+            kind = rng.choice(("limit", "limit", "limit", "market", "trigger"))
+            is_buy = rng.random() < 0.5
+            px = index[market] + rng.randint(-400, 400) * (10 if market == "BTC" else 1)
+            cloid = f"0x{rng.getrandbits(128):032x}" if rng.random() < 0.3 else None
+            order = NewOrder(
+                ts=ts,
+                oid=oid,
+                account=user,
+                market=market,
+                is_buy=is_buy,
+                px=0 if kind == "market" else px,
+                sz=rng.randint(1, 50) * 100,
+                tif=rng.choice(("Gtc", "Gtc", "Ioc", "Alo")),
+                reduce_only=rng.random() < 0.1,
+                cloid=cloid,
+                kind=kind,
+                trigger_px=px if kind == "trigger" else 0,
+                tpsl=rng.choice(("tp", "sl")) if kind == "trigger" else "",
+            )
+            items.append((market, order, None))
+            live.append((user, market, oid, cloid))
+        elif roll < 0.60 and live:
+            user, market, target, cloid = live.pop(rng.randrange(len(live)))
+            by_cloid = cloid if cloid and rng.random() < 0.5 else None
+            items.append(
+                (
+                    market,
+                    CancelRequest(ts=ts, oid=target, account=user, market=market, cloid=by_cloid),
+                    None,
+                )
+            )
+        elif roll < 0.75 and live:
+            user, market, target, _ = rng.choice(live)
+            px = index[market] + rng.randint(-400, 400) * (10 if market == "BTC" else 1)
+            items.append(
+                (
+                    market,
+                    ModifyRequest(
+                        ts=ts,
+                        oid=target,
+                        account=user,
+                        market=market,
+                        is_buy=rng.random() < 0.5,
+                        px=px,
+                        sz=rng.randint(1, 50) * 100,
+                    ),
+                    None,
+                )
+            )
+        elif roll < 0.90:
+            index[market] = max(1000, index[market] + rng.randint(-3000, 3000))
+            status = "valid" if rng.random() < 0.9 else "stale"
+            items.append(
+                (market, IndexTick(ts=ts, market=market, px=index[market], status=status), None)
+            )
+        elif roll < 0.93:
+            items.append(
+                (
+                    market,
+                    CancelAll(ts=ts, account=user, market=market, status="liquidatedCanceled"),
+                    None,
+                )
+            )
+        elif roll < 0.95:
+            items.append((market, ScheduleCancel(ts=ts, account=user, at=ts + 2000), None))
+        elif roll < 0.98:
+            other = rng.choice(users)
+            items.append(
+                (
+                    market,
+                    PositionTransfer(
+                        ts=ts,
+                        market=market,
+                        from_account=user,
+                        to_account=other,
+                        from_is_long=rng.random() < 0.5,
+                        sz=rng.randint(1, 20) * 100,
+                        px=index[market],
+                        kind=rng.choice(("backstop", "adl")),
+                    ),
+                    None,
+                )
+            )
+        else:
+            action = rng.choice(("halt", "resume", "resume"))
+            items.append((market, MarketControl(ts=ts, market=market, action=action), None))
+    return items

@@ -1,0 +1,1001 @@
+"""One market's matching engine: order types, rules, triggers, mark price and funding.
+
+Pure: it reads time only from messages and emits everything through the context:
+fill legs and order results to the accounts' risk partitions, trades, book deltas,
+marks and funding to market.events, marks and funding to every risk partition.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from libs.common import metrics, topics
+from libs.common.markets import MarketSpec
+from libs.common.runtime import Context
+from libs.common.schemas import (
+    BookDelta,
+    BookSnapshot,
+    CancelRequest,
+    ChildOrder,
+    FillLeg,
+    FundingRate,
+    FundingUpdate,
+    IndexTick,
+    Level,
+    MarketControl,
+    MarketStatus,
+    MarkPrice,
+    MarkUpdate,
+    ModifyRequest,
+    NewOrder,
+    OrderResult,
+    PositionTransfer,
+    Trade,
+)
+from libs.common.state import L2_DEPTH, L2View, MarketContext
+from services.matcher.book import Book, RestingOrder
+from services.matcher.funding import PPB, FundingState, align_next, interval_rate, premium_ppb
+from services.matcher.mark import MarkState, mark_price, update_basis
+from services.matcher.positions import Positions
+
+PPM = 1_000_000
+VALID = "valid"
+
+
+class TriggerOrder(msgspec.Struct, kw_only=True):
+    """A stop-loss or take-profit waiting off the book for the mark to cross its trigger."""
+
+    oid: int
+    account: str
+    is_buy: bool
+    px: int
+    sz: int
+    trigger_px: int
+    tpsl: str
+    is_market: bool
+    reduce_only: bool
+    position_tpsl: bool
+    ts: int
+    cloid: str | None = None
+
+    def fires_at(self, mark: int) -> bool:
+        # A sell protects a long: its stop fires as the price falls, its target as it rises.
+        rising = (self.tpsl == "tp") != self.is_buy
+        return mark >= self.trigger_px if rising else mark <= self.trigger_px
+
+
+class PendingChildren(msgspec.Struct, kw_only=True):
+    """TP/SL orders of a normalTpsl parent, placed once the parent has filled."""
+
+    account: str
+    children: list[ChildOrder]
+
+
+class MarketSnapshot(msgspec.Struct, kw_only=True):
+    """Everything a market's engine needs to continue exactly where it was."""
+
+    market: str
+    orders: list[RestingOrder]
+    triggers: list[TriggerOrder]
+    pending: dict[int, PendingChildren]
+    positions: dict[str, int]
+    mark: MarkState
+    funding: FundingState
+    index_px: int = 0
+    mark_px: int = 0
+    last_px: int = 0
+    external_mid: int = 0
+    next_tid: int = 1
+    seq: int = 0
+    halted: bool = False
+    oracle_status: str = VALID
+    last_snapshot_ts: int = 0
+    ts: int = 0
+    book_ts: int = 0
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    """What happened to an incoming order: filled size and notional, and its status."""
+
+    status: str
+    filled: int = 0
+    filled_ntl: int = 0
+    resting: int = 0
+    error: str | None = None
+
+
+class MarketEngine:
+    """The matching state of one market and the handlers of its commands."""
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self.market = spec.name
+        self.book = Book(spec.name)
+        self.triggers: dict[int, TriggerOrder] = {}
+        self.pending: dict[int, PendingChildren] = {}
+        self.positions = Positions()
+        self.mark = MarkState()
+        self.funding = FundingState()
+        self.index_px = 0
+        self.mark_px = 0
+        self.last_px = 0
+        self.external_mid = 0
+        self.next_tid = 1
+        self.seq = 0
+        self.halted = False
+        self.oracle_status = VALID
+        self.last_snapshot_ts = 0
+        self.ts = 0
+        self.open_orders: dict[str, int] = {}
+        self.cloids: dict[tuple[str, str], int] = {}
+        self.book_ts = 0  # event time of the last book change
+        self.l2_dirty = True
+        self._trades = metrics.TRADES.labels(spec.name)
+        self._notional = metrics.TRADED_NOTIONAL.labels(spec.name)
+
+    # ------------------------------------------------------------ persistence
+
+    def snapshot(self) -> MarketSnapshot:
+        return MarketSnapshot(
+            market=self.market,
+            orders=self.book.resting(),
+            triggers=[self.triggers[oid] for oid in sorted(self.triggers)],
+            pending=dict(sorted(self.pending.items())),
+            positions=dict(sorted(self.positions.sizes.items())),
+            mark=self.mark,
+            funding=self.funding,
+            index_px=self.index_px,
+            mark_px=self.mark_px,
+            last_px=self.last_px,
+            external_mid=self.external_mid,
+            next_tid=self.next_tid,
+            seq=self.seq,
+            halted=self.halted,
+            oracle_status=self.oracle_status,
+            last_snapshot_ts=self.last_snapshot_ts,
+            ts=self.ts,
+            book_ts=self.book_ts,
+        )
+
+    @classmethod
+    def restore(cls, spec: MarketSpec, snap: MarketSnapshot) -> MarketEngine:
+        engine = cls(spec)
+        for order in snap.orders:
+            engine.book.rest(order)
+            engine._track(order.account, order.oid, order.cloid)
+        engine.book.take_touched()
+        for trigger in snap.triggers:
+            engine.triggers[trigger.oid] = trigger
+            engine._track(trigger.account, trigger.oid, trigger.cloid)
+        engine.pending = dict(snap.pending)
+        engine.positions = Positions(snap.positions)
+        engine.mark, engine.funding = snap.mark, snap.funding
+        engine.index_px, engine.mark_px, engine.last_px = snap.index_px, snap.mark_px, snap.last_px
+        engine.external_mid, engine.next_tid, engine.seq = (
+            snap.external_mid,
+            snap.next_tid,
+            snap.seq,
+        )
+        engine.halted, engine.oracle_status = snap.halted, snap.oracle_status
+        engine.last_snapshot_ts, engine.ts = snap.last_snapshot_ts, snap.ts
+        engine.book_ts = snap.book_ts
+        engine.l2_dirty = False  # the view in Redis was written with this snapshot
+        return engine
+
+    def l2_view(self) -> L2View:
+        bids, asks = self.book.depth(L2_DEPTH)
+        return L2View(market=self.market, seq=self.seq, ts=self.book_ts, bids=bids, asks=asks)
+
+    def context(self) -> MarketContext:
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        impact = self.spec.impact_notional_usd
+        return MarketContext(
+            market=self.market,
+            ts=self.ts,
+            mark_px=self.mark_px,
+            index_px=self.index_px,
+            mid_px=(bid + ask) // 2 if bid is not None and ask is not None else 0,
+            last_px=self.last_px,
+            impact_bid_px=self.book.impact_price(True, impact) or 0,
+            impact_ask_px=self.book.impact_price(False, impact) or 0,
+            premium_ppb=self.funding.last_premium_ppb,
+            funding_rate_ppb=self.funding.rate_ppb,
+            cum_funding_index=self.funding.cum_index,
+            open_interest=self.positions.open_interest,
+            state=self.state,
+            oracle_status=self.oracle_status,
+        )
+
+    @property
+    def state(self) -> str:
+        if self.halted:
+            return "halted"
+        return "open" if self.oracle_status == VALID else "reduce_only"
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _track(self, account: str, oid: int, cloid: str | None) -> None:
+        self.open_orders[account] = self.open_orders.get(account, 0) + 1
+        if cloid:
+            self.cloids[(account, cloid)] = oid
+
+    def _untrack(self, account: str, oid: int, cloid: str | None) -> None:
+        left = self.open_orders.get(account, 0) - 1
+        if left > 0:
+            self.open_orders[account] = left
+        else:
+            self.open_orders.pop(account, None)
+        if cloid and self.cloids.get((account, cloid)) == oid:
+            del self.cloids[(account, cloid)]
+
+    def _result(
+        self,
+        ctx: Context,
+        account: str,
+        oid: int,
+        status: str,
+        *,
+        execution: Execution | None = None,
+        error: str | None = None,
+        req_id: str = "",
+        cloid: str | None = None,
+        px: int = 0,
+    ) -> None:
+        ex = execution or Execution(status=status)
+        if ctx.live:
+            metrics.ORDER_OUTCOMES.labels(self.market, status).inc()
+        ctx.emit(
+            topics.RISK_IN,
+            account,
+            OrderResult(
+                ts=self.ts,
+                account=account,
+                market=self.market,
+                oid=oid,
+                status=status,
+                filled_sz=ex.filled,
+                resting_sz=ex.resting,
+                filled_ntl=ex.filled_ntl,
+                error=error or ex.error,
+                req_id=req_id,
+                cloid=cloid,
+                px=px,
+            ),
+        )
+
+    def _asset_note(self) -> str:
+        return f"asset={self.spec.asset}"
+
+    # ------------------------------------------------------------ rules
+
+    def _admission_error(self, msg: NewOrder | ModifyRequest, px: int) -> tuple[str, str] | None:
+        """The status and error that refuse an order, or None when it may proceed."""
+        spec = self.spec
+        if self.halted:
+            return "rejected", f"Trading is halted for this market. {self._asset_note()}"
+        if self.oracle_status != VALID and not msg.reduce_only:
+            return (
+                "rejected",
+                "Only reduce-only orders are accepted while the oracle price is not valid. "
+                + self._asset_note(),
+            )
+        is_market = isinstance(msg, NewOrder) and (
+            msg.kind == "market" or (msg.kind == "trigger" and msg.trigger_is_market)
+        )
+        if msg.sz <= 0 or px < 0 or (px == 0 and not is_market):
+            return "rejected", "Order has invalid price or size."
+        if px and self.index_px:
+            band = self.index_px * spec.price_band_ppm // PPM
+            if abs(px - self.index_px) > band:
+                pct = spec.price_band_ppm // 10_000
+                return (
+                    "oracleRejected",
+                    f"Order price cannot be more than {pct}% away from the reference price",
+                )
+        reference = px or self.mark_px or self.index_px
+        if not msg.reduce_only and reference and reference * msg.sz < spec.min_order_usd:
+            return (
+                "minTradeNtlRejected",
+                f"Order must have minimum value of ${spec.min_order_usd // 1_000_000}.",
+            )
+        return None
+
+    # ------------------------------------------------------------ commands
+
+    def new_order(self, msg: NewOrder, ctx: Context) -> None:
+        self.ts = msg.ts
+        refusal = self._admission_error(msg, msg.px)
+        if refusal is None and self.open_orders.get(msg.account, 0) >= self.spec.max_open_orders:
+            refusal = ("rejected", f"Too many open orders ({self.spec.max_open_orders}).")
+        if refusal is None and msg.cloid and (msg.account, msg.cloid) in self.cloids:
+            refusal = ("rejected", "Duplicate client order id.")
+        if refusal is None and msg.kind == "trigger" and msg.trigger_px <= 0:
+            refusal = ("rejected", "Trigger order needs a positive trigger price.")
+        if refusal is not None:
+            status, error = refusal
+            self._result(
+                ctx, msg.account, msg.oid, status, error=error, req_id=msg.req_id, cloid=msg.cloid
+            )
+            return
+        if msg.kind == "trigger":
+            self._add_trigger(msg, ctx)
+            return
+        is_market = msg.kind == "market"
+        px = msg.px if msg.px else self._slippage_price(msg.is_buy, msg.slippage_ppm)
+        tif = "Ioc" if is_market else msg.tif
+        ex = self._execute(
+            ctx,
+            msg.oid,
+            msg.account,
+            msg.is_buy,
+            px,
+            msg.sz,
+            tif,
+            msg.reduce_only,
+            msg.cloid,
+            is_market=is_market,
+        )
+        if msg.children:
+            self._hold_children(msg.oid, msg.account, msg.children, ex, ctx)
+        self._result(
+            ctx,
+            msg.account,
+            msg.oid,
+            ex.status,
+            execution=ex,
+            req_id=msg.req_id,
+            cloid=msg.cloid,
+            px=px,
+        )
+
+    def _slippage_price(self, is_buy: bool, slippage_ppm: int) -> int:
+        reference = self.mark_px or self.index_px or self.last_px
+        slip = slippage_ppm or self.spec.market_slippage_ppm
+        if not reference:
+            return 0
+        move = reference * slip // PPM
+        return reference + move if is_buy else max(1, reference - move)
+
+    def _execute(
+        self,
+        ctx: Context,
+        oid: int,
+        account: str,
+        is_buy: bool,
+        px: int,
+        sz: int,
+        tif: str,
+        reduce_only: bool,
+        cloid: str | None,
+        *,
+        is_market: bool = False,
+        kind: str = "trade",
+    ) -> Execution:
+        """Match an incoming order and rest what a GTC or ALO order has left."""
+        book = self.book
+        note = self._asset_note()
+        if px <= 0:
+            return Execution(
+                status="marketOrderNoLiquidityRejected",
+                error=f"No reference price for a market order. {note}",
+            )
+        if reduce_only:
+            cap = self.positions.reducible(account, is_buy)
+            if cap == 0:
+                return Execution(
+                    status="reduceOnlyRejected",
+                    error=f"Reduce only order would increase position. {note}",
+                )
+            sz = min(sz, cap)
+        if tif == "Alo" and book.would_cross(is_buy, px):
+            best = book.best_ask() if is_buy else book.best_bid()
+            bbo = self.spec.format_price(best or 0)
+            return Execution(
+                status="badAloPxRejected",
+                error=f"Post only order would have immediately matched, bbo was {bbo}. {note}",
+            )
+        matches, remaining, removed = book.match(is_buy, px, sz, account, self.positions)
+        filled = filled_ntl = 0
+        for m in matches:
+            filled += m.sz
+            filled_ntl += m.px * m.sz
+            self._fill_pair(ctx, account, oid, is_buy, m.maker, m.px, m.sz, m.maker_done, kind)
+        for maker, status in removed:
+            self._closed_resting(ctx, maker, status)
+        if matches and book.reduce_only_resting:
+            self._after_position_change(ctx, account)
+            for maker_account in sorted({m.maker.account for m in matches}):
+                self._after_position_change(ctx, maker_account)
+        if remaining and tif in ("Gtc", "Alo"):
+            order = RestingOrder(
+                oid=oid,
+                account=account,
+                is_buy=is_buy,
+                px=px,
+                sz=remaining,
+                orig_sz=sz,
+                ts=self.ts,
+                cloid=cloid,
+                reduce_only=reduce_only,
+                filled_ntl=filled_ntl,
+            )
+            book.rest(order)
+            self._track(account, oid, cloid)
+            return Execution(
+                status="resting", filled=filled, filled_ntl=filled_ntl, resting=remaining
+            )
+        if filled:
+            return Execution(status="filled", filled=filled, filled_ntl=filled_ntl)
+        if is_market:
+            return Execution(
+                status="marketOrderNoLiquidityRejected",
+                error=f"No liquidity available for market order. {note}",
+            )
+        return Execution(
+            status="iocCancelRejected",
+            error=f"Order could not immediately match against any resting orders. {note}",
+        )
+
+    def _fill_pair(
+        self,
+        ctx: Context,
+        taker: str,
+        taker_oid: int,
+        taker_is_buy: bool,
+        maker: RestingOrder,
+        px: int,
+        sz: int,
+        maker_done: bool,
+        kind: str,
+    ) -> None:
+        tid = self.next_tid
+        self.next_tid += 1
+        self.last_px = px
+        ts = self.ts
+        market = self.market
+        ctx.emit(
+            topics.RISK_IN,
+            taker,
+            FillLeg(
+                ts=ts,
+                account=taker,
+                market=market,
+                oid=taker_oid,
+                is_buy=taker_is_buy,
+                px=px,
+                sz=sz,
+                is_maker=False,
+                tid=tid,
+                order_closed=False,
+                kind=kind,
+            ),
+        )
+        ctx.emit(
+            topics.RISK_IN,
+            maker.account,
+            FillLeg(
+                ts=ts,
+                account=maker.account,
+                market=market,
+                oid=maker.oid,
+                is_buy=maker.is_buy,
+                px=px,
+                sz=sz,
+                is_maker=True,
+                tid=tid,
+                order_closed=maker_done,
+                kind=kind,
+            ),
+        )
+        if ctx.live:
+            self._trades.inc()
+            self._notional.inc(px * sz / 1_000_000)
+        buyer, seller = (taker, maker.account) if taker_is_buy else (maker.account, taker)
+        ctx.emit(
+            topics.MARKET_EVENTS,
+            market,
+            Trade(
+                ts=ts,
+                market=market,
+                px=px,
+                sz=sz,
+                taker_is_buy=taker_is_buy,
+                buyer=buyer,
+                seller=seller,
+                tid=tid,
+            ),
+        )
+        if maker_done:
+            self._untrack(maker.account, maker.oid, maker.cloid)
+            self._release_children(ctx, maker.oid, maker.orig_sz)
+
+    def _closed_resting(self, ctx: Context, order: RestingOrder, status: str) -> None:
+        """Report a resting order that left the book without trading its remainder."""
+        self._untrack(order.account, order.oid, order.cloid)
+        filled = order.orig_sz - order.sz
+        ex = Execution(status=status, filled=filled, filled_ntl=order.filled_ntl)
+        self._result(ctx, order.account, order.oid, status, execution=ex, cloid=order.cloid)
+        self._release_children(ctx, order.oid, filled)
+
+    # ------------------------------------------------------------ TP/SL
+
+    def _add_trigger(self, msg: NewOrder, ctx: Context) -> None:
+        if (
+            msg.grouping == "positionTpsl"
+            and self.positions.reducible(msg.account, msg.is_buy) == 0
+        ):
+            self._result(
+                ctx,
+                msg.account,
+                msg.oid,
+                "rejected",
+                error="Position TP/SL needs an open position it would close.",
+                req_id=msg.req_id,
+                cloid=msg.cloid,
+            )
+            return
+        trigger = TriggerOrder(
+            oid=msg.oid,
+            account=msg.account,
+            is_buy=msg.is_buy,
+            px=msg.px,
+            sz=msg.sz,
+            trigger_px=msg.trigger_px,
+            tpsl=msg.tpsl or "sl",
+            is_market=msg.trigger_is_market,
+            reduce_only=msg.reduce_only or msg.grouping == "positionTpsl",
+            position_tpsl=msg.grouping == "positionTpsl",
+            ts=msg.ts,
+            cloid=msg.cloid,
+        )
+        self.triggers[msg.oid] = trigger
+        self._track(msg.account, msg.oid, msg.cloid)
+        self._result(
+            ctx,
+            msg.account,
+            msg.oid,
+            "resting",
+            execution=Execution(status="resting", resting=msg.sz),
+            req_id=msg.req_id,
+            cloid=msg.cloid,
+            px=msg.px,
+        )
+
+    def _hold_children(
+        self,
+        parent: int,
+        account: str,
+        children: tuple[ChildOrder, ...],
+        ex: Execution,
+        ctx: Context,
+    ) -> None:
+        if ex.status == "resting":  # placed when the parent leaves the book
+            self.pending[parent] = PendingChildren(account=account, children=list(children))
+            return
+        if ex.filled:
+            self.pending[parent] = PendingChildren(account=account, children=list(children))
+            self._release_children(ctx, parent, ex.filled)
+        else:
+            for child in children:
+                self._result(
+                    ctx,
+                    account,
+                    child.oid,
+                    "canceled",
+                    error="Parent order did not fill.",
+                    cloid=child.cloid,
+                )
+
+    def _release_children(self, ctx: Context, parent: int, parent_filled: int) -> None:
+        """Place a closed parent's TP/SL children, sized to what the parent filled."""
+        group = self.pending.pop(parent, None)
+        if group is None:
+            return
+        for child in group.children:
+            if parent_filled == 0:
+                self._result(
+                    ctx,
+                    group.account,
+                    child.oid,
+                    "canceled",
+                    error="Parent order did not fill.",
+                    cloid=child.cloid,
+                )
+                continue
+            trigger = TriggerOrder(
+                oid=child.oid,
+                account=group.account,
+                is_buy=child.is_buy,
+                px=child.px,
+                sz=min(child.sz, parent_filled),
+                trigger_px=child.trigger_px,
+                tpsl=child.tpsl,
+                is_market=child.trigger_is_market,
+                reduce_only=True,
+                position_tpsl=False,
+                ts=self.ts,
+                cloid=child.cloid,
+            )
+            self.triggers[child.oid] = trigger
+            self._track(group.account, child.oid, child.cloid)
+            self._result(
+                ctx,
+                group.account,
+                child.oid,
+                "resting",
+                execution=Execution(status="resting", resting=trigger.sz),
+                cloid=child.cloid,
+                px=child.px,
+            )
+
+    def _fire_triggers(self, ctx: Context) -> None:
+        mark = self.mark_px
+        fired = [t for oid, t in sorted(self.triggers.items()) if t.fires_at(mark)]
+        for t in fired:
+            del self.triggers[t.oid]
+            self._untrack(t.account, t.oid, t.cloid)
+            self._result(ctx, t.account, t.oid, "triggered", cloid=t.cloid, px=t.px)
+            sz = t.sz
+            if t.position_tpsl:
+                sz = self.positions.reducible(t.account, t.is_buy)
+                if sz == 0:
+                    self._result(
+                        ctx,
+                        t.account,
+                        t.oid,
+                        "canceled",
+                        cloid=t.cloid,
+                        error="No position left to close.",
+                    )
+                    continue
+            px = self._slippage_price(t.is_buy, 0) if t.is_market else t.px
+            tif = "Ioc" if t.is_market else "Gtc"
+            ex = self._execute(
+                ctx,
+                t.oid,
+                t.account,
+                t.is_buy,
+                px,
+                sz,
+                tif,
+                t.reduce_only,
+                t.cloid,
+                is_market=t.is_market,
+            )
+            self._result(ctx, t.account, t.oid, ex.status, execution=ex, cloid=t.cloid, px=px)
+
+    # ------------------------------------------------------------ management
+
+    def _find(self, account: str, oid: int, cloid: str | None) -> int | None:
+        if cloid:
+            return self.cloids.get((account, cloid))
+        return oid
+
+    def cancel(self, msg: CancelRequest, ctx: Context) -> None:
+        self.ts = msg.ts
+        oid = self._find(msg.account, msg.oid, msg.cloid)
+        order = self.book.orders.get(oid) if oid is not None else None
+        trigger = self.triggers.get(oid) if oid is not None else None
+        if order is not None and order.account == msg.account:
+            self.book.cancel(order.oid)
+            self._untrack(order.account, order.oid, order.cloid)
+            filled = order.orig_sz - order.sz
+            ex = Execution(status="canceled", filled=filled, filled_ntl=order.filled_ntl)
+            self._result(
+                ctx,
+                msg.account,
+                order.oid,
+                "canceled",
+                execution=ex,
+                req_id=msg.req_id,
+                cloid=order.cloid,
+            )
+            self._release_children(ctx, order.oid, filled)
+        elif trigger is not None and trigger.account == msg.account:
+            del self.triggers[trigger.oid]
+            self._untrack(trigger.account, trigger.oid, trigger.cloid)
+            self._result(
+                ctx, msg.account, trigger.oid, "canceled", req_id=msg.req_id, cloid=trigger.cloid
+            )
+        else:
+            self._result(
+                ctx,
+                msg.account,
+                oid or msg.oid,
+                "cancelRejected",
+                error="Order was never placed, already canceled, or filled.",
+                req_id=msg.req_id,
+                cloid=msg.cloid,
+            )
+
+    def cancel_all(self, account: str, status: str, ts: int, ctx: Context) -> int:
+        """Cancel every resting and trigger order of an account; returns how many."""
+        self.ts = ts
+        count = 0
+        for order in [o for o in self.book.resting() if o.account == account]:
+            self.book.cancel(order.oid)
+            self._closed_resting(ctx, order, status)
+            count += 1
+        for oid in [oid for oid, t in sorted(self.triggers.items()) if t.account == account]:
+            trigger = self.triggers.pop(oid)
+            self._untrack(account, oid, trigger.cloid)
+            self._result(ctx, account, oid, status, cloid=trigger.cloid)
+            count += 1
+        return count
+
+    def modify(self, msg: ModifyRequest, ctx: Context) -> None:
+        self.ts = msg.ts
+        oid = self._find(msg.account, msg.oid, msg.by_cloid)
+        order = self.book.orders.get(oid) if oid is not None else None
+        if order is None or order.account != msg.account:
+            self._result(
+                ctx,
+                msg.account,
+                oid or msg.oid,
+                "modifyRejected",
+                error="Cannot modify canceled or filled order",
+                req_id=msg.req_id,
+            )
+            return
+        refusal = self._admission_error(msg, msg.px)
+        if (
+            refusal is None
+            and msg.tif == "Alo"
+            and (msg.px != order.px)
+            and self.book.would_cross(msg.is_buy, msg.px)
+        ):
+            refusal = ("badAloPxRejected", "Post only order would have immediately matched.")
+        if refusal is not None:
+            status, error = refusal
+            self._result(ctx, msg.account, order.oid, status, error=error, req_id=msg.req_id)
+            return
+        same_place = msg.px == order.px and msg.is_buy == order.is_buy
+        if same_place and msg.sz <= order.sz and msg.reduce_only == order.reduce_only:
+            self.book.shrink(order.oid, msg.sz)
+            filled = order.orig_sz - order.sz
+            ex = Execution(
+                status="resting", filled=filled, filled_ntl=order.filled_ntl, resting=msg.sz
+            )
+            self._result(
+                ctx,
+                msg.account,
+                order.oid,
+                "resting",
+                execution=ex,
+                req_id=msg.req_id,
+                cloid=order.cloid,
+                px=order.px,
+            )
+            return
+        # A new price, side or a larger size: the order goes to the back of the queue.
+        self.book.cancel(order.oid)
+        self._untrack(order.account, order.oid, order.cloid)
+        cloid = msg.cloid or order.cloid
+        ex = self._execute(
+            ctx, order.oid, msg.account, msg.is_buy, msg.px, msg.sz, msg.tif, msg.reduce_only, cloid
+        )
+        self._result(
+            ctx,
+            msg.account,
+            order.oid,
+            ex.status,
+            execution=ex,
+            req_id=msg.req_id,
+            cloid=cloid,
+            px=msg.px,
+        )
+
+    def control(self, msg: MarketControl, ctx: Context) -> None:
+        self.ts = msg.ts
+        before = self.state
+        self.halted = msg.action == "halt"
+        if self.state != before:
+            ctx.emit(
+                topics.MARKET_EVENTS,
+                self.market,
+                MarketStatus(
+                    ts=msg.ts,
+                    market=self.market,
+                    state=self.state,
+                    reason=msg.reason or f"{msg.action} by {msg.operator or 'operator'}",
+                ),
+            )
+
+    def transfer(self, msg: PositionTransfer, ctx: Context) -> None:
+        """A backstop takeover or ADL close: two fill legs at the given price."""
+        self.ts = msg.ts
+        held = self.positions.reducible(msg.from_account, not msg.from_is_long)
+        if msg.sz <= 0 or msg.px <= 0 or held < msg.sz or msg.from_account == msg.to_account:
+            self._result(
+                ctx,
+                msg.from_account,
+                0,
+                "transferRejected",
+                error=f"Cannot transfer {msg.sz} lots: the position holds {held}.",
+                req_id=msg.req_id,
+            )
+            return
+        from_buys = not msg.from_is_long  # closing a long is a sell
+        self.positions.apply(msg.from_account, from_buys, msg.sz)
+        self.positions.apply(msg.to_account, not from_buys, msg.sz)
+        tid = self.next_tid
+        self.next_tid += 1
+        for account, is_buy in ((msg.from_account, from_buys), (msg.to_account, not from_buys)):
+            ctx.emit(
+                topics.RISK_IN,
+                account,
+                FillLeg(
+                    ts=msg.ts,
+                    account=account,
+                    market=self.market,
+                    oid=0,
+                    is_buy=is_buy,
+                    px=msg.px,
+                    sz=msg.sz,
+                    is_maker=account == msg.to_account,
+                    tid=tid,
+                    order_closed=False,
+                    kind=msg.kind,
+                ),
+            )
+        self._after_position_change(ctx, msg.from_account)
+
+    def _after_position_change(self, ctx: Context, account: str) -> None:
+        """Reduce-only orders that can no longer reduce anything are canceled."""
+        for order in [o for o in self.book.resting() if o.account == account and o.reduce_only]:
+            if self.positions.reducible(account, order.is_buy) == 0:
+                self.book.cancel(order.oid)
+                self._closed_resting(ctx, order, "reduceOnlyCanceled")
+
+    # ------------------------------------------------------------ the clock
+
+    def index_tick(self, msg: IndexTick, ctx: Context) -> None:
+        if msg.px <= 0:
+            return  # a tick without a price carries nothing to act on
+        self.ts = msg.ts
+        before = self.state
+        self.oracle_status = msg.status
+        if self.state != before:
+            ctx.emit(
+                topics.MARKET_EVENTS,
+                self.market,
+                MarketStatus(
+                    ts=msg.ts,
+                    market=self.market,
+                    state=self.state,
+                    reason=f"oracle {msg.status}",
+                ),
+            )
+        self.index_px = msg.px
+        self.external_mid = msg.external_perp_mid
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        mid = (bid + ask) // 2 if bid is not None and ask is not None else None
+        update_basis(self.mark, mid, msg.px, msg.ts, self.spec.mark_ema_ms)
+        self.mark_px = mark_price(
+            self.mark, msg.px, bid, ask, self.last_px or None, self.external_mid or None
+        )
+        ctx.broadcast(
+            topics.RISK_IN,
+            self.market,
+            MarkUpdate(
+                ts=msg.ts,
+                market=self.market,
+                mark_px=self.mark_px,
+                index_px=msg.px,
+            ),
+        )
+        ctx.emit(
+            topics.MARKET_EVENTS,
+            self.market,
+            MarkPrice(
+                ts=msg.ts,
+                market=self.market,
+                mark_px=self.mark_px,
+                index_px=msg.px,
+            ),
+        )
+        if msg.status == VALID:
+            self._funding_clock(ctx)
+            self._fire_triggers(ctx)
+        if msg.ts - self.last_snapshot_ts >= self.spec.book_snapshot_ms:
+            self.last_snapshot_ts = msg.ts
+            bids, asks = self.book.depth(1 << 30)
+            ctx.emit(
+                topics.MARKET_EVENTS,
+                self.market,
+                BookSnapshot(
+                    ts=msg.ts,
+                    market=self.market,
+                    seq=self.seq,
+                    bids=tuple(Level(*lv) for lv in bids),
+                    asks=tuple(Level(*lv) for lv in asks),
+                ),
+            )
+
+    def _funding_clock(self, ctx: Context) -> None:
+        spec, state, ts = self.spec, self.funding, self.ts
+        if state.next_sample_ts == 0:
+            state.next_sample_ts = align_next(ts, spec.premium_sample_ms)
+            state.next_funding_ts = align_next(ts, spec.funding_interval_ms)
+            return
+        if ts >= state.next_sample_ts:
+            impact = spec.impact_notional_usd
+            premium = premium_ppb(
+                self.book.impact_price(True, impact),
+                self.book.impact_price(False, impact),
+                self.index_px,
+            )
+            state.premium_sum += premium
+            state.samples += 1
+            state.last_premium_ppb = premium
+            state.next_sample_ts = align_next(ts, spec.premium_sample_ms)
+        if ts >= state.next_funding_ts:
+            average = state.premium_sum // state.samples if state.samples else 0
+            rate = interval_rate(
+                average,
+                spec.interest_8h_ppb,
+                spec.premium_clamp_ppb,
+                spec.funding_cap_hourly_ppb,
+                spec.funding_interval_ms,
+            )
+            recent = ([*state.recent_rates, rate])[-max(1, spec.funding_smoothing) :]
+            state.recent_rates = recent
+            rate = sum(recent) // len(recent) if rate >= 0 else -(-sum(recent) // len(recent))
+            state.rate_ppb = rate
+            state.cum_index += rate * self.mark_px
+            state.premium_sum = state.samples = 0
+            state.next_funding_ts = align_next(ts, spec.funding_interval_ms)
+            ctx.broadcast(
+                topics.RISK_IN,
+                self.market,
+                FundingUpdate(
+                    ts=ts,
+                    market=self.market,
+                    rate_ppb=rate,
+                    mark_px=self.mark_px,
+                    cum_index=state.cum_index,
+                ),
+            )
+            ctx.emit(
+                topics.MARKET_EVENTS,
+                self.market,
+                FundingRate(
+                    ts=ts,
+                    market=self.market,
+                    rate_ppb=rate,
+                    premium_ppb=average,
+                    mark_px=self.mark_px,
+                    index_px=self.index_px,
+                    cum_index=state.cum_index,
+                ),
+            )
+
+    # ------------------------------------------------------------ book data
+
+    def flush_book(self, ctx: Context) -> None:
+        """Publish the levels the last command changed, as one delta."""
+        touched = self.book.take_touched()
+        if not touched:
+            return
+        self.seq += 1
+        self.book_ts = self.ts
+        self.l2_dirty = True
+        bids: list[Level] = []
+        asks: list[Level] = []
+        for is_bid, px in touched:
+            size, count = self.book.level(is_bid, px)
+            (bids if is_bid else asks).append(Level(px, size, count))
+        ctx.emit(
+            topics.MARKET_EVENTS,
+            self.market,
+            BookDelta(
+                ts=self.ts,
+                market=self.market,
+                seq=self.seq,
+                bids=tuple(bids),
+                asks=tuple(asks),
+            ),
+        )
+
+
+__all__ = ["PPB", "MarketEngine", "MarketSnapshot", "TriggerOrder"]
