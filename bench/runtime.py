@@ -13,7 +13,6 @@ started and stopped. Last line: ``runtime_vs_bus_ratio=<runtime msgs/s / raw msg
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 import time
 import uuid
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.bus import Payload, consume_all, produce_all, run_processor
 from libs.common import codec, topics
 from libs.common.admin import ensure_topics
-from libs.common.runtime import Context, Processor, SnapshotStore
+from libs.common.runtime import Context
 from libs.common.schemas import NewOrder, PlaceOrder
 from libs.common.settings import Settings
 from libs.localstack import LocalStack
@@ -88,58 +87,7 @@ def messages(count: int) -> list[tuple[bytes, bytes, int]]:
     return out
 
 
-async def produce_all(bootstrap: str, topic: str, payload: list[tuple[bytes, bytes, int]]) -> None:
-    """Produce as fast as aiokafka allows: one record batch per partition at a time."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-        max_batch_size=1 << 20,
-    )
-    await producer.start()
-    try:
-        batches: dict[int, Any] = {}
-        sent = []
-        for key, value, partition in payload:
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
-async def consume_all(bootstrap: str, topic: str, count: int) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    parts = [TopicPartition(topic, p) for p in range(4)]
-    consumer.assign(parts)
-    await consumer.seek_to_beginning(*parts)
-    seen = 0
-    try:
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            seen += sum(len(v) for v in batches.values())
-    finally:
-        await consumer.stop()
-
-
-async def raw_bus(settings: Settings, payload: list[tuple[bytes, bytes, int]]) -> float:
+async def raw_bus(settings: Settings, payload: Payload) -> float:
     topic = settings.topics.name(topics.MARKET_EVENTS)
     started = time.perf_counter()
     await produce_all(settings.kafka_bootstrap, topic, payload)
@@ -147,37 +95,11 @@ async def raw_bus(settings: Settings, payload: list[tuple[bytes, bytes, int]]) -
     return len(payload) / (time.perf_counter() - started)
 
 
-async def through_runtime(settings: Settings, payload: list[tuple[bytes, bytes, int]]) -> float:
+async def through_runtime(settings: Settings, payload: Payload) -> float:
     await produce_all(settings.kafka_bootstrap, settings.topics.name(topics.RISK_IN), payload)
-    proc = Processor(
-        service=SERVICE,
-        input_topic=topics.RISK_IN,
-        core_factory=PassThrough,
-        settings=settings,
-    )
-    store = SnapshotStore(proc.redis, settings.namespace, SERVICE)
     expected = {p: sum(1 for *_, q in payload if q == p) for p in range(4)}
-    await proc.start()
-    task = asyncio.create_task(proc.run())
-    while len(proc.workers) < 4:  # time the steady state, not the group join
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
-    started = time.perf_counter()
-    try:
-        while True:
-            done = [await store.stored_offset(p) for p in range(4)]
-            if all(done[p] >= expected[p] for p in range(4)):
-                break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - started
-    finally:
-        proc.request_stop()
-        await task
-        await proc.stop()
-    return len(payload) / elapsed
+    seconds = await run_processor(settings, SERVICE, topics.RISK_IN, PassThrough, expected)
+    return len(payload) / seconds
 
 
 async def run(args: argparse.Namespace) -> float:

@@ -40,6 +40,11 @@ class Match(msgspec.Struct, frozen=True, kw_only=True):
     maker_done: bool
 
 
+# Returned (never mutated) when an incoming order crosses nothing.
+_NO_MATCHES: list[Match] = []
+_NO_REMOVALS: list[tuple[RestingOrder, str]] = []
+
+
 class _Level:
     __slots__ = ("orders", "size")
 
@@ -188,6 +193,9 @@ class Book:
         only what reduces its owner's position at that moment; the rest of it is removed.
         Returns the executions, the size left, and the removed orders with the status."""
         side = self.asks if is_buy else self.bids
+        best = side.best()
+        if best is None or (best > px if is_buy else best < px):
+            return _NO_MATCHES, sz, _NO_REMOVALS  # the common passive order: nothing to do
         matches: list[Match] = []
         removed: list[tuple[RestingOrder, str]] = []
         remaining = sz

@@ -9,12 +9,11 @@ also runs each account's dead man's switch (scheduled cancel) by event time.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from libs.common import metrics
 from libs.common.markets import MarketRegistry
 from libs.common.money import UnitError
 from libs.common.runtime import Context
@@ -33,6 +32,16 @@ from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX
 from services.matcher.market import MarketEngine, MarketSnapshot
 
 BOOK_PREFIX = "book:"
+
+# Commands a market engine handles itself, by message type.
+_HANDLERS: dict[type, Callable[[MarketEngine, Any, Context], None]] = {
+    NewOrder: MarketEngine.new_order,
+    CancelRequest: MarketEngine.cancel,
+    ModifyRequest: MarketEngine.modify,
+    IndexTick: MarketEngine.index_tick,
+    MarketControl: MarketEngine.control,
+    PositionTransfer: MarketEngine.transfer,
+}
 SCHEDULE_KEY = "schedule"
 
 
@@ -62,37 +71,31 @@ class MatcherCore:
         ts = message.ts
         if self._deadlines and self._deadlines[0][0] <= ts:
             self._run_schedules(ts, ctx)
-        if isinstance(message, ScheduleCancel):
+        kind = type(message)
+        if kind is ScheduleCancel:
             self._schedule(message)
             return
-        market = getattr(message, "market", "")
-        if isinstance(message, CancelAll) and not market:
-            for name in sorted(self.engines):
-                self._cancel_all(self.engines[name], message, ctx)
-            return
-        try:
-            engine = self._engine(market)
-        except UnitError as exc:
-            self._unknown_market(message, str(exc), ctx)
-            return
-        if isinstance(message, NewOrder):
-            engine.new_order(message, ctx)
-        elif isinstance(message, CancelRequest):
-            engine.cancel(message, ctx)
-        elif isinstance(message, ModifyRequest):
-            engine.modify(message, ctx)
-        elif isinstance(message, IndexTick):
-            engine.index_tick(message, ctx)
-        elif isinstance(message, CancelAll):
+        market = message.market
+        engine = self.engines.get(market)
+        if engine is None:
+            if kind is CancelAll and not market:
+                for name in sorted(self.engines):
+                    self._cancel_all(self.engines[name], message, ctx)
+                return
+            try:
+                engine = self._engine(market)
+            except UnitError as exc:
+                self._unknown_market(message, str(exc), ctx)
+                return
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(engine, message, ctx)
+        elif kind is CancelAll:
             self._cancel_all(engine, message, ctx)
-        elif isinstance(message, MarketControl):
-            engine.control(message, ctx)
-        elif isinstance(message, PositionTransfer):
-            engine.transfer(message, ctx)
         engine.flush_book(ctx)
-        self._dirty[engine.market] = None
-        if ctx.live:
-            self._export(engine, message)
+        self._dirty[market] = None
+        if kind is IndexTick and ctx.live:
+            engine.export_metrics()
 
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
@@ -180,14 +183,3 @@ class MatcherCore:
                 if engine.cancel_all(account, "scheduledCancel", ts, ctx):
                     engine.flush_book(ctx)
                     self._dirty[name] = None
-
-    def _export(self, engine: MarketEngine, message: Any) -> None:
-        market = engine.market
-        metrics.BOOK_ORDERS.labels(market).set(len(engine.book.orders))
-        if isinstance(message, IndexTick) and engine.mark_px:
-            scale = 10**engine.spec.px_decimals
-            metrics.MARK_PRICE.labels(market).set(engine.mark_px / scale)
-            metrics.FUNDING_RATE.labels(market).set(engine.funding.rate_ppb / 1e9)
-            metrics.OPEN_INTEREST.labels(market).set(
-                engine.positions.open_interest / 10**engine.spec.sz_decimals
-            )

@@ -130,8 +130,11 @@ class MarketEngine:
         self.cloids: dict[tuple[str, str], int] = {}
         self.book_ts = 0  # event time of the last book change
         self.l2_dirty = True
-        self._trades = metrics.TRADES.labels(spec.name)
-        self._notional = metrics.TRADED_NOTIONAL.labels(spec.name)
+        # Telemetry is counted in plain integers and handed to Prometheus on index ticks:
+        # a labelled counter per operation would cost more than the matching itself.
+        self.outcomes: dict[str, int] = {}
+        self.trades = 0
+        self.traded_ntl = 0
 
     # ------------------------------------------------------------ persistence
 
@@ -241,9 +244,13 @@ class MarketEngine:
         cloid: str | None = None,
         px: int = 0,
     ) -> None:
-        ex = execution or Execution(status=status)
         if ctx.live:
-            metrics.ORDER_OUTCOMES.labels(self.market, status).inc()
+            self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        if execution is None:
+            filled = resting = filled_ntl = 0
+        else:
+            filled, resting, filled_ntl = execution.filled, execution.resting, execution.filled_ntl
+            error = error or execution.error
         ctx.emit(
             topics.RISK_IN,
             account,
@@ -253,10 +260,10 @@ class MarketEngine:
                 market=self.market,
                 oid=oid,
                 status=status,
-                filled_sz=ex.filled,
-                resting_sz=ex.resting,
-                filled_ntl=ex.filled_ntl,
-                error=error or ex.error,
+                filled_sz=filled,
+                resting_sz=resting,
+                filled_ntl=filled_ntl,
+                error=error,
                 req_id=req_id,
                 cloid=cloid,
                 px=px,
@@ -488,8 +495,8 @@ class MarketEngine:
             ),
         )
         if ctx.live:
-            self._trades.inc()
-            self._notional.inc(px * sz / 1_000_000)
+            self.trades += 1
+            self.traded_ntl += px * sz
         buyer, seller = (taker, maker.account) if taker_is_buy else (maker.account, taker)
         ctx.emit(
             topics.MARKET_EVENTS,
@@ -970,6 +977,24 @@ class MarketEngine:
                 ),
             )
 
+    def export_metrics(self) -> None:
+        """Hand the counts since the last export, and the market's gauges, to Prometheus."""
+        market = self.market
+        for status, count in self.outcomes.items():
+            metrics.ORDER_OUTCOMES.labels(market, status).inc(count)
+        self.outcomes.clear()
+        if self.trades:
+            metrics.TRADES.labels(market).inc(self.trades)
+            metrics.TRADED_NOTIONAL.labels(market).inc(self.traded_ntl / 1_000_000)
+            self.trades = self.traded_ntl = 0
+        metrics.BOOK_ORDERS.labels(market).set(len(self.book.orders))
+        if self.mark_px:
+            metrics.MARK_PRICE.labels(market).set(self.mark_px / 10**self.spec.px_decimals)
+            metrics.FUNDING_RATE.labels(market).set(self.funding.rate_ppb / 1e9)
+            metrics.OPEN_INTEREST.labels(market).set(
+                self.positions.open_interest / 10**self.spec.sz_decimals
+            )
+
     # ------------------------------------------------------------ book data
 
     def flush_book(self, ctx: Context) -> None:
@@ -982,9 +1007,11 @@ class MarketEngine:
         self.l2_dirty = True
         bids: list[Level] = []
         asks: list[Level] = []
+        bid_levels, ask_levels = self.book.bids.levels, self.book.asks.levels
         for is_bid, px in touched:
-            size, count = self.book.level(is_bid, px)
-            (bids if is_bid else asks).append(Level(px, size, count))
+            level = (bid_levels if is_bid else ask_levels).get(px)
+            entry = Level(px, level.size, len(level.orders)) if level else Level(px, 0, 0)
+            (bids if is_bid else asks).append(entry)
         ctx.emit(
             topics.MARKET_EVENTS,
             self.market,

@@ -49,7 +49,17 @@ class Context:
     of the same input yields the same ids and consumers can drop duplicates.
     """
 
-    __slots__ = ("_index", "input_topic", "live", "offset", "outputs", "partition", "topics")
+    __slots__ = (
+        "_id_prefix",
+        "_index",
+        "_topics",
+        "input_topic",
+        "live",
+        "offset",
+        "outputs",
+        "partition",
+        "topics",
+    )
 
     def __init__(self, topics: Topics, input_topic: str, partition: int) -> None:
         self.topics = topics
@@ -59,12 +69,22 @@ class Context:
         self.live = True
         self.outputs: list[Output] = []
         self._index = 0
+        self._id_prefix = f"{input_topic}/{partition}/-1/"
+        self._topics: dict[str, tuple[str, int]] = {}
+
+    def _where(self, topic: str) -> tuple[str, int]:
+        """Deployed name and partition count of a logical topic (cached)."""
+        found = self._topics.get(topic)
+        if found is None:
+            found = self._topics[topic] = (self.topics.name(topic), self.topics.partitions(topic))
+        return found
 
     def at(self, offset: int, *, live: bool) -> Context:
         """Point the context at the next input record."""
         self.offset = offset
         self.live = live
         self._index = 0
+        self._id_prefix = f"{self.input_topic}/{self.partition}/{offset}/"
         return self
 
     @property
@@ -72,27 +92,31 @@ class Context:
         """The id of the input record being applied (stable across replays)."""
         return f"{self.input_topic}/{self.partition}/{self.offset}"
 
-    def _next_id(self) -> str:
-        out_id = f"{self.input_topic}/{self.partition}/{self.offset}/{self._index}"
-        self._index += 1
-        return out_id
-
     def emit(self, topic: str, key: str, message: msgspec.Struct) -> None:
         """Emit to the partition that owns ``key`` in a logical topic."""
-        out_id = self._next_id()
+        index = self._index
+        self._index = index + 1
         if self.live:
-            partition = partition_for(key, self.topics.partitions(topic))
+            found = self._topics.get(topic) or self._where(topic)
             self.outputs.append(
-                Output(self.topics.name(topic), partition, key.encode(), message, out_id)
+                Output(
+                    found[0],
+                    partition_for(key, found[1]),
+                    key.encode(),
+                    message,
+                    self._id_prefix + str(index),
+                )
             )
 
     def broadcast(self, topic: str, key: str, message: msgspec.Struct) -> None:
         """Emit one copy to every partition of a topic (e.g. a mark for all risk shards)."""
-        for partition in range(self.topics.partitions(topic)):
-            out_id = self._next_id()
+        name, count = self._where(topic)
+        for partition in range(count):
+            index = self._index
+            self._index = index + 1
             if self.live:
                 self.outputs.append(
-                    Output(self.topics.name(topic), partition, key.encode(), message, out_id)
+                    Output(name, partition, key.encode(), message, self._id_prefix + str(index))
                 )
 
     def drain(self) -> list[Output]:

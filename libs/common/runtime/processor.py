@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -73,6 +74,17 @@ def emit_dead_letter(
     ctx.emit(DEAD_LETTERS, input_topic, letter)
 
 
+class Staged(msgspec.Struct, kw_only=True):
+    """A batch applied to the core and not yet committed."""
+
+    outputs: list[Output]
+    next_offset: int
+    live: int
+    replayed: int
+    changes: dict[str, bytes | None]
+    started: float
+
+
 class PartitionWorker:
     """One owned input partition: its core, producer, replay boundary and loop."""
 
@@ -99,24 +111,28 @@ class PartitionWorker:
         self.closing = False
         self.busy = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        self.inflight: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"partition-{self.tp}")
 
     async def close(self) -> None:
-        """Let an in-flight batch finish its commit and snapshot, then stop."""
+        """Let the batch being committed finish its commit and snapshot, then stop."""
         self.closing = True
         async with self.busy:
             pass
+        if self.inflight is not None:
+            await asyncio.gather(self.inflight, return_exceptions=True)
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.producer.stop()
 
     async def _loop(self) -> None:
-        proc = self.processor
-        consumer = proc.consumer
-        poll_ms = proc.settings.poll_timeout_ms
+        """Fetch, apply, and hand the batch to a commit task; while batch k commits (the
+        broker's round trips), batch k+1 is fetched and applied (our CPU)."""
+        consumer = self.processor.consumer
+        poll_ms = self.processor.settings.poll_timeout_ms
         while not self.closing:
             batches = await consumer.getmany(
                 self.tp, timeout_ms=poll_ms, max_records=self.sizer.size
@@ -130,42 +146,65 @@ class PartitionWorker:
                 records = [r for r in records if r.offset >= self.position]
                 if not records:
                     continue
-                started = time.perf_counter()
-                try:
-                    await self.process(records)
-                except Exception as exc:
-                    self.failure = exc
-                    proc.wake.set()
-                    return
-                elapsed = time.perf_counter() - started
-            metrics.BATCH_SECONDS.labels(proc.service).observe(elapsed)
-            metrics.BATCH_SIZE.labels(proc.service).set(self.sizer.observe(len(records), elapsed))
+                staged = self.stage(records)
+                previous = self.inflight
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+                    if self.failure is not None:
+                        return
+                self.inflight = asyncio.create_task(self.finish(staged))
+                self.inflight.add_done_callback(self._finished)
 
-    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        proc = self.processor
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+            self.processor.wake.set()
+
+    def stage(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Staged:
+        """Apply a batch to the core and capture what it produced and changed."""
+        started = time.perf_counter()
         ctx = self.ctx
-        replayed = live = 0
+        replay_until = self.replay_until
+        live = 0
         for record in records:
-            is_live = record.offset >= self.replay_until
+            is_live = record.offset >= replay_until
             ctx.at(record.offset, live=is_live)
             self._apply(record, ctx)
-            if is_live:
-                live += 1
-            else:
-                replayed += 1
+            live += is_live
         next_offset = records[-1].offset + 1
-        outputs = ctx.drain()
-        if live:
-            await self._commit(outputs, next_offset)
-            metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(live)
-        if replayed:
-            metrics.REPLAYED.labels(proc.service, proc.input_topic).inc(replayed)
         self.position = next_offset
-        await self.persist(next_offset)
+        # The changes are taken now, before the next batch is applied, so the snapshot
+        # written after this batch's commit is exactly the state after this batch.
+        return Staged(
+            outputs=ctx.drain(),
+            next_offset=next_offset,
+            live=live,
+            replayed=len(records) - live,
+            changes=self.core.take_changes(),
+            started=started,
+        )
 
-    async def persist(self, next_offset: int) -> None:
+    async def finish(self, staged: Staged) -> None:
+        """Commit the batch's outputs and offset in one transaction, then snapshot."""
+        proc = self.processor
+        if staged.live:
+            await self._commit(staged.outputs, staged.next_offset)
+            metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(staged.live)
+        if staged.replayed:
+            metrics.REPLAYED.labels(proc.service, proc.input_topic).inc(staged.replayed)
+        await self.persist(staged.next_offset, staged.changes)
+        elapsed = time.perf_counter() - staged.started
+        metrics.BATCH_SECONDS.labels(proc.service).observe(elapsed)
+        size = self.sizer.observe(staged.live + staged.replayed, elapsed)
+        metrics.BATCH_SIZE.labels(proc.service).set(size)
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply and commit one batch synchronously (no pipelining)."""
+        await self.finish(self.stage(records))
+
+    async def persist(self, next_offset: int, changes: dict[str, bytes | None]) -> None:
         """Write changed state and the next offset; on failure retried with the next batch."""
-        self.pending.update(self.core.take_changes())
+        self.pending.update(changes)
         started = time.perf_counter()
         try:
             await self.processor.snapshots.write(self.tp.partition, next_offset, self.pending)
