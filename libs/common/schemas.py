@@ -41,8 +41,24 @@ class Withdraw(Message, frozen=True, tag="withdraw.v1"):
     req_id: str = ""
 
 
+class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """A TP/SL child of a normalTpsl order, as the user sent it (units checked)."""
+
+    is_buy: bool
+    px: int
+    sz: int
+    trigger_px: int
+    tpsl: Literal["tp", "sl"]
+    trigger_is_market: bool = True
+    cloid: str | None = None
+
+
 class PlaceOrder(Message, frozen=True, tag="place_order.v1"):
-    """A user's order as validated by the gateway (units already checked)."""
+    """A user's order as validated by the gateway (units already checked).
+
+    Kinds and groupings as in ``NewOrder``; ``children`` are the TP/SL orders of a
+    normalTpsl group, placed by the matcher once this order fills. Risk gives the order
+    and its children their oids and reserves the hold."""
 
     account: str
     market: str
@@ -53,13 +69,81 @@ class PlaceOrder(Message, frozen=True, tag="place_order.v1"):
     reduce_only: bool = False
     cloid: str | None = None
     req_id: str = ""
+    kind: Literal["limit", "market", "trigger"] = "limit"
+    slippage_ppm: int = 0
+    trigger_px: int = 0
+    tpsl: Literal["", "tp", "sl"] = ""
+    trigger_is_market: bool = True
+    grouping: Literal["na", "normalTpsl", "positionTpsl"] = "na"
+    children: tuple[OrderIntent, ...] = ()
 
 
 class CancelOrder(Message, frozen=True, tag="cancel_order.v1"):
+    """Cancel by oid, or by client order id when ``cloid`` is set."""
+
     account: str
     market: str
     oid: int
     req_id: str = ""
+    cloid: str | None = None
+
+
+class ModifyOrder(Message, frozen=True, tag="modify_order.v1"):
+    """Replace a resting order (found by oid, or by ``by_cloid``); risk re-checks margin."""
+
+    account: str
+    market: str
+    oid: int
+    is_buy: bool
+    px: int
+    sz: int
+    tif: Tif = "Gtc"
+    reduce_only: bool = False
+    cloid: str | None = None
+    by_cloid: str | None = None
+    req_id: str = ""
+
+
+class UpdateLeverage(Message, frozen=True, tag="update_leverage.v1"):
+    account: str
+    market: str
+    leverage: int
+    is_cross: bool
+    req_id: str = ""
+
+
+class UpdateIsolatedMargin(Message, frozen=True, tag="update_isolated_margin.v1"):
+    """Add (positive) or remove (negative) micro-USDC of an isolated position's margin."""
+
+    account: str
+    market: str
+    usd: int
+    req_id: str = ""
+
+
+class UsdTransfer(Message, frozen=True, tag="usd_transfer.v1"):
+    """Move collateral to another account; risk debits here and credits the destination
+    through its own risk partition in the same transaction (``TransferIn``)."""
+
+    account: str
+    destination: str
+    usd: int
+    req_id: str = ""
+
+
+class TransferIn(Message, frozen=True, tag="transfer_in.v1"):
+    account: str
+    source: str
+    usd: int
+    transfer_id: str
+
+
+class FeeTier(Message, frozen=True, tag="fee_tier.v1"):
+    """An account's fee rates (ppm; a negative maker rate is a rebate), from the fee job."""
+
+    account: str
+    taker_ppm: int
+    maker_ppm: int
 
 
 class FillLeg(Message, frozen=True, tag="fill_leg.v1"):
@@ -112,18 +196,6 @@ class MarkUpdate(Message, frozen=True, tag="mark_update.v1"):
     market: str
     mark_px: int
     index_px: int
-
-
-RiskIn = (
-    Deposit
-    | Withdraw
-    | PlaceOrder
-    | CancelOrder
-    | FillLeg
-    | OrderResult
-    | MarkUpdate
-    | FundingUpdate
-)
 
 
 # ---------------------------------------------------------------- matcher.in
@@ -267,18 +339,6 @@ class IndexTick(Message, frozen=True, tag="index_tick.v1"):
     external_perp_mid: int = 0
 
 
-MatcherIn = (
-    NewOrder
-    | CancelRequest
-    | ModifyRequest
-    | CancelAll
-    | ScheduleCancel
-    | MarketControl
-    | PositionTransfer
-    | IndexTick
-)
-
-
 # ---------------------------------------------------------------- account.events
 
 
@@ -320,7 +380,33 @@ class BalanceUpdate(Message, frozen=True, tag="balance_update.v1"):
     error: str | None = None
 
 
-AccountEvent = OrderUpdate | AccountFill | BalanceUpdate
+class ActionResult(Message, frozen=True, tag="action_result.v1"):
+    """The answer to an action without a richer result (leverage, margin, transfers)."""
+
+    account: str
+    action: str
+    req_id: str = ""
+    error: str | None = None
+
+
+class FundingPayment(Message, frozen=True, tag="funding_payment.v1"):
+    """A position's funding settlement: ``usd`` is what the account received (negative
+    when it paid), ``szi`` the position it was paid on."""
+
+    account: str
+    market: str
+    szi: int
+    rate_ppb: int
+    usd: int
+
+
+class MarginCall(Message, frozen=True, tag="margin_call.v1"):
+    """Maintenance usage crossed a configured level (percent of equity)."""
+
+    account: str
+    level_pct: int
+    equity: int
+    maintenance: int
 
 
 # ---------------------------------------------------------------- market.events
@@ -387,9 +473,6 @@ class MarketStatus(Message, frozen=True, tag="market_status.v1"):
     reason: str = ""
 
 
-MarketEvent = Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus
-
-
 # ---------------------------------------------------------------- oracle.prices
 
 
@@ -411,9 +494,6 @@ class OracleOverride(Message, frozen=True, tag="oracle_override.v1"):
     px: int = 0
     operator: str = ""
     reason: str = ""
-
-
-OracleEvent = OraclePrice | OracleOverride
 
 
 # ---------------------------------------------------------------- liquidations, audit
@@ -444,3 +524,39 @@ class DeadLetter(Message, frozen=True, tag="dead_letter.v1"):
     offset: int
     error: str
     payload: bytes
+
+
+# ---------------------------------------------------------------- what each topic carries
+
+RiskIn = (
+    Deposit
+    | Withdraw
+    | PlaceOrder
+    | CancelOrder
+    | ModifyOrder
+    | UpdateLeverage
+    | UpdateIsolatedMargin
+    | UsdTransfer
+    | TransferIn
+    | FeeTier
+    | ScheduleCancel
+    | FillLeg
+    | OrderResult
+    | MarkUpdate
+    | FundingUpdate
+)
+MatcherIn = (
+    NewOrder
+    | CancelRequest
+    | ModifyRequest
+    | CancelAll
+    | ScheduleCancel
+    | MarketControl
+    | PositionTransfer
+    | IndexTick
+)
+AccountEvent = (
+    OrderUpdate | AccountFill | BalanceUpdate | ActionResult | FundingPayment | MarginCall
+)
+MarketEvent = Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus
+OracleEvent = OraclePrice | OracleOverride

@@ -13,14 +13,30 @@ ACCOUNT_PREFIX = "a:"
 MARK_PREFIX = "m:"
 
 
+class FundingTotals(msgspec.Struct, kw_only=True):
+    """Funding received (positive) or paid (negative) in micro-USDC."""
+
+    all_time: int = 0
+    since_open: int = 0
+    since_change: int = 0
+
+
 class PositionState(msgspec.Struct, kw_only=True):
-    """A position: signed size in lots and its exact cost basis in micro-USDC."""
+    """A position: signed size in lots and its exact cost basis in micro-USDC.
+
+    ``isolated_margin`` is the margin fenced off for an isolated position (0 when
+    cross); ``funding_index`` is the market's cumulative funding index at the position's
+    last settlement."""
 
     market: str
     szi: int = 0
     entry_ntl: int = 0
     leverage: int = 0
     realized_pnl: int = 0
+    is_cross: bool = True
+    isolated_margin: int = 0
+    funding_index: int = 0
+    funding: FundingTotals = msgspec.field(default_factory=FundingTotals)
 
 
 class OpenOrderState(msgspec.Struct, kw_only=True):
@@ -39,11 +55,23 @@ class OpenOrderState(msgspec.Struct, kw_only=True):
     ts: int = 0
 
 
+class LeverageSetting(msgspec.Struct, frozen=True, kw_only=True):
+    leverage: int
+    is_cross: bool = True
+
+
 class AccountState(msgspec.Struct, kw_only=True):
+    """One account as risk keeps it. ``collateral`` is the cross balance (isolated margin
+    lives on its position); fee rates are ppm, ``None`` meaning the market's default."""
+
     address: str
     collateral: int = 0
     positions: dict[str, PositionState] = msgspec.field(default_factory=dict)
     orders: dict[int, OpenOrderState] = msgspec.field(default_factory=dict)
+    leverage: dict[str, LeverageSetting] = msgspec.field(default_factory=dict)
+    taker_fee_ppm: int | None = None
+    maker_fee_ppm: int | None = None
+    margin_call_pct: int = 0
     liquidating: bool = False
     updated: int = 0
 
@@ -57,6 +85,18 @@ class MarkState(msgspec.Struct, kw_only=True):
     mark_px: int
     index_px: int
     ts: int
+    cum_funding_index: int = 0
+    oracle_status: str = "valid"
+
+
+ORDER_SLOTS = 16  # a place action gives oids to an order and up to 15 TP/SL children
+MAX_PARTITIONS = 1024
+
+
+def order_id(offset: int, partition: int, slot: int = 0) -> int:
+    """The deterministic oid of an order placed by the risk.in record at ``offset`` of
+    ``partition``: unique across partitions, and the same on every replay."""
+    return (offset * ORDER_SLOTS + slot) * MAX_PARTITIONS + partition
 
 
 L2_PREFIX = "l2:"

@@ -8,6 +8,7 @@ import pytest
 from libs.common import codec, topics
 from libs.common.schemas import (
     AccountFill,
+    ActionResult,
     BalanceUpdate,
     BookDelta,
     BookSnapshot,
@@ -17,22 +18,27 @@ from libs.common.schemas import (
     ChildOrder,
     DeadLetter,
     Deposit,
+    FeeTier,
     FillLeg,
+    FundingPayment,
     FundingRate,
     FundingUpdate,
     IndexTick,
     Level,
     LiquidationStep,
     LiquidationTrigger,
+    MarginCall,
     MarketControl,
     MarketStatus,
     MarkPrice,
     MarkUpdate,
     Message,
+    ModifyOrder,
     ModifyRequest,
     NewOrder,
     OracleOverride,
     OraclePrice,
+    OrderIntent,
     OrderResult,
     OrderUpdate,
     PlaceOrder,
@@ -40,6 +46,10 @@ from libs.common.schemas import (
     ScheduleCancel,
     SourceQuote,
     Trade,
+    TransferIn,
+    UpdateIsolatedMargin,
+    UpdateLeverage,
+    UsdTransfer,
     Withdraw,
 )
 
@@ -125,6 +135,43 @@ SAMPLES: list[tuple[str, Message]] = [
     ),
     (topics.MATCHER_IN, CancelAll(ts=10, account=ALICE, status="liquidatedCanceled")),
     (topics.MATCHER_IN, ScheduleCancel(ts=10, account=ALICE, at=20)),
+    (topics.RISK_IN, ScheduleCancel(ts=10, account=ALICE, at=20)),
+    (
+        topics.RISK_IN,
+        PlaceOrder(
+            ts=10,
+            account=ALICE,
+            market="BTC",
+            is_buy=True,
+            px=1_000_000,
+            sz=10_000,
+            grouping="normalTpsl",
+            children=(OrderIntent(is_buy=False, px=0, sz=10_000, trigger_px=1_100_000, tpsl="tp"),),
+        ),
+    ),
+    (
+        topics.RISK_IN,
+        ModifyOrder(ts=10, account=ALICE, market="BTC", oid=7, is_buy=True, px=990_000, sz=5),
+    ),
+    (
+        topics.RISK_IN,
+        UpdateLeverage(ts=10, account=ALICE, market="ETH", leverage=5, is_cross=False),
+    ),
+    (topics.RISK_IN, UpdateIsolatedMargin(ts=10, account=ALICE, market="ETH", usd=-2_000_000)),
+    (topics.RISK_IN, UsdTransfer(ts=10, account=ALICE, destination=BOB, usd=5_000_000)),
+    (topics.RISK_IN, TransferIn(ts=10, account=BOB, source=ALICE, usd=5_000_000, transfer_id="x")),
+    (topics.RISK_IN, FeeTier(ts=10, account=ALICE, taker_ppm=400, maker_ppm=-20)),
+    (topics.ACCOUNT_EVENTS, ActionResult(ts=10, account=ALICE, action="updateLeverage")),
+    (
+        topics.ACCOUNT_EVENTS,
+        FundingPayment(
+            ts=10, account=ALICE, market="BTC", szi=10_000, rate_ppb=12_500, usd=-125_000
+        ),
+    ),
+    (
+        topics.ACCOUNT_EVENTS,
+        MarginCall(ts=10, account=ALICE, level_pct=80, equity=10_000_000, maintenance=8_100_000),
+    ),
     (topics.MATCHER_IN, MarketControl(ts=10, market="ETH", action="halt", reason="drill")),
     (
         topics.MATCHER_IN,
@@ -266,8 +313,9 @@ def test_every_message_round_trips_through_its_topics_decoder(topic: str, messag
 @pytest.mark.parametrize(("topic", "message"), SAMPLES, ids=lambda v: type(v).__name__)
 def test_a_message_on_the_wrong_topic_is_a_decode_error(topic: str, message: Message) -> None:
     raw = codec.encode(message)
+    carriers = {t for t, m in SAMPLES if type(m) is type(message)}
     for other in codec.TOPIC_SCHEMAS:
-        if other == topic:
+        if other in carriers:
             continue
         with pytest.raises(codec.DecodeError):
             codec.decoder(other).decode(raw)
