@@ -1,18 +1,38 @@
-"""A small client of the venue's public API (and operator API), for the demo and tests."""
+"""An async client of the venue's public API (signed like Hyperliquid's SDK) and of the
+operator API, for the demo, the simulator and tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import aiohttp
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from libs.common.signing import action_hash, l1_digest
+
+DEFAULT_TOKEN = "local-operator-token"
+
+
+def wallet(seed: int) -> LocalAccount:
+    """A deterministic test key (never for real funds)."""
+    return Account.from_key(seed.to_bytes(32, "big"))
 
 
 class VenueClient:
-    """Speaks /info, /exchange and /operator/deposit of one gateway."""
+    """Speaks /info and signed /exchange of one gateway, and its operator API."""
 
-    def __init__(self, base_url: str, operator_token: str = "local-operator-token") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        operator_url: str | None = None,
+        operator_token: str = DEFAULT_TOKEN,
+        source: str = "b",
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.operator_url = (operator_url or base_url).rstrip("/")
         self.operator_token = operator_token
+        self.source = source
         self._session: aiohttp.ClientSession | None = None
         self._nonce = 0
 
@@ -24,34 +44,42 @@ class VenueClient:
         if self._session:
             await self._session.close()
 
-    async def _post(self, path: str, body: dict[str, Any], **headers: str) -> Any:
+    async def _post(self, url: str, body: dict[str, Any], **headers: str) -> Any:
         assert self._session is not None, "use VenueClient as an async context manager"
-        async with self._session.post(self.base_url + path, json=body, headers=headers) as resp:
+        async with self._session.post(url, json=body, headers=headers) as resp:
             return await resp.json()
 
     async def info(self, kind: str, **fields: Any) -> Any:
-        return await self._post("/info", {"type": kind, **fields})
+        return await self._post(self.base_url + "/info", {"type": kind, **fields})
 
     async def deposit(self, user: str, usd: str) -> Any:
         return await self._post(
-            "/operator/deposit",
-            {"user": user, "usd": usd},
+            self.operator_url + "/operator/deposit",
+            {"user": user.lower(), "usd": usd},
             Authorization=f"Bearer {self.operator_token}",
         )
 
-    async def action(self, account: str, action: dict[str, Any]) -> Any:
-        self._nonce += 1
-        return await self._post(
-            "/exchange", {"action": action, "nonce": self._nonce, "account": account}
-        )
+    def _next_nonce(self, now_ms: int) -> int:
+        self._nonce = max(self._nonce + 1, now_ms)
+        return self._nonce
+
+    async def action(self, signer: LocalAccount, action: dict[str, Any], now_ms: int) -> Any:
+        """Sign an L1 action the way the SDK does and post it."""
+        nonce = self._next_nonce(now_ms)
+        digest = l1_digest(action_hash(action, nonce, None, None), self.source)  # type: ignore[arg-type]
+        signed = signer.unsafe_sign_hash(digest)
+        signature = {"r": f"0x{signed.r:064x}", "s": f"0x{signed.s:064x}", "v": signed.v}
+        body = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
+        return await self._post(self.base_url + "/exchange", body)
 
     async def limit_order(
         self,
-        account: str,
+        signer: LocalAccount,
         asset: int,
         is_buy: bool,
         px: str,
         sz: str,
+        now_ms: int,
         tif: str = "Gtc",
         reduce_only: bool = False,
     ) -> Any:
@@ -63,7 +91,9 @@ class VenueClient:
             "r": reduce_only,
             "t": {"limit": {"tif": tif}},
         }
-        reply = await self.action(account, {"type": "order", "orders": [order], "grouping": "na"})
+        reply = await self.action(
+            signer, {"type": "order", "orders": [order], "grouping": "na"}, now_ms
+        )
         if reply.get("status") != "ok":
             return reply
         return reply["response"]["data"]["statuses"][0]

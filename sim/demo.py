@@ -9,30 +9,35 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
-from sim.client import VenueClient
+from sim.client import VenueClient, wallet
 
-ALICE = "0x" + "a1" * 20
-BOB = "0x" + "b0" * 20
+ALICE = wallet(0xA11CE)
+BOB = wallet(0xB0B)
 
 
 def show(title: str, payload: Any) -> None:
     print(f"\n== {title}\n{json.dumps(payload, indent=2)}")
 
 
-async def run(base_url: str) -> int:
-    async with VenueClient(base_url) as venue:
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+async def run(base_url: str, operator_url: str) -> int:
+    async with VenueClient(base_url, operator_url) as venue:
         meta = await venue.info("meta")
         btc = next(i for i, m in enumerate(meta["universe"]) if m["name"] == "BTC")
-        show("deposit 10000 USDC for Alice", await venue.deposit(ALICE, "10000"))
-        show("deposit 10000 USDC for Bob", await venue.deposit(BOB, "10000"))
-        resting = await venue.limit_order(ALICE, btc, True, "100000", "0.01")
-        show("Alice bids 0.01 BTC at 100000 (GTC)", resting)
-        filled = await venue.limit_order(BOB, btc, False, "100000", "0.01", tif="Ioc")
-        show("Bob sells 0.01 BTC at 100000 (IOC)", filled)
-        alice = await venue.info("clearinghouseState", user=ALICE)
-        bob = await venue.info("clearinghouseState", user=BOB)
+        show("deposit 10000 USDC for Alice", await venue.deposit(ALICE.address, "10000"))
+        show("deposit 10000 USDC for Bob", await venue.deposit(BOB.address, "10000"))
+        resting = await venue.limit_order(ALICE, btc, True, "100000", "0.01", now())
+        show("Alice bids 0.01 BTC at 100000 (GTC, signed)", resting)
+        filled = await venue.limit_order(BOB, btc, False, "100000", "0.01", now(), tif="Ioc")
+        show("Bob sells 0.01 BTC at 100000 (IOC, signed)", filled)
+        alice = await venue.info("clearinghouseState", user=ALICE.address)
+        bob = await venue.info("clearinghouseState", user=BOB.address)
         show("Alice's clearinghouseState", alice)
         show("Bob's clearinghouseState", bob)
     ok = "resting" in resting and "filled" in filled
@@ -53,8 +58,9 @@ def _szi(state: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:18080")
+    parser.add_argument("--operator-url", default="http://127.0.0.1:18081")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.url)))
+    sys.exit(asyncio.run(run(args.url, args.operator_url)))
 
 
 if __name__ == "__main__":

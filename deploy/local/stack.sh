@@ -4,13 +4,15 @@
 #   stack.sh down     stop every process this script started, and only those
 #   stack.sh status
 # Logs: $RUN_DIR/logs/<service>.log; pid files: $RUN_DIR/pids/<service>.pid.
-# Environment: KAFKA_PORT, REDIS_PORT, GATEWAY_PORT (18080), METRICS_BASE_PORT (19100;
+# Environment: KAFKA_PORT, REDIS_PORT, GATEWAY_PORT (18080), OPERATOR_PORT (18081),
+# METRICS_BASE_PORT (19100;
 # service i serves metrics on base + i, 0 turns metrics off), RUN_DIR (.run/local).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 REDIS_PORT="${REDIS_PORT:-16379}"
 GATEWAY_PORT="${GATEWAY_PORT:-18080}"
+OPERATOR_PORT="${OPERATOR_PORT:-18081}"
 METRICS_BASE_PORT="${METRICS_BASE_PORT:-19100}"
 SERVICES=(risk matcher liquidator oracle gateway)
 export KAFKA_PORT REDIS_PORT RUN_DIR
@@ -21,6 +23,7 @@ service_env() {
 EXCHANGE_KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT}
 EXCHANGE_REDIS_URL=redis://127.0.0.1:${REDIS_PORT}/0
 EXCHANGE_GATEWAY_PORT=${GATEWAY_PORT}
+EXCHANGE_OPERATOR_PORT=${OPERATOR_PORT}
 EXCHANGE_METRICS_PORT=$(( METRICS_BASE_PORT ? METRICS_BASE_PORT + index : 0 ))
 EXCHANGE_INSTANCE_ID=local-${name}
 LOCAL_STACK_RUN_DIR=${RUN_DIR}
@@ -85,7 +88,7 @@ up() {
     start_service "${SERVICES[$i]}" "$((i + 1))"
   done
   wait_gateway
-  log "stack up: gateway http://127.0.0.1:${GATEWAY_PORT}, metrics on ports $((METRICS_BASE_PORT + 1))-$((METRICS_BASE_PORT + ${#SERVICES[@]}))"
+  log "stack up: gateway http://127.0.0.1:${GATEWAY_PORT}, operator API http://127.0.0.1:${OPERATOR_PORT}, metrics on ports $((METRICS_BASE_PORT + 1))-$((METRICS_BASE_PORT + ${#SERVICES[@]}))"
 }
 
 down() {

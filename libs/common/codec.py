@@ -19,6 +19,7 @@ TOPIC_SCHEMAS: dict[str, Any] = {
     topics.LIQUIDATIONS: schemas.LiquidationTrigger,
     topics.LIQUIDATION_AUDIT: schemas.LiquidationStep,
     topics.DEAD_LETTERS: schemas.DeadLetter,
+    topics.OPERATOR_AUDIT: schemas.OperatorAudit,
 }
 
 DecodeError = msgspec.DecodeError

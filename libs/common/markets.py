@@ -1,4 +1,5 @@
-"""Market configuration: lot and tick sizes, leverage and fees, read from a TOML file."""
+"""Market configuration: lot and tick sizes, leverage, margin tiers, limits and fees, read
+from a TOML file."""
 
 from __future__ import annotations
 
@@ -23,8 +24,19 @@ from libs.common.money import (
 DEFAULT_MARKETS_FILE = Path(__file__).resolve().parents[2] / "config" / "markets.toml"
 
 
+class MarginTier(msgspec.Struct, frozen=True, kw_only=True):
+    """From ``lower_bound`` micro-USDC of position value on, at most ``max_leverage``."""
+
+    lower_bound: int
+    max_leverage: int
+
+
 class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """One perpetual market. ``asset`` is its index in the universe."""
+    """One perpetual market. ``asset`` is its index in the universe.
+
+    ``margin_tiers`` (lowest first) cap leverage by position value; empty means one tier
+    at ``max_leverage``. ``open_interest_cap`` and ``max_position_usd`` are micro-USDC
+    of notional at the mark, 0 meaning no limit."""
 
     name: str
     asset: int
@@ -49,6 +61,10 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     funding_cap_hourly_ppb: int = 40_000_000
     funding_smoothing: int = 1
     book_snapshot_ms: int = 10_000
+    # Risk limits
+    margin_tiers: tuple[MarginTier, ...] = ()
+    open_interest_cap: int = 0
+    max_position_usd: int = 0
 
     @property
     def px_decimals(self) -> int:
@@ -141,6 +157,9 @@ _OPTIONAL_INTS = (
 )
 
 
+_OPTIONAL_USD = ("impact_notional_usd", "open_interest_cap", "max_position_usd")
+
+
 def load_markets(path: Path | str | None = None) -> MarketRegistry:
     """Read the market table; the file's order defines asset ids."""
     source = Path(path) if path else DEFAULT_MARKETS_FILE
@@ -156,8 +175,9 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
         if not 1 <= default_lev <= max_lev:
             raise ValueError(f"{raw['name']}: default_leverage must be within 1..max_leverage")
         extra: dict[str, int] = {}
-        if "impact_notional_usd" in raw:
-            extra["impact_notional_usd"] = usd_to_units(str(raw["impact_notional_usd"]))
+        for key in _OPTIONAL_USD:
+            if key in raw:
+                extra[key] = usd_to_units(str(raw[key]))
         markets.append(
             MarketSpec(
                 **extra,
@@ -169,10 +189,38 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
                 taker_fee_ppm=int(raw["taker_fee_ppm"]),
                 maker_fee_ppm=int(raw["maker_fee_ppm"]),
                 min_order_usd=usd_to_units(str(raw.get("min_order_usd", "10"))),
+                margin_tiers=_margin_tiers(str(raw["name"]), max_lev, raw.get("margin_tiers")),
                 **{k: int(raw[k]) for k in _OPTIONAL_INTS if k in raw},
             )
         )
     return MarketRegistry(markets)
 
 
-__all__ = ["MarketRegistry", "MarketSpec", "format_units", "load_markets"]
+def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier, ...]:
+    """The tier table: starts at 0 with the market's max leverage, bounds rising and
+    leverage never rising with them (Hyperliquid's ``marginTables``)."""
+    if raw is None:
+        return (MarginTier(lower_bound=0, max_leverage=max_leverage),)
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{name}: margin_tiers must be a non-empty list")
+    tiers = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: each margin tier is a table")
+        tiers.append(
+            MarginTier(
+                lower_bound=usd_to_units(str(entry["lower_bound_usd"])),
+                max_leverage=int(entry["max_leverage"]),
+            )
+        )
+    if tiers[0].lower_bound != 0 or tiers[0].max_leverage != max_leverage:
+        raise ValueError(f"{name}: the first margin tier starts at 0 with max_leverage")
+    for lower, upper in zip(tiers, tiers[1:], strict=False):
+        if upper.lower_bound <= lower.lower_bound or not 1 <= upper.max_leverage:
+            raise ValueError(f"{name}: margin tier bounds must rise")
+        if upper.max_leverage > lower.max_leverage:
+            raise ValueError(f"{name}: margin tier leverage must not rise with the bound")
+    return tuple(tiers)
+
+
+__all__ = ["MarginTier", "MarketRegistry", "MarketSpec", "format_units", "load_markets"]

@@ -181,21 +181,30 @@ class FundingUpdate(Message, frozen=True, tag="funding_update.v1"):
     """A funding settlement of a market, broadcast to every risk partition.
 
     ``cum_index`` is the market's cumulative funding index: the sum over settlements of
-    ``rate_ppb * mark_px``. A position of ``szi`` lots pays ``szi * (cum_index -
-    cum_index_at_last_settlement) / 1e9`` micro-USDC (longs pay when it rises)."""
+    ``rate_ppb * mark_px``. ``oracle_px`` is the oracle (index) price of the settlement;
+    risk settles each position on it: ``szi * oracle_px * rate_ppb / 1e9`` micro-USDC,
+    paid by longs when the rate is positive (0: risk uses the index price of the
+    market's last mark update, which the matcher sends just before)."""
 
     market: str
     rate_ppb: int
     mark_px: int
     cum_index: int
+    oracle_px: int = 0
 
 
 class MarkUpdate(Message, frozen=True, tag="mark_update.v1"):
-    """The mark price, broadcast by the market's matcher to every risk partition."""
+    """The mark price, broadcast by the market's matcher to every risk partition.
+
+    ``oracle_status`` is the validity of the index behind it (risk does not liquidate
+    while it is not ``valid``); ``open_interest`` is the market's open interest in lots
+    (one side), which risk checks against the market's cap."""
 
     market: str
     mark_px: int
     index_px: int
+    oracle_status: str = "valid"
+    open_interest: int = 0
 
 
 # ---------------------------------------------------------------- matcher.in
@@ -401,12 +410,14 @@ class FundingPayment(Message, frozen=True, tag="funding_payment.v1"):
 
 
 class MarginCall(Message, frozen=True, tag="margin_call.v1"):
-    """Maintenance usage crossed a configured level (percent of equity)."""
+    """Maintenance usage crossed a configured level (percent of equity). ``market`` names
+    an isolated position; empty for the cross account."""
 
     account: str
     level_pct: int
     equity: int
     maintenance: int
+    market: str = ""
 
 
 # ---------------------------------------------------------------- market.events
@@ -500,17 +511,33 @@ class OracleOverride(Message, frozen=True, tag="oracle_override.v1"):
 
 
 class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
-    """Risk found an account below maintenance: equity and requirement in micro-USDC."""
+    """Risk found an account below maintenance: equity and requirement in micro-USDC.
+
+    ``market`` names an isolated position, liquidated on its own margin; empty for the
+    cross account (all its cross positions)."""
 
     account: str
     equity: int
     maintenance: int
+    market: str = ""
 
 
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     account: str
     stage: str
     detail: str
+
+
+# ---------------------------------------------------------------- operator audit
+
+
+class OperatorAudit(Message, frozen=True, tag="operator_audit.v1"):
+    """One operator API call: who (the token's name), what, with which arguments."""
+
+    operator: str
+    action: str
+    detail: str
+    ok: bool = True
 
 
 # ---------------------------------------------------------------- dead letters

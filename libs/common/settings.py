@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     gateway_reply_timeout_ms: int = Field(
         5000, description="How long /exchange waits for an outcome on the bus"
     )
+    operator_port: int = Field(18081, description="Operator API port (token-protected)")
+    signature_source: str = Field(
+        "b", description='L1 signature source the venue expects: "a" (mainnet) or "b" (testnet)'
+    )
+    signature_chain: str = Field(
+        "Testnet", description="hyperliquidChain expected in user-signed actions"
+    )
     operator_token: str = Field(
         "local-operator-token", description="Bearer token of the operator API (deposits)"
     )

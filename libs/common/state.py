@@ -26,7 +26,8 @@ class PositionState(msgspec.Struct, kw_only=True):
 
     ``isolated_margin`` is the margin fenced off for an isolated position (0 when
     cross); ``funding_index`` is the market's cumulative funding index at the position's
-    last settlement."""
+    last settlement. ``liquidating`` and ``margin_call_pct`` track an isolated position's
+    own liquidation trigger and margin-call level (the cross account keeps its own)."""
 
     market: str
     szi: int = 0
@@ -37,10 +38,31 @@ class PositionState(msgspec.Struct, kw_only=True):
     isolated_margin: int = 0
     funding_index: int = 0
     funding: FundingTotals = msgspec.field(default_factory=FundingTotals)
+    liquidating: bool = False
+    margin_call_pct: int = 0
+
+
+class PendingModify(msgspec.Struct, kw_only=True):
+    """A modify sent to the matcher and not yet answered: the order's new terms."""
+
+    req_id: str
+    is_buy: bool
+    px: int
+    sz: int
+    tif: str = "Gtc"
+    reduce_only: bool = False
+    cloid: str | None = None
+    hold_px: int = 0
 
 
 class OpenOrderState(msgspec.Struct, kw_only=True):
-    """An order risk accepted and the margin it holds while it rests."""
+    """An order risk accepted and the margin it holds while it rests.
+
+    ``hold_px`` is the price the hold values the order at (the worse of its price and
+    the mark when placed); ``kind``, ``trigger_px`` and ``tpsl`` describe trigger
+    orders; a TP/SL child names its ``parent`` and is not ``placed`` until the parent
+    fills; ``canceling`` marks an order whose margin cancel is on its way; ``modify``
+    holds the terms of an unanswered modify."""
 
     oid: int
     market: str
@@ -53,6 +75,15 @@ class OpenOrderState(msgspec.Struct, kw_only=True):
     reduce_only: bool = False
     cloid: str | None = None
     ts: int = 0
+    hold_px: int = 0
+    kind: str = "limit"
+    tif: str = "Gtc"
+    trigger_px: int = 0
+    tpsl: str = ""
+    parent: int = 0
+    placed: bool = True
+    canceling: bool = False
+    modify: PendingModify | None = None
 
 
 class LeverageSetting(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,12 +112,17 @@ class AccountState(msgspec.Struct, kw_only=True):
 
 
 class MarkState(msgspec.Struct, kw_only=True):
+    """A market as risk last saw it. ``cum_funding_index`` is risk's own cumulative
+    index, the sum over settlements of ``rate_ppb * oracle_px`` (what a lot pays, in
+    1e-9 micro-USDC); ``open_interest`` is in lots, one side."""
+
     market: str
     mark_px: int
     index_px: int
     ts: int
     cum_funding_index: int = 0
     oracle_status: str = "valid"
+    open_interest: int = 0
 
 
 ORDER_SLOTS = 16  # a place action gives oids to an order and up to 15 TP/SL children

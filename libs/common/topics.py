@@ -42,6 +42,7 @@ ORACLE_PRICES = "oracle.prices"
 LIQUIDATIONS = "liquidations"
 LIQUIDATION_AUDIT = "liquidation.audit"
 DEAD_LETTERS = "dead.letters"
+OPERATOR_AUDIT = "operator.audit"
 
 REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -96,6 +97,13 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="account address",
         retention_ms=FOREVER,
         doc="Every liquidation step with its reason, for audit.",
+    ),
+    TopicSpec(
+        name=OPERATOR_AUDIT,
+        partitions=1,
+        key="operator",
+        retention_ms=FOREVER,
+        doc="Every operator API call (deposits, halts, configuration) with who and what.",
     ),
     TopicSpec(
         name=DEAD_LETTERS,

@@ -1,4 +1,4 @@
-"""The gateway service: the HTTP API on aiohttp, until SIGTERM."""
+"""The gateway service: the public API, the operator API and the history projector."""
 
 from __future__ import annotations
 
@@ -8,20 +8,31 @@ from aiohttp import web
 
 from libs.common.runtime.launcher import launch
 from libs.common.settings import Settings
-from services.gateway.app import build_app
+from services.gateway.app import Gateway
+from services.gateway.history import run_projector
 
 SERVICE = "gateway"
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(build_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
-    await site.start()
+    gateway = Gateway(settings)
+    await gateway.start()
+    runners = [
+        web.AppRunner(gateway.public_app(), access_log=None),
+        web.AppRunner(gateway.operator.app(), access_log=None),
+    ]
+    for runner in runners:
+        await runner.setup()
+    await web.TCPSite(runners[0], settings.gateway_host, settings.gateway_port).start()
+    await web.TCPSite(runners[1], settings.gateway_host, settings.operator_port).start()
+    projector = asyncio.create_task(run_projector(gateway.history, stop))
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await projector
+        for runner in runners:
+            await runner.cleanup()
+        await gateway.stop()
 
 
 def main() -> None:

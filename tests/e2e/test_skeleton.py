@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,20 +14,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from libs.common import topics
 from libs.common.settings import Settings
 from libs.localstack import free_ports
-from sim.client import VenueClient
+from sim.client import VenueClient, wallet
 from tests.support.procs import ServiceProcess, wait_http
 
 pytestmark = pytest.mark.kafka
 
-ALICE = "0x" + "a1" * 20
-BOB = "0x" + "b0" * 20
-CAROL = "0x" + "c3" * 20
+ALICE_KEY, BOB_KEY, CAROL_KEY = wallet(0xA11CE), wallet(0xB0B), wallet(0xCA201)
+ALICE, BOB, CAROL = (k.address.lower() for k in (ALICE_KEY, BOB_KEY, CAROL_KEY))
 SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
 
 
 @dataclass
 class Venue:
     url: str
+    operator_url: str
     metrics: dict[str, int]
 
     def scrape(self, service: str) -> dict[str, float]:
@@ -43,7 +44,7 @@ class Venue:
 
 @pytest.fixture
 def venue(settings: Settings, tmp_path: Path) -> Iterator[Venue]:
-    gateway_port, *metric_ports = free_ports(1 + len(SERVICES))
+    gateway_port, operator_port, *metric_ports = free_ports(2 + len(SERVICES))
     metrics = dict(zip(SERVICES, metric_ports, strict=True))
     procs = [
         ServiceProcess(
@@ -51,6 +52,7 @@ def venue(settings: Settings, tmp_path: Path) -> Iterator[Venue]:
             settings,
             tmp_path / "logs",
             gateway_port=gateway_port,
+            operator_port=operator_port,
             metrics_port=metrics[name],
             oracle_volatility_bps=0,
             oracle_interval_ms=200,
@@ -59,7 +61,9 @@ def venue(settings: Settings, tmp_path: Path) -> Iterator[Venue]:
     ]
     try:
         wait_http(f"http://127.0.0.1:{gateway_port}/health")
-        yield Venue(f"http://127.0.0.1:{gateway_port}", metrics)
+        yield Venue(
+            f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{operator_port}", metrics
+        )
         for p in procs:
             assert p.alive(), f"{p.name} died:\n{p.tail()}"
     finally:
@@ -75,14 +79,15 @@ def position(state: dict, coin: str) -> dict | None:
 
 
 async def test_two_crossing_orders_become_positions(venue: Venue, settings: Settings) -> None:
-    async with VenueClient(venue.url) as client:
+    async with VenueClient(venue.url, venue.operator_url) as client:
         assert (await client.deposit(ALICE, "10000"))["response"]["collateral"] == "10000"
         assert (await client.deposit(BOB, "10000"))["response"]["collateral"] == "10000"
         assert (await client.deposit(CAROL, "10"))["response"]["collateral"] == "10"
 
-        resting = await client.limit_order(ALICE, 0, True, "100000", "0.1")
+        now = int(time.time() * 1000)
+        resting = await client.limit_order(ALICE_KEY, 0, True, "100000", "0.1", now)
         assert set(resting) == {"resting"} and resting["resting"]["oid"] > 0
-        filled = await client.limit_order(BOB, 0, False, "99000", "0.1", tif="Ioc")
+        filled = await client.limit_order(BOB_KEY, 0, False, "99000", "0.1", now, tif="Ioc")
         assert filled["filled"]["totalSz"] == "0.1"
         assert filled["filled"]["avgPx"] == "100000"  # the maker's price, not the taker's limit
 
@@ -97,13 +102,13 @@ async def test_two_crossing_orders_become_positions(venue: Venue, settings: Sett
         assert alice["marginSummary"]["totalMarginUsed"] == "500"  # 10000 / 20x
 
         # Carol's 10 USDC cannot carry 1 BTC; nothing about her account changes.
-        rejected = await client.limit_order(CAROL, 0, True, "100000", "1")
+        rejected = await client.limit_order(CAROL_KEY, 0, True, "100000", "1", now)
         assert rejected == {"error": "Insufficient margin to place order. asset=0"}
         carol = await client.info("clearinghouseState", user=CAROL)
         assert carol["assetPositions"] == [] and carol["withdrawable"] == "10"
 
         # A price off the tick is refused at the edge.
-        off_tick = await client.limit_order(ALICE, 0, True, "100000.55", "0.1")
+        off_tick = await client.limit_order(ALICE_KEY, 0, True, "100000.55", "0.1", now)
         assert "error" in off_tick and "decimals" in off_tick["error"]
 
         # Risk applied 3 deposits, 4 orders (one refused), 2 fill legs and 2 order

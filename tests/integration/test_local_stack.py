@@ -22,7 +22,7 @@ SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    kafka, controller, redis, gateway = free_ports(4)
+    kafka, controller, redis, gateway, operator = free_ports(5)
     env = {
         **os.environ,
         "RUN_DIR": str(tmp_path / "run"),
@@ -30,6 +30,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "KAFKA_CONTROLLER_PORT": str(controller),
         "REDIS_PORT": str(redis),
         "GATEWAY_PORT": str(gateway),
+        "OPERATOR_PORT": str(operator),
         "METRICS_BASE_PORT": "0",
     }
     yield env

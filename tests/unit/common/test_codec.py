@@ -36,6 +36,7 @@ from libs.common.schemas import (
     ModifyOrder,
     ModifyRequest,
     NewOrder,
+    OperatorAudit,
     OracleOverride,
     OraclePrice,
     OrderIntent,
@@ -162,6 +163,10 @@ SAMPLES: list[tuple[str, Message]] = [
     (topics.RISK_IN, TransferIn(ts=10, account=BOB, source=ALICE, usd=5_000_000, transfer_id="x")),
     (topics.RISK_IN, FeeTier(ts=10, account=ALICE, taker_ppm=400, maker_ppm=-20)),
     (topics.ACCOUNT_EVENTS, ActionResult(ts=10, account=ALICE, action="updateLeverage")),
+    (
+        topics.OPERATOR_AUDIT,
+        OperatorAudit(ts=10, operator="token", action="halt", detail='{"coin":"ETH"}'),
+    ),
     (
         topics.ACCOUNT_EVENTS,
         FundingPayment(

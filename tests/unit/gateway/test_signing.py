@@ -16,7 +16,7 @@ from eth_utils.crypto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gateway.signing import (
+from libs.common.signing import (
     APPROVE_AGENT,
     SECP256K1_N,
     USD_SEND,

@@ -1,0 +1,70 @@
+"""The gateway's side of the bus: commands onto risk.in (and operator controls onto
+matcher.in), answered by the account.events record that carries the same req_id."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from libs.common import codec, topics
+from libs.common.schemas import Message
+from libs.common.settings import Settings
+from libs.common.topics import partition_for
+from services.gateway.replies import Replies
+
+
+class Bus:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.replies = Replies(settings)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+        )
+        self.topics = settings.topics
+        self.timeout_s = settings.gateway_reply_timeout_ms / 1000
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.replies.start()
+
+    async def stop(self) -> None:
+        await self.replies.stop()
+        await self.producer.stop()
+
+    async def submit(self, account: str, messages: Sequence[Message]) -> list[Any]:
+        """Send an account's commands in order and wait for each one's answer (None on
+        timeout). They share the account's risk partition, so they apply in this order."""
+        if not messages:
+            return []
+        req_ids = [getattr(m, "req_id") for m in messages]  # noqa: B009
+        waiters = [self.replies.expect(r) for r in req_ids]
+        topic = self.topics.name(topics.RISK_IN)
+        partition = partition_for(account, self.topics.partitions(topics.RISK_IN))
+        try:
+            for message, req_id in zip(messages, req_ids, strict=True):
+                await self.producer.send(
+                    topic,
+                    codec.encode(message),
+                    key=account.encode(),
+                    partition=partition,
+                    headers=[("id", req_id.encode())],
+                )
+            done, _ = await asyncio.wait(waiters, timeout=self.timeout_s)
+            return [w.result() if w in done else None for w in waiters]
+        finally:
+            for req_id in req_ids:
+                self.replies.forget(req_id)
+
+    async def to_market(self, market: str, message: Message) -> None:
+        """An operator control for a market's matcher (no answer is awaited)."""
+        topic = self.topics.name(topics.MATCHER_IN)
+        partition = partition_for(market, self.topics.partitions(topics.MATCHER_IN))
+        await self.producer.send_and_wait(
+            topic, codec.encode(message), key=market.encode(), partition=partition
+        )

@@ -1,0 +1,201 @@
+"""Event history for the read API: fills, order outcomes and funding, kept in Redis.
+
+A consumer group of the gateway instances reads account.events and market.events and
+writes each event once per key, in the API's own shape, to sorted sets scored by event
+time. Writes are idempotent (a record replayed after a crash writes the same member),
+so at-least-once delivery gives exactly the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from libs.common import codec, topics
+from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.money import format_ratio, format_usd
+from libs.common.schemas import AccountFill, FundingPayment, FundingRate, OrderUpdate
+from libs.common.settings import Settings
+
+log = logging.getLogger(__name__)
+_JSON = msgspec.json.Encoder()
+KEEP_FILLS = 10_000
+KEEP_FUNDING = 5_000
+ORDER_TTL_S = 7 * 24 * 3600
+
+
+def direction(start: int, is_buy: bool, sz: int) -> str:
+    """The API's ``dir`` of a fill: opening, closing or flipping a long or short."""
+    end = start + sz if is_buy else start - sz
+    if start == 0 or ((start > 0) == (end > 0) and abs(end) > abs(start)):
+        return "Open Long" if is_buy else "Open Short"
+    if end != 0 and (start > 0) != (end > 0):
+        return "Short > Long" if is_buy else "Long > Short"
+    return "Close Short" if is_buy else "Close Long"
+
+
+def rate(ppb: int) -> str:
+    return format_ratio(ppb, 1_000_000_000, 0)
+
+
+class History:
+    """The projection (``project``) and its reads (fills, funding, order outcomes)."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.markets: MarketRegistry = settings.markets
+        self.ns = settings.namespace
+
+    def user_key(self, user: str, what: str) -> str:
+        return f"{{{self.ns}hist:{user}}}:{what}"
+
+    def market_key(self, market: str, what: str) -> str:
+        return f"{{{self.ns}hist:market:{market}}}:{what}"
+
+    # ------------------------------------------------------------ projection
+
+    def fill_row(self, e: AccountFill) -> dict[str, Any]:
+        spec = self.markets.by_name(e.market)
+        return {
+            "coin": e.market,
+            "px": spec.format_price(e.px),
+            "sz": spec.format_size(e.sz),
+            "side": "B" if e.is_buy else "A",
+            "time": e.ts,
+            "startPosition": spec.format_size(e.start_position),
+            "dir": direction(e.start_position, e.is_buy, e.sz),
+            "closedPnl": format_usd(e.closed_pnl),
+            "hash": f"0x{e.tid:064x}",
+            "oid": e.oid,
+            "crossed": not e.is_maker,
+            "fee": format_usd(e.fee),
+            "tid": e.tid,
+            "feeToken": "USDC",
+        }
+
+    def order_row(self, e: OrderUpdate) -> dict[str, Any]:
+        spec = self.markets.by_name(e.market)
+        order = {
+            "coin": e.market,
+            "oid": e.oid,
+            "sz": spec.format_size(e.resting_sz),
+            "origSz": spec.format_size(e.filled_sz + e.resting_sz),
+            "timestamp": e.ts,
+        }
+        if e.cloid:
+            order["cloid"] = e.cloid
+        return {"order": order, "status": e.status, "statusTimestamp": e.ts}
+
+    async def project(self, events: Iterable[msgspec.Struct]) -> None:
+        """Write a batch of events to their histories in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                if isinstance(e, AccountFill):
+                    key = self.user_key(e.account, "fills")
+                    pipe.zadd(key, {_JSON.encode(self.fill_row(e)): e.ts})
+                    pipe.zremrangebyrank(key, 0, -KEEP_FILLS - 1)
+                elif isinstance(e, OrderUpdate) and e.oid is not None:
+                    key = self.user_key(e.account, "orders")
+                    pipe.hset(key, str(e.oid), _JSON.encode(self.order_row(e)))
+                    if e.cloid:
+                        pipe.hset(self.user_key(e.account, "cloids"), e.cloid, str(e.oid))
+                    pipe.expire(key, ORDER_TTL_S)
+                elif isinstance(e, FundingPayment):
+                    spec = self.markets.by_name(e.market)
+                    row = {
+                        "time": e.ts,
+                        "hash": "0x" + "0" * 64,
+                        "delta": {
+                            "type": "funding",
+                            "coin": e.market,
+                            "usdc": format_usd(e.usd),
+                            "szi": spec.format_size(e.szi),
+                            "fundingRate": rate(e.rate_ppb),
+                        },
+                    }
+                    key = self.user_key(e.account, "funding")
+                    pipe.zadd(key, {_JSON.encode(row): e.ts})
+                    pipe.zremrangebyrank(key, 0, -KEEP_FUNDING - 1)
+                elif isinstance(e, FundingRate):
+                    row = {
+                        "coin": e.market,
+                        "fundingRate": rate(e.rate_ppb),
+                        "premium": rate(e.premium_ppb),
+                        "time": e.ts,
+                    }
+                    key = self.market_key(e.market, "funding")
+                    pipe.zadd(key, {_JSON.encode(row): e.ts})
+            await pipe.execute()
+
+    # ------------------------------------------------------------ reads
+
+    async def _range(self, key: str, start: int, end: int, limit: int) -> list[Any]:
+        raw = cast(
+            list[bytes],
+            await self.redis.zrangebyscore(key, start, end, start=0, num=limit),
+        )
+        return [msgspec.json.decode(r) for r in raw]
+
+    async def fills(self, user: str, start: int, end: int, limit: int) -> list[Any]:
+        rows = await self._range(self.user_key(user, "fills"), start, end, limit)
+        return sorted(rows, key=lambda r: (-r["time"], -r["tid"]))
+
+    async def fundings(self, user: str, start: int, end: int) -> list[Any]:
+        return await self._range(self.user_key(user, "funding"), start, end, 500)
+
+    async def funding_history(self, spec: MarketSpec, start: int, end: int) -> list[Any]:
+        return await self._range(self.market_key(spec.name, "funding"), start, end, 500)
+
+    async def order_status(self, user: str, ref: Any) -> Any:
+        oid = ref
+        if isinstance(ref, str):
+            found = await self.redis.hget(self.user_key(user, "cloids"), ref.lower())
+            if found is None:
+                return None
+            oid = int(found)
+        if not isinstance(oid, int):
+            return None
+        raw = await self.redis.hget(self.user_key(user, "orders"), str(oid))
+        return msgspec.json.decode(raw) if raw else None
+
+
+async def run_projector(history: History, stop: asyncio.Event) -> None:
+    """Project account.events and market.events until stopped (at-least-once)."""
+    settings = history.settings
+    names = {
+        settings.topics.name(topics.ACCOUNT_EVENTS): codec.decoder(topics.ACCOUNT_EVENTS),
+        settings.topics.name(topics.MARKET_EVENTS): codec.decoder(topics.MARKET_EVENTS),
+    }
+    consumer = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.namespace}gateway-history",
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            events: list[msgspec.Struct] = []
+            for tp, records in batches.items():
+                decoder = names[tp.topic]
+                for record in records:
+                    try:
+                        events.append(decoder.decode(record.value or b""))
+                    except codec.DecodeError:
+                        log.warning("undecodable event at %s %d", tp, record.offset)
+            if events:
+                await history.project(events)
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()

@@ -1,0 +1,86 @@
+"""Reads of the hot state the state machines publish in Redis (never the machines).
+
+Risk keeps each account under ``a:<address>`` and each market's mark under
+``m:<market>`` in its partition's state hash; the matcher keeps ``l2:<market>`` and
+``ctx:<market>`` in its partition's. Both hashes are written atomically with the
+partition's committed offset, so every read is a consistent, committed view.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from libs.common import topics
+from libs.common.markets import MarketRegistry
+from libs.common.runtime.snapshot import SnapshotStore
+from libs.common.settings import Settings
+from libs.common.state import (
+    ACCOUNT_PREFIX,
+    L2_PREFIX,
+    MARK_PREFIX,
+    MARKET_CTX_PREFIX,
+    AccountState,
+    L2View,
+    MarketContext,
+    MarkState,
+)
+from libs.common.topics import partition_for
+
+_ACCOUNT = msgspec.msgpack.Decoder(AccountState)
+_MARK = msgspec.msgpack.Decoder(MarkState)
+_L2 = msgspec.msgpack.Decoder(L2View)
+_CTX = msgspec.msgpack.Decoder(MarketContext)
+
+
+class HotState:
+    """Typed reads of accounts, marks, books and market contexts."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.markets: MarketRegistry = settings.markets
+        self.risk = SnapshotStore(redis, settings.namespace, "risk")
+        self.matcher = SnapshotStore(redis, settings.namespace, "matcher")
+        self.risk_partitions = settings.topics.partitions(topics.RISK_IN)
+        self.matcher_partitions = settings.topics.partitions(topics.MATCHER_IN)
+
+    def risk_key(self, account: str) -> str:
+        return self.risk.state_key(partition_for(account, self.risk_partitions))
+
+    def matcher_key(self, market: str) -> str:
+        return self.matcher.state_key(partition_for(market, self.matcher_partitions))
+
+    async def account(self, user: str) -> tuple[AccountState | None, dict[str, int]]:
+        """An account and the marks of every market, from the account's risk partition."""
+        fields = [ACCOUNT_PREFIX + user] + [MARK_PREFIX + m for m in self.markets.names]
+        raw = cast(list[bytes | None], await self.redis.hmget(self.risk_key(user), fields))
+        account = _ACCOUNT.decode(raw[0]) if raw[0] else None
+        marks: dict[str, int] = {}
+        for blob in raw[1:]:
+            if blob:
+                mark = _MARK.decode(blob)
+                marks[mark.market] = mark.mark_px
+        return account, marks
+
+    async def account_exists(self, user: str) -> bool:
+        return bool(await self.redis.hexists(self.risk_key(user), ACCOUNT_PREFIX + user))
+
+    async def l2(self, market: str) -> L2View | None:
+        raw = cast(
+            bytes | None, await self.redis.hget(self.matcher_key(market), L2_PREFIX + market)
+        )
+        return _L2.decode(raw) if raw else None
+
+    async def contexts(self) -> dict[str, MarketContext]:
+        """Every market's live context, in universe order (absent until first traded)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in self.markets.names:
+                pipe.hget(self.matcher_key(name), MARKET_CTX_PREFIX + name)
+            raws = cast(list[bytes | None], await pipe.execute())
+        return {
+            name: _CTX.decode(raw)
+            for name, raw in zip(self.markets.names, raws, strict=True)
+            if raw
+        }

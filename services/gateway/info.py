@@ -1,0 +1,311 @@
+"""POST /info: the Hyperliquid read API, answered from Redis.
+
+Every answer is built from committed hot state (see ``hot.py``) or the event history
+the gateway projects (``history.py``); the state machines are never asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.money import format_ratio, format_units, format_usd
+from libs.common.state import AccountState, MarketContext, OpenOrderState
+from services.gateway.history import History
+from services.gateway.hot import HotState
+from services.gateway.ratelimit import AddressRateLimiter
+from services.gateway.views import clearinghouse_state
+from services.gateway.wire import normalize_address
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+PPB = Decimal(1_000_000_000)
+
+
+class InfoError(ValueError):
+    """A request the API cannot answer; the message is shown to the client."""
+
+
+def rate(ppb: int) -> str:
+    return format(Decimal(ppb) / PPB, "f") if ppb else "0.0"
+
+
+def price(spec: MarketSpec, ticks: int) -> str:
+    return spec.format_price(ticks) if ticks else "0.0"
+
+
+class InfoApi:
+    """One method per request type; ``answer`` dispatches on ``type``."""
+
+    def __init__(
+        self,
+        hot: HotState,
+        history: History,
+        markets: MarketRegistry,
+        address_limits: AddressRateLimiter,
+        clock: Callable[[], int],
+    ) -> None:
+        self.hot = hot
+        self.history = history
+        self.markets = markets
+        self.address_limits = address_limits
+        self.clock = clock
+        self.handlers: dict[str, Handler] = {
+            "meta": self.meta,
+            "spotMeta": self.spot_meta,
+            "metaAndAssetCtxs": self.meta_and_asset_ctxs,
+            "allMids": self.all_mids,
+            "l2Book": self.l2_book,
+            "clearinghouseState": self.clearinghouse_state,
+            "openOrders": self.open_orders,
+            "frontendOpenOrders": self.frontend_open_orders,
+            "orderStatus": self.order_status,
+            "userFills": self.user_fills,
+            "userFillsByTime": self.user_fills_by_time,
+            "fundingHistory": self.funding_history,
+            "userFunding": self.user_funding,
+            "predictedFundings": self.predicted_fundings,
+            "userFees": self.user_fees,
+            "userRateLimit": self.user_rate_limit,
+            "perpsAtOpenInterestCap": self.perps_at_open_interest_cap,
+        }
+
+    async def answer(self, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            raise InfoError("request must be a JSON object with a string 'type'")
+        handler = self.handlers.get(body["type"])
+        if handler is None:
+            raise InfoError(f"unsupported info type {body['type']!r}")
+        return await handler(body)
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _user(body: dict[str, Any]) -> str:
+        try:
+            return normalize_address(str(body.get("user", "")))
+        except ValueError as exc:
+            raise InfoError(f"user: {exc}") from None
+
+    def _spec(self, body: dict[str, Any]) -> MarketSpec:
+        coin = body.get("coin")
+        if not isinstance(coin, str):
+            raise InfoError("coin must be a market name")
+        try:
+            return self.markets.by_name(coin)
+        except ValueError as exc:
+            raise InfoError(str(exc)) from None
+
+    @staticmethod
+    def _ms(body: dict[str, Any], field: str, default: int | None = None) -> int:
+        value = body.get(field, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InfoError(f"{field} must be a non-negative integer of milliseconds")
+        return value
+
+    # ------------------------------------------------------------ markets
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "universe": [
+                {"name": m.name, "szDecimals": m.sz_decimals, "maxLeverage": m.max_leverage}
+                for m in self.markets
+            ],
+            "marginTables": [
+                [
+                    m.max_leverage,
+                    {
+                        "description": "",
+                        "marginTiers": [{"lowerBound": "0.0", "maxLeverage": m.max_leverage}],
+                    },
+                ]
+                for m in self.markets
+            ],
+        }
+
+    async def meta(self, body: dict[str, Any]) -> Any:
+        return self._meta()
+
+    async def spot_meta(self, body: dict[str, Any]) -> Any:
+        return {"universe": [], "tokens": []}  # a perp-only venue
+
+    def _asset_ctx(self, spec: MarketSpec, ctx: MarketContext | None) -> dict[str, Any]:
+        if ctx is None:
+            ctx = MarketContext(market=spec.name)
+        return {
+            "funding": rate(ctx.funding_rate_ppb),
+            "openInterest": spec.format_size(ctx.open_interest) if ctx.open_interest else "0.0",
+            "oraclePx": price(spec, ctx.index_px),
+            "markPx": price(spec, ctx.mark_px),
+            "midPx": price(spec, ctx.mid_px) if ctx.mid_px else None,
+            "impactPxs": [price(spec, ctx.impact_bid_px), price(spec, ctx.impact_ask_px)]
+            if ctx.impact_bid_px and ctx.impact_ask_px
+            else None,
+            "premium": rate(ctx.premium_ppb),
+            "dayNtlVlm": "0.0",
+            "prevDayPx": price(spec, ctx.index_px),
+        }
+
+    async def meta_and_asset_ctxs(self, body: dict[str, Any]) -> Any:
+        contexts = await self.hot.contexts()
+        return [self._meta(), [self._asset_ctx(m, contexts.get(m.name)) for m in self.markets]]
+
+    async def all_mids(self, body: dict[str, Any]) -> Any:
+        mids: dict[str, str] = {}
+        for name, ctx in (await self.hot.contexts()).items():
+            spec = self.markets.by_name(name)
+            px = ctx.mid_px or ctx.mark_px
+            if px:
+                mids[name] = spec.format_price(px)
+        return mids
+
+    async def l2_book(self, body: dict[str, Any]) -> Any:
+        spec = self._spec(body)
+        view = await self.hot.l2(spec.name)
+        levels: list[list[dict[str, Any]]] = [[], []]
+        if view is not None:
+            for side, rows in enumerate((view.bids, view.asks)):
+                levels[side] = [
+                    {"px": spec.format_price(px), "sz": spec.format_size(sz), "n": n}
+                    for px, sz, n in rows
+                ]
+        return {"coin": spec.name, "time": view.ts if view else self.clock(), "levels": levels}
+
+    async def predicted_fundings(self, body: dict[str, Any]) -> Any:
+        contexts = await self.hot.contexts()
+        hour = 3_600_000
+        next_time = self.clock() // hour * hour + hour
+        return [
+            [
+                m.name,
+                [
+                    [
+                        "HlPerp",
+                        {
+                            "fundingRate": rate(contexts[m.name].funding_rate_ppb)
+                            if m.name in contexts
+                            else "0.0",
+                            "nextFundingTime": next_time,
+                            "fundingIntervalHours": m.funding_interval_ms // hour or 1,
+                        },
+                    ]
+                ],
+            ]
+            for m in self.markets
+        ]
+
+    async def perps_at_open_interest_cap(self, body: dict[str, Any]) -> Any:
+        return []
+
+    async def funding_history(self, body: dict[str, Any]) -> Any:
+        spec = self._spec(body)
+        start = self._ms(body, "startTime")
+        end = self._ms(body, "endTime", self.clock())
+        return await self.history.funding_history(spec, start, end)
+
+    # ------------------------------------------------------------ accounts
+
+    async def clearinghouse_state(self, body: dict[str, Any]) -> Any:
+        account, marks = await self.hot.account(self._user(body))
+        return clearinghouse_state(account, marks, self.markets, self.clock())
+
+    def _orders(self, account: AccountState | None) -> list[tuple[MarketSpec, OpenOrderState]]:
+        if account is None:
+            return []
+        orders = sorted(account.orders.values(), key=lambda o: o.oid)
+        return [(self.markets.by_name(o.market), o) for o in orders]
+
+    @staticmethod
+    def _open_order(spec: MarketSpec, o: OpenOrderState) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "coin": spec.name,
+            "side": "B" if o.is_buy else "A",
+            "limitPx": spec.format_price(o.px),
+            "sz": spec.format_size(o.sz),
+            "oid": o.oid,
+            "timestamp": o.ts,
+            "origSz": spec.format_size(o.orig_sz),
+        }
+        if o.cloid:
+            row["cloid"] = o.cloid
+        return row
+
+    async def open_orders(self, body: dict[str, Any]) -> Any:
+        account, _ = await self.hot.account(self._user(body))
+        return [self._open_order(spec, o) for spec, o in self._orders(account)]
+
+    async def frontend_open_orders(self, body: dict[str, Any]) -> Any:
+        account, _ = await self.hot.account(self._user(body))
+        rows = []
+        for spec, o in self._orders(account):
+            row = self._open_order(spec, o)
+            row.update(
+                {
+                    "isPositionTpsl": False,
+                    "isTrigger": False,
+                    "orderType": "Limit",
+                    "reduceOnly": o.reduce_only,
+                    "tif": "Gtc",
+                    "triggerCondition": "N/A",
+                    "triggerPx": "0.0",
+                    "children": [],
+                }
+            )
+            rows.append(row)
+        return rows
+
+    async def order_status(self, body: dict[str, Any]) -> Any:
+        user = self._user(body)
+        ref = body.get("oid")
+        account, _ = await self.hot.account(user)
+        for spec, o in self._orders(account):
+            if o.oid == ref or (o.cloid is not None and o.cloid == str(ref).lower()):
+                order = self._open_order(spec, o)
+                return {
+                    "status": "order",
+                    "order": {"order": order, "status": "open", "statusTimestamp": o.ts},
+                }
+        past = await self.history.order_status(user, ref)
+        if past is None:
+            return {"status": "unknownOid"}
+        return {"status": "order", "order": past}
+
+    async def user_fills(self, body: dict[str, Any]) -> Any:
+        return await self.history.fills(self._user(body), 0, self.clock(), limit=2000)
+
+    async def user_fills_by_time(self, body: dict[str, Any]) -> Any:
+        start = self._ms(body, "startTime")
+        end = self._ms(body, "endTime", self.clock())
+        return await self.history.fills(self._user(body), start, end, limit=2000)
+
+    async def user_funding(self, body: dict[str, Any]) -> Any:
+        start = self._ms(body, "startTime")
+        end = self._ms(body, "endTime", self.clock())
+        return await self.history.fundings(self._user(body), start, end)
+
+    async def user_fees(self, body: dict[str, Any]) -> Any:
+        account, _ = await self.hot.account(self._user(body))
+        default = next(iter(self.markets))
+        taker = account.taker_fee_ppm if account and account.taker_fee_ppm is not None else None
+        maker = account.maker_fee_ppm if account and account.maker_fee_ppm is not None else None
+        taker = default.taker_fee_ppm if taker is None else taker
+        maker = default.maker_fee_ppm if maker is None else maker
+        return {
+            "dailyUserVlm": [],
+            "feeSchedule": {
+                "cross": format_ratio(default.taker_fee_ppm, 1_000_000, 0),
+                "add": format_ratio(default.maker_fee_ppm, 1_000_000, 0),
+                "tiers": {"vip": [], "mm": []},
+                "referralDiscount": "0.0",
+            },
+            "userCrossRate": format_ratio(taker, 1_000_000, 0),
+            "userAddRate": format_ratio(maker, 1_000_000, 0),
+            "activeReferralDiscount": "0.0",
+        }
+
+    async def user_rate_limit(self, body: dict[str, Any]) -> Any:
+        return await self.address_limits.user_rate_limit(self._user(body))
+
+
+__all__ = ["InfoApi", "InfoError", "format_units", "format_usd"]

@@ -1,0 +1,141 @@
+"""The operator API, on its own port behind a bearer token: the local faucet, market
+configuration, halt and resume, and the venue's funds. Every call, allowed or refused,
+becomes an ``OperatorAudit`` event on the operator.audit topic."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from pydantic import ValidationError
+
+from libs.common import codec, topics
+from libs.common.markets import MarketRegistry
+from libs.common.money import UnitError, format_usd, usd_to_units
+from libs.common.schemas import BalanceUpdate, Deposit, MarketControl, OperatorAudit
+from libs.common.settings import Settings
+from services.gateway.bus import Bus
+from services.gateway.exchange import describe
+from services.gateway.wire import DepositRequest, MarketControlRequest
+
+Clock = Callable[[], int]
+Route = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def err(message: str, status: int) -> web.Response:
+    return web.json_response({"status": "err", "response": message}, status=status)
+
+
+class OperatorApi:
+    def __init__(
+        self, settings: Settings, bus: Bus, clock: Clock, new_id: Callable[[], str]
+    ) -> None:
+        self.settings = settings
+        self.markets: MarketRegistry = settings.markets
+        self.bus = bus
+        self.clock = clock
+        self.new_id = new_id
+
+    async def audit(self, action: str, detail: Any, ok: bool) -> None:
+        event = OperatorAudit(
+            ts=self.clock(),
+            operator="token",
+            action=action,
+            detail=msgspec.json.encode(detail).decode()[:4000],
+            ok=ok,
+        )
+        await self.bus.producer.send_and_wait(
+            self.settings.topics.name(topics.OPERATOR_AUDIT),
+            codec.encode(event),
+            key=b"operator",
+        )
+
+    def guarded(self, action: str, route: Route) -> Route:
+        """Token check and audit around a route."""
+
+        async def handler(request: web.Request) -> web.Response:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            body: Any = None
+            if request.can_read_body:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    body = "<not JSON>"
+            if not hmac.compare_digest(token.encode(), self.settings.operator_token.encode()):
+                await self.audit(action, {"refused": "bad token"}, ok=False)
+                return err("operator token required", 401)
+            request["body"] = body
+            response = await route(request)
+            await self.audit(
+                action, {"request": body, "status": response.status}, ok=response.status < 400
+            )
+            return response
+
+        return handler
+
+    async def deposit(self, request: web.Request) -> web.Response:
+        try:
+            req = DepositRequest.model_validate(request["body"])
+            usd = usd_to_units(Decimal(req.usd))
+        except ValidationError as exc:
+            return err(describe(exc), 400)
+        except (UnitError, ArithmeticError) as exc:
+            return err(f"invalid amount: {exc}", 400)
+        req_id = self.new_id()
+        (outcome,) = await self.bus.submit(
+            req.user, [Deposit(ts=self.clock(), account=req.user, usd=usd, req_id=req_id)]
+        )
+        if outcome is None:
+            return err("timed out waiting for the deposit to apply", 504)
+        assert isinstance(outcome, BalanceUpdate)
+        if outcome.error:
+            return err(outcome.error, 400)
+        return web.json_response(
+            {
+                "status": "ok",
+                "response": {"type": "deposit", "collateral": format_usd(outcome.collateral)},
+            }
+        )
+
+    async def list_markets(self, request: web.Request) -> web.Response:
+        rows = [msgspec.to_builtins(m) for m in self.markets]
+        return web.json_response({"status": "ok", "response": {"markets": rows}})
+
+    def control(self, action: str) -> Route:
+        async def route(request: web.Request) -> web.Response:
+            try:
+                req = MarketControlRequest.model_validate(request["body"])
+                spec = self.markets.by_name(req.coin)
+            except ValidationError as exc:
+                return err(describe(exc), 400)
+            except UnitError as exc:
+                return err(str(exc), 400)
+            await self.bus.to_market(
+                spec.name,
+                MarketControl(
+                    ts=self.clock(),
+                    market=spec.name,
+                    action=action,  # type: ignore[arg-type]
+                    operator="token",
+                    reason=req.reason,
+                ),
+            )
+            return web.json_response({"status": "ok", "response": {"type": action}})
+
+        return route
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 16)
+        app.router.add_post("/operator/deposit", self.guarded("deposit", self.deposit))
+        app.router.add_get("/operator/markets", self.guarded("markets", self.list_markets))
+        app.router.add_post("/operator/halt", self.guarded("halt", self.control("halt")))
+        app.router.add_post("/operator/resume", self.guarded("resume", self.control("resume")))
+        app.router.add_get("/health", self.health)
+        return app
