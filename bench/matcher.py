@@ -33,6 +33,7 @@ from libs.common.schemas import CancelRequest, IndexTick, ModifyRequest, NewOrde
 from libs.common.settings import Settings
 from libs.common.topics import Topics
 from libs.localstack import LocalStack
+from services.matcher.book import RestingOrder
 from services.matcher.engine import MatcherCore
 
 MID = 1_000_000  # BTC at 100,000.0
@@ -51,9 +52,9 @@ def generate(ops: int, markets: MarketRegistry, seed: int = 1) -> list[msgspec.S
     oid = 0
     ts = 2
 
-    def resting() -> dict[int, object]:
+    def resting() -> dict[int, RestingOrder]:
         engine = scratch.engines.get("BTC")
-        return engine.book.orders if engine else {}  # type: ignore[return-value]
+        return engine.book.orders if engine else {}
 
     def passive(is_buy: bool) -> int:
         depth = rng.randint(1, SPREAD_LEVELS)
@@ -68,28 +69,46 @@ def generate(ops: int, markets: MarketRegistry, seed: int = 1) -> list[msgspec.S
             oid += 1
             is_buy = rng.random() < 0.5
             msg = NewOrder(
-                ts=ts, oid=oid, account=rng.choice(accounts), market="BTC", is_buy=is_buy,
-                px=passive(is_buy), sz=rng.randint(1, 20) * 100,
+                ts=ts,
+                oid=oid,
+                account=rng.choice(accounts),
+                market="BTC",
+                is_buy=is_buy,
+                px=passive(is_buy),
+                sz=rng.randint(1, 20) * 100,
             )
         elif roll < 0.55:
             target = rng.choice(list(book.values()))
             msg = ModifyRequest(
-                ts=ts, oid=target.oid, account=target.account, market="BTC",  # type: ignore[attr-defined]
-                is_buy=target.is_buy, px=passive(target.is_buy),  # type: ignore[attr-defined]
+                ts=ts,
+                oid=target.oid,
+                account=target.account,
+                market="BTC",
+                is_buy=target.is_buy,
+                px=passive(target.is_buy),
                 sz=rng.randint(1, 20) * 100,
             )
         elif roll < 0.90:
             target = rng.choice(list(book.values()))
             msg = CancelRequest(
-                ts=ts, oid=target.oid, account=target.account, market="BTC",  # type: ignore[attr-defined]
+                ts=ts,
+                oid=target.oid,
+                account=target.account,
+                market="BTC",
             )
         else:
             oid += 1
             is_buy = rng.random() < 0.5
             aggressive = MID + 40 if is_buy else MID - 40
             msg = NewOrder(
-                ts=ts, oid=oid, account=rng.choice(accounts), market="BTC", is_buy=is_buy,
-                px=aggressive, sz=rng.randint(1, 5) * 100, tif="Ioc" if roll < 0.97 else "Gtc",
+                ts=ts,
+                oid=oid,
+                account=rng.choice(accounts),
+                market="BTC",
+                is_buy=is_buy,
+                px=aggressive,
+                sz=rng.randint(1, 5) * 100,
+                tif="Ioc" if roll < 0.97 else "Gtc",
             )
         scratch.apply(msg, ctx.at(len(flow), live=False))
         flow.append(msg)
@@ -139,8 +158,11 @@ async def through_kafka(args: argparse.Namespace, flow: list[msgspec.Struct]) ->
         bootstrap, redis_url = stack.bootstrap, stack.redis_url
     try:
         settings = Settings(
-            kafka_bootstrap=bootstrap, redis_url=redis_url,
-            namespace=f"benchm{uuid.uuid4().hex[:8]}.", batch_max=8000, batch_target_ms=250,
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            namespace=f"benchm{uuid.uuid4().hex[:8]}.",
+            batch_max=8000,
+            batch_target_ms=250,
         )
         await ensure_topics(settings)
         partition = topics.partition_for("BTC", settings.topics.partitions(topics.MATCHER_IN))
@@ -148,7 +170,10 @@ async def through_kafka(args: argparse.Namespace, flow: list[msgspec.Struct]) ->
         await produce_all(bootstrap, settings.topics.name(topics.MATCHER_IN), payload)
         markets = settings.markets
         seconds = await run_processor(
-            settings, "matcher", topics.MATCHER_IN, lambda p: MatcherCore(markets, p),
+            settings,
+            "matcher",
+            topics.MATCHER_IN,
+            lambda p: MatcherCore(markets, p),
             {partition: len(payload)},
         )
         return len(payload) / seconds
