@@ -13,7 +13,6 @@ Last line: ``matcher_ops_per_sec=<core ops/s>``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import random
 import tempfile

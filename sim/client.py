@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 
 from libs.common.signing import action_hash, l1_digest
 
@@ -16,7 +17,8 @@ DEFAULT_TOKEN = "local-operator-token"
 
 def wallet(seed: int) -> LocalAccount:
     """A deterministic test key (never for real funds)."""
-    return Account.from_key(seed.to_bytes(32, "big"))
+    key: LocalAccount = Account.from_key(seed.to_bytes(32, "big"))
+    return key
 
 
 class VenueClient:
@@ -67,7 +69,7 @@ class VenueClient:
         """Sign an L1 action the way the SDK does and post it."""
         nonce = self._next_nonce(now_ms)
         digest = l1_digest(action_hash(action, nonce, None, None), self.source)  # type: ignore[arg-type]
-        signed = signer.unsafe_sign_hash(digest)
+        signed = signer.unsafe_sign_hash(Hash32(digest))
         signature = {"r": f"0x{signed.r:064x}", "s": f"0x{signed.s:064x}", "v": signed.v}
         body = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
         return await self._post(self.base_url + "/exchange", body)
