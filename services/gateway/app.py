@@ -31,6 +31,7 @@ from services.gateway.ratelimit import (
     RateLimited,
     info_weight,
 )
+from services.gateway.ws import Hub
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,15 @@ class Gateway:
             new_id,
         )
         self.operator = OperatorApi(settings, self.bus, clock, new_id)
+        self.hub = Hub(self.info, self.exchange, self.history, settings.markets, clock)
+        self.bus.replies.listeners.append(self.hub.on_event)
 
     async def start(self, app: web.Application | None = None) -> None:
         await self.bus.start()
+        self.hub.start()
 
     async def stop(self, app: web.Application | None = None) -> None:
+        await self.hub.stop()
         await self.bus.stop()
         await self.redis.aclose()
 
@@ -142,4 +147,5 @@ class Gateway:
         app.router.add_post("/info", self.post_info)
         app.router.add_post("/exchange", self.post_exchange)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/ws", self.hub.handle)
         return app

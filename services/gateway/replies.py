@@ -1,9 +1,14 @@
-"""Outcomes from the bus: waits for the account.events record that answers a request."""
+"""The gateway's live feed: account.events and market.events from their ends.
+
+It resolves the waiter of each request by ``req_id`` and hands every event to the
+listeners (the WebSocket hub). Each gateway instance reads every partition: answers and
+subscriptions are per instance."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -13,15 +18,24 @@ from libs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
+Listener = Callable[[str, Any], None]
+
 
 class Replies:
-    """Reads every partition of account.events from its end and resolves waiters by req_id."""
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topic = settings.topics.name(topics.ACCOUNT_EVENTS)
-        self.decoder = codec.decoder(topics.ACCOUNT_EVENTS)
+        self.decoders = {
+            settings.topics.name(topics.ACCOUNT_EVENTS): (
+                topics.ACCOUNT_EVENTS,
+                codec.decoder(topics.ACCOUNT_EVENTS),
+            ),
+            settings.topics.name(topics.MARKET_EVENTS): (
+                topics.MARKET_EVENTS,
+                codec.decoder(topics.MARKET_EVENTS),
+            ),
+        }
         self.waiters: dict[str, asyncio.Future[Any]] = {}
+        self.listeners: list[Listener] = []
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             isolation_level="read_committed",
@@ -32,8 +46,11 @@ class Replies:
 
     async def start(self) -> None:
         await self.consumer.start()
-        count = self.settings.topics.partitions(topics.ACCOUNT_EVENTS)
-        parts = [TopicPartition(self.topic, p) for p in range(count)]
+        parts = [
+            TopicPartition(name, p)
+            for name, (logical, _) in self.decoders.items()
+            for p in range(self.settings.topics.partitions(logical))
+        ]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         for tp in parts:  # resolve the end offsets now, before any request is sent
@@ -51,18 +68,24 @@ class Replies:
     async def _run(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
+            for tp, records in batches.items():
+                logical, decoder = self.decoders[tp.topic]
                 for record in records:
                     try:
-                        event = self.decoder.decode(record.value or b"")
+                        event = decoder.decode(record.value or b"")
                     except codec.DecodeError:
-                        log.warning("undecodable account event at %s", record.offset)
+                        log.warning("undecodable event at %s %d", tp, record.offset)
                         continue
                     req_id = getattr(event, "req_id", "")
                     if req_id:
                         future = self.waiters.pop(req_id, None)
                         if future is not None and not future.done():
                             future.set_result(event)
+                    for listener in self.listeners:
+                        try:
+                            listener(logical, event)
+                        except Exception:
+                            log.exception("listener failed on %s", type(event).__name__)
 
     async def stop(self) -> None:
         if self._task:
