@@ -21,6 +21,16 @@ def wallet(seed: int) -> LocalAccount:
     return key
 
 
+def signed_body(
+    signer: LocalAccount, action: dict[str, Any], nonce: int, source: str = "b"
+) -> dict[str, Any]:
+    """An /exchange body for an L1 action, signed the way the SDK signs it."""
+    digest = l1_digest(action_hash(action, nonce, None, None), source)  # type: ignore[arg-type]
+    signed = signer.unsafe_sign_hash(Hash32(digest))
+    signature = {"r": f"0x{signed.r:064x}", "s": f"0x{signed.s:064x}", "v": signed.v}
+    return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
+
+
 class VenueClient:
     """Speaks /info and signed /exchange of one gateway, and its operator API."""
 
@@ -67,11 +77,7 @@ class VenueClient:
 
     async def action(self, signer: LocalAccount, action: dict[str, Any], now_ms: int) -> Any:
         """Sign an L1 action the way the SDK does and post it."""
-        nonce = self._next_nonce(now_ms)
-        digest = l1_digest(action_hash(action, nonce, None, None), self.source)  # type: ignore[arg-type]
-        signed = signer.unsafe_sign_hash(Hash32(digest))
-        signature = {"r": f"0x{signed.r:064x}", "s": f"0x{signed.s:064x}", "v": signed.v}
-        body = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
+        body = signed_body(signer, action, self._next_nonce(now_ms), self.source)
         return await self._post(self.base_url + "/exchange", body)
 
     async def limit_order(
