@@ -3,6 +3,9 @@
 #   docker run IMAGE python -m services.risk        (gateway, matcher, risk, oracle, liquidator)
 #   docker run IMAGE python -m libs.common.admin create-topics
 # Configuration is the EXCHANGE_* environment only; the default command prints it.
+# Every service serves Prometheus metrics on EXCHANGE_METRICS_PORT (9100 here): that
+# endpoint is the image's health check; the gateway also answers GET /health on 18080
+# (public API) and serves its operator API on 18081.
 
 FROM python:3.11-slim AS build
 
@@ -29,6 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     EXCHANGE_MARKETS_FILE=/app/config/markets.toml \
     EXCHANGE_METRICS_HOST=0.0.0.0 \
+    EXCHANGE_METRICS_PORT=9100 \
     EXCHANGE_GATEWAY_HOST=0.0.0.0
 
 RUN groupadd --system --gid 10001 exchange \
@@ -44,5 +48,9 @@ RUN python -m compileall -q /app
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
+
+EXPOSE 9100 18080 18081
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ['EXCHANGE_METRICS_PORT'], timeout=3)"]
 
 CMD ["python", "-m", "libs.common.settings"]

@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$ROOT/deploy/local/bootstrap.sh"
 "$ROOT/deploy/local/kafka.sh" fetch
 "$ROOT/deploy/local/redis.sh" install
+"$ROOT/deploy/local/prometheus.sh" install
 cd "$ROOT"
 started=$(date +%s)
 set +e

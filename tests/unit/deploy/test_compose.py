@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 SERVICES = ("gateway", "matcher", "risk", "oracle", "liquidator")
+ONE_SHOT = ("topics",)
 EXCHANGE_VARIABLE = re.compile(r"\bEXCHANGE_[A-Z0-9_]+")
 
 
@@ -121,16 +123,23 @@ def test_each_service_healthcheck_probes_the_port_it_serves(
         assert f"127.0.0.1:{env['EXCHANGE_METRICS_PORT']}/metrics" in probe
 
 
-def test_metrics_ports_are_distinct_and_reachable_from_other_containers(
+def test_prometheus_scrapes_each_service_where_it_serves_metrics(
     compose: dict[str, Any],
 ) -> None:
-    ports = {}
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(SERVICES) <= set(jobs), sorted(jobs)
     for name in SERVICES:
         env = environment(service(compose, name))
         assert env.get("EXCHANGE_METRICS_HOST") == "0.0.0.0", name
-        ports[name] = int(env["EXCHANGE_METRICS_PORT"])
-    assert all(port > 0 for port in ports.values()), ports
-    assert len(set(ports.values())) == len(SERVICES), ports
+        port = int(env["EXCHANGE_METRICS_PORT"])
+        assert port > 0, name
+        # One job per service (`job` names the service on every series it exports), its
+        # targets every replica the compose DNS knows under the service's name.
+        (discovery,) = jobs[name]["dns_sd_configs"]
+        assert discovery["names"] == [name], name
+        assert (discovery["type"], discovery["port"]) == ("A", port), name
+        assert jobs[name].get("metrics_path", "/metrics") == "/metrics"
 
 
 def test_gateway_listens_on_all_interfaces_and_is_published_on_18080(
@@ -141,6 +150,13 @@ def test_gateway_listens_on_all_interfaces_and_is_published_on_18080(
     assert env["EXCHANGE_GATEWAY_HOST"] == "0.0.0.0"
     published = [str(p) for p in spec["ports"]]
     assert f"18080:{env['EXCHANGE_GATEWAY_PORT']}" in published
+
+
+def test_operator_api_is_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    spec = service(compose, "gateway")
+    port = environment(spec)["EXCHANGE_OPERATOR_PORT"]
+    published = [str(p) for p in spec["ports"] if str(p).endswith(f":{port}")]
+    assert published == [f"127.0.0.1:{port}:{port}"]
 
 
 def test_services_reach_the_advertised_broker_and_the_redis_service(
@@ -261,3 +277,113 @@ def test_build_context_keeps_the_source_and_drops_local_state() -> None:
         assert not ignored(needed), needed
     for local in (".venv", ".git", ".cache", ".run"):
         assert ignored(local), local
+
+
+def mounts(spec: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (a named volume, or a path relative to the compose file)."""
+    found = {}
+    for mount in spec.get("volumes", []):
+        if isinstance(mount, str):
+            source, target = mount.split(":")[:2]
+        else:
+            source, target = mount["source"], mount["target"]
+        found[target] = source
+    return found
+
+
+def host_path(spec: dict[str, Any], container_path: str) -> Path:
+    """The repository file a bind mount puts at ``container_path`` in the container."""
+    for target, source in sorted(mounts(spec).items(), key=lambda m: -len(m[0])):
+        if source.startswith(".") and (container_path + "/").startswith(target + "/"):
+            return COMPOSE_FILE.parent / source / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"nothing from the repository is mounted at {container_path}")
+
+
+def flag(command: list[str], name: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"{name}=")]
+    assert len(values) == 1, f"{name} given {len(values)} times"
+    return values[0]
+
+
+def test_services_can_be_scaled(compose: dict[str, Any]) -> None:
+    # `docker compose up --scale risk=2`: no fixed container name, no published port.
+    for name in SERVICES:
+        spec = service(compose, name)
+        assert "container_name" not in spec, name
+        if name != "gateway":
+            assert "ports" not in spec, name
+
+
+def test_every_long_running_container_restarts_and_reports_its_health(
+    compose: dict[str, Any],
+) -> None:
+    for name, spec in compose["services"].items():
+        if name in ONE_SHOT:
+            assert spec["healthcheck"] == {"disable": True}, name
+            continue
+        assert spec.get("restart") == "unless-stopped", name
+        assert healthcheck_text(spec), name
+
+
+def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        image = spec["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest", f"{name}: {image}"
+
+
+def test_bind_mounts_come_from_the_repository(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        for target, source in mounts(spec).items():
+            if source.startswith("."):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source}"
+                assert source.startswith("./deploy/"), f"{name}: mount only deploy files"
+            else:
+                assert source in compose["volumes"], f"{name}: {source} at {target}"
+
+
+def test_prometheus_runs_the_repository_config_and_keeps_its_data(
+    compose: dict[str, Any],
+) -> None:
+    spec = service(compose, "prometheus")
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", spec["image"])
+    command = argv(spec["command"])
+    assert host_path(spec, flag(command, "--config.file")).resolve() == SCRAPE_CONFIG
+    assert named_volume_at(compose, spec, flag(command, "--storage.tsdb.path"))
+    # The config's rule_files resolve next to it, inside the same mount.
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    for pattern in config["rule_files"]:
+        assert list(SCRAPE_CONFIG.parent.glob(pattern)), pattern
+    assert "127.0.0.1:9090/-/ready" in healthcheck_text(spec)
+    assert "127.0.0.1:9090:9090" in [str(p) for p in spec["ports"]]
+
+
+def test_grafana_gets_its_provisioning_and_dashboards_after_prometheus(
+    compose: dict[str, Any],
+) -> None:
+    spec = service(compose, "grafana")
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", spec["image"])
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    assert host_path(spec, "/etc/grafana/provisioning").resolve() == provisioning
+    env = environment(spec)
+    home = host_path(spec, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.exists() and home.parent.name == "dashboards"
+    assert named_volume_at(compose, spec, "/var/lib/grafana")
+    assert spec["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert "127.0.0.1:3000/api/health" in healthcheck_text(spec)
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${"), "no password in the file"
+
+
+def test_image_serves_a_health_check_on_the_metrics_port() -> None:
+    instructions = dockerfile_instructions()
+    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    port = re.search(r"EXCHANGE_METRICS_PORT=(\d+)", env)
+    assert port, "the image sets no default metrics port"
+    exposed = " ".join(args for keyword, args in instructions if keyword == "EXPOSE").split()
+    gateway_ports = {
+        str(Settings.model_fields[name].default) for name in ("gateway_port", "operator_port")
+    }
+    assert {port.group(1), *gateway_ports} <= set(exposed)
+    (check,) = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
+    assert "/metrics" in check and "EXCHANGE_METRICS_PORT" in check
