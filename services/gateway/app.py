@@ -53,6 +53,7 @@ async def contain_failures(request: web.Request, handler: Any) -> web.StreamResp
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        metrics.HTTP_REQUESTS.labels(request.path.strip("/") or "root", "500").inc()
         return refuse("internal error; the request may not have been applied", 500)
 
 

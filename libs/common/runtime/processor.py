@@ -342,6 +342,9 @@ class Processor:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
+            # A processor started before its topic exists must notice it soon, not after
+            # the client's default five minutes.
+            metadata_max_age_ms=5_000,
         )
 
     # ------------------------------------------------------------ ownership
