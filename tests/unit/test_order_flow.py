@@ -22,6 +22,7 @@ from libs.common.schemas import (
     NewOrder,
     OrderUpdate,
     PlaceOrder,
+    Tif,
     Trade,
 )
 from libs.common.state import AccountState
@@ -67,22 +68,48 @@ def resting(bus: Bus) -> dict[str, dict[int, int]]:
     for (topic, _), driver in bus.drivers.items():
         if topic == topics.MATCHER_IN:
             core: MatcherCore = driver.core  # type: ignore[assignment]
-            for state in core.states.values():
-                for order in state.book.resting():
+            for engine in core.engines.values():
+                for order in engine.book.resting():
                     found.setdefault(order.account, {})[order.oid] = order.sz
     return found
 
 
-def place(bus: Bus, account: str, side: str, price: str, size: str, req_id: str) -> OrderUpdate:
-    msg = PlaceOrder(
+def place_order(
+    account: str,
+    side: str,
+    price: str,
+    size: str,
+    req_id: str,
+    *,
+    tif: Tif = "Gtc",
+    reduce_only: bool = False,
+) -> PlaceOrder:
+    return PlaceOrder(
         ts=1,
         account=account,
         market="BTC",
         is_buy=side == "buy",
         px=BTC.price_units(price),
         sz=BTC.size_units(size),
+        tif=tif,
+        reduce_only=reduce_only,
         req_id=req_id,
     )
+
+
+def place(
+    bus: Bus,
+    account: str,
+    side: str,
+    price: str,
+    size: str,
+    req_id: str,
+    *,
+    tif: Tif = "Gtc",
+    reduce_only: bool = False,
+) -> OrderUpdate:
+    """Send an order through risk and return the one update that answers it."""
+    msg = place_order(account, side, price, size, req_id, tif=tif, reduce_only=reduce_only)
     outs = bus.publish(topics.RISK_IN, account, msg)
     (answer,) = [u for u in of_type(outs, OrderUpdate) if u.req_id == req_id]
     return answer
@@ -117,6 +144,38 @@ def test_alices_resting_buy_taken_by_bob_settles_both_accounts() -> None:
     assert sorted((f.account, f.fee) for f in fills) == sorted(
         [(ALICE, 1_500_000), (BOB, 4_500_000)]
     )
+
+
+def test_alices_buy_expires_her_own_resting_sell_and_releases_its_hold() -> None:
+    bus = exchange()
+    bus.publish(topics.RISK_IN, ALICE, Deposit(ts=0, account=ALICE, usd=usd_to_units("10000")))
+    place(bus, ALICE, "sell", "100000", "0.1", "a1")
+    assert accounts(bus)[ALICE].holds == usd_to_units("504.5")
+
+    outs = bus.publish(topics.RISK_IN, ALICE, place_order(ALICE, "buy", "100000", "0.1", "a2"))
+    updates = [(u.req_id, u.status) for u in of_type(outs, OrderUpdate)]
+    assert updates == [("", "selfTradeCanceled"), ("a2", "resting")]
+    assert of_type(bus.log, Trade) == []
+    alice = accounts(bus)[ALICE]
+    assert [(o.is_buy, o.sz) for o in alice.orders.values()] == [(True, 10_000)]
+    assert alice.holds == usd_to_units("504.5")  # only the new bid holds margin
+    assert alice.collateral == usd_to_units("10000")
+    assert resting(bus) == {ALICE: {o: 10_000 for o in alice.orders}}
+
+
+def test_a_reduce_only_sell_closes_alices_long_and_no_more() -> None:
+    bus = exchange()
+    for who in (ALICE, BOB, CAROL):
+        bus.publish(topics.RISK_IN, who, Deposit(ts=0, account=who, usd=usd_to_units("10000")))
+    place(bus, BOB, "sell", "100000", "0.1", "b1")
+    place(bus, ALICE, "buy", "100000", "0.1", "a1")
+    place(bus, CAROL, "buy", "100000", "1", "c1")
+
+    done = place(bus, ALICE, "sell", "100000", "0.3", "a2", tif="Ioc", reduce_only=True)
+    assert (done.status, done.filled_sz) == ("filled", 10_000)
+    assert "BTC" not in accounts(bus)[ALICE].positions
+    assert accounts(bus)[CAROL].positions["BTC"].szi == 10_000
+    assert resting(bus)[CAROL] == {o: 90_000 for o in accounts(bus)[CAROL].orders}
 
 
 @st.composite
