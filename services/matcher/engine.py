@@ -70,7 +70,16 @@ class MatcherCore:
     def apply(self, message: Any, ctx: Context) -> None:
         ts = message.ts
         if self._deadlines and self._deadlines[0][0] <= ts:
-            self._run_schedules(ts, ctx)
+            scheduled = self._run_schedules(ts, ctx)
+            try:
+                self._dispatch(message, ctx)
+            finally:  # one delta per market per record, whatever changed its book
+                for name in scheduled:
+                    self.engines[name].flush_book(ctx)
+        else:
+            self._dispatch(message, ctx)
+
+    def _dispatch(self, message: Any, ctx: Context) -> None:
         kind = type(message)
         if kind is ScheduleCancel:
             self._schedule(message)
@@ -170,8 +179,10 @@ class MatcherCore:
             self.schedules.at.pop(msg.account, None)
         self._schedules_dirty = True
 
-    def _run_schedules(self, ts: int, ctx: Context) -> None:
-        """Cancel the orders of every account whose switch time has come."""
+    def _run_schedules(self, ts: int, ctx: Context) -> list[str]:
+        """Cancel the orders of every account whose switch time has come; returns the
+        markets whose books changed (flushed with the record that triggered them)."""
+        changed: dict[str, None] = {}
         while self._deadlines and self._deadlines[0][0] <= ts:
             at, account = heapq.heappop(self._deadlines)
             if self.schedules.at.get(account) != at:
@@ -179,7 +190,7 @@ class MatcherCore:
             del self.schedules.at[account]
             self._schedules_dirty = True
             for name in sorted(self.engines):
-                engine = self.engines[name]
-                if engine.cancel_all(account, "scheduledCancel", ts, ctx):
-                    engine.flush_book(ctx)
+                if self.engines[name].cancel_all(account, "scheduledCancel", ts, ctx):
                     self._dirty[name] = None
+                    changed[name] = None
+        return list(changed)

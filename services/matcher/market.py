@@ -312,7 +312,13 @@ class MarketEngine:
     def new_order(self, msg: NewOrder, ctx: Context) -> None:
         self.ts = msg.ts
         refusal = self._admission_error(msg, msg.px)
-        if refusal is None and self.open_orders.get(msg.account, 0) >= self.spec.max_open_orders:
+        can_rest = msg.kind == "trigger" or (msg.kind == "limit" and msg.tif != "Ioc")
+        if (
+            refusal is None
+            and can_rest
+            and not msg.reduce_only
+            and self.open_orders.get(msg.account, 0) >= self.spec.max_open_orders
+        ):
             refusal = ("rejected", f"Too many open orders ({self.spec.max_open_orders}).")
         if refusal is None and msg.cloid and (msg.account, msg.cloid) in self.cloids:
             refusal = ("rejected", "Duplicate client order id.")
@@ -323,6 +329,15 @@ class MarketEngine:
             self._result(
                 ctx, msg.account, msg.oid, status, error=error, req_id=msg.req_id, cloid=msg.cloid
             )
+            for child in msg.children:
+                self._result(
+                    ctx,
+                    msg.account,
+                    child.oid,
+                    "canceled",
+                    error="Parent order was rejected.",
+                    cloid=child.cloid,
+                )
             return
         if msg.kind == "trigger":
             self._add_trigger(msg, ctx)
@@ -409,7 +424,7 @@ class MarketEngine:
             self._fill_pair(ctx, account, oid, is_buy, m.maker, m.px, m.sz, m.maker_done, kind)
         for maker, status in removed:
             self._closed_resting(ctx, maker, status)
-        if matches and book.reduce_only_resting:
+        if matches and (book.reduce_only_resting or self.triggers):
             self._after_position_change(ctx, account)
             for maker_account in sorted({m.maker.account for m in matches}):
                 self._after_position_change(ctx, maker_account)
@@ -639,6 +654,8 @@ class MarketEngine:
         mark = self.mark_px
         fired = [t for oid, t in sorted(self.triggers.items()) if t.fires_at(mark)]
         for t in fired:
+            if t.oid not in self.triggers:
+                continue  # canceled by an earlier trigger that closed its position
             del self.triggers[t.oid]
             self._untrack(t.account, t.oid, t.cloid)
             self._result(ctx, t.account, t.oid, "triggered", cloid=t.cloid, px=t.px)
@@ -752,14 +769,39 @@ class MarketEngine:
             and self.book.would_cross(msg.is_buy, msg.px)
         ):
             refusal = ("badAloPxRejected", "Post only order would have immediately matched.")
+        if (
+            refusal is None
+            and msg.cloid
+            and self.cloids.get((msg.account, msg.cloid), order.oid) != order.oid
+        ):
+            refusal = ("rejected", "Duplicate client order id.")
         if refusal is not None:
-            status, error = refusal
-            self._result(ctx, msg.account, order.oid, status, error=error, req_id=msg.req_id)
+            # The order stays exactly as it was: the answer says the modify was refused.
+            _, error = refusal
+            filled = order.orig_sz - order.sz
+            ex = Execution(
+                status="modifyRejected",
+                filled=filled,
+                filled_ntl=order.filled_ntl,
+                resting=order.sz,
+            )
+            self._result(
+                ctx,
+                msg.account,
+                order.oid,
+                "modifyRejected",
+                execution=ex,
+                error=error,
+                req_id=msg.req_id,
+                cloid=order.cloid,
+                px=order.px,
+            )
             return
         same_place = msg.px == order.px and msg.is_buy == order.is_buy
         if same_place and msg.sz <= order.sz and msg.reduce_only == order.reduce_only:
-            self.book.shrink(order.oid, msg.sz)
             filled = order.orig_sz - order.sz
+            order.orig_sz = filled + msg.sz  # the new size; what filled stays filled
+            self.book.shrink(order.oid, msg.sz)
             ex = Execution(
                 status="resting", filled=filled, filled_ntl=order.filled_ntl, resting=msg.sz
             )
@@ -777,10 +819,13 @@ class MarketEngine:
         # A new price, side or a larger size: the order goes to the back of the queue.
         self.book.cancel(order.oid)
         self._untrack(order.account, order.oid, order.cloid)
+        filled_before = order.orig_sz - order.sz
         cloid = msg.cloid or order.cloid
         ex = self._execute(
             ctx, order.oid, msg.account, msg.is_buy, msg.px, msg.sz, msg.tif, msg.reduce_only, cloid
         )
+        if ex.status != "resting":  # the parent left the book: place or drop its TP/SL
+            self._release_children(ctx, order.oid, filled_before + ex.filled)
         self._result(
             ctx,
             msg.account,
@@ -846,13 +891,22 @@ class MarketEngine:
                 ),
             )
         self._after_position_change(ctx, msg.from_account)
+        self._after_position_change(ctx, msg.to_account)
 
     def _after_position_change(self, ctx: Context, account: str) -> None:
-        """Reduce-only orders that can no longer reduce anything are canceled."""
-        for order in [o for o in self.book.resting() if o.account == account and o.reduce_only]:
-            if self.positions.reducible(account, order.is_buy) == 0:
-                self.book.cancel(order.oid)
-                self._closed_resting(ctx, order, "reduceOnlyCanceled")
+        """Reduce-only orders and TP/SLs that can no longer reduce anything are canceled."""
+        if self.book.reduce_only_resting:
+            for order in [o for o in self.book.resting() if o.account == account and o.reduce_only]:
+                if self.positions.reducible(account, order.is_buy) == 0:
+                    self.book.cancel(order.oid)
+                    self._closed_resting(ctx, order, "reduceOnlyCanceled")
+        for oid, trigger in sorted(self.triggers.items()):
+            if trigger.account != account or not trigger.reduce_only:
+                continue
+            if self.positions.reducible(account, trigger.is_buy) == 0:
+                del self.triggers[oid]
+                self._untrack(account, oid, trigger.cloid)
+                self._result(ctx, account, oid, "reduceOnlyCanceled", cloid=trigger.cloid)
 
     # ------------------------------------------------------------ the clock
 
@@ -903,7 +957,8 @@ class MarketEngine:
         )
         if msg.status == VALID:
             self._funding_clock(ctx)
-            self._fire_triggers(ctx)
+            if not self.halted:
+                self._fire_triggers(ctx)
         if msg.ts - self.last_snapshot_ts >= self.spec.book_snapshot_ms:
             self.last_snapshot_ts = msg.ts
             bids, asks = self.book.depth(1 << 30)

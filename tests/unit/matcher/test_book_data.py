@@ -4,7 +4,6 @@ snapshots, and the state written for the gateway (book, market context, top-20 L
 from __future__ import annotations
 
 import msgspec
-import pytest
 
 from libs.common.schemas import BookDelta, BookSnapshot, Level
 from libs.common.state import L2View, MarketContext
@@ -108,11 +107,6 @@ def test_open_interest_and_last_price_follow_the_trades() -> None:
     assert (ctx.open_interest, ctx.last_px) == (sz("0.3"), px("100100"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MatcherCore.apply flushes the book after a due dead man's switch and "
-    "again after the record itself: two deltas for one input record",
-)
 def test_a_record_that_also_runs_a_dead_mans_switch_publishes_one_delta() -> None:
     venue = Venue()
     venue.buy(ALICE, "99000", "0.1")

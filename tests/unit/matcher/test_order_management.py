@@ -3,8 +3,6 @@ for one account, and the dead man's switch (scheduled cancel) run by event time.
 
 from __future__ import annotations
 
-import pytest
-
 from libs.common.schemas import OrderResult
 from services.matcher.engine import SCHEDULE_KEY, MatcherCore
 from tests.unit.matcher.scenario import ALICE, BOB, CAROL, MARKETS, T0, Venue, px, sz
@@ -154,7 +152,9 @@ def test_a_post_only_modify_that_would_take_is_rejected_and_the_order_stays() ->
     alice = venue.buy(ALICE, "99000", "0.1", tif="Alo")
     venue.sell(BOB, "100000", "0.1")
     sent = venue.modify(ALICE, alice.oid, "buy", "100000", "0.1", tif="Alo")
-    assert sent.result.status == "badAloPxRejected"
+    # modifyRejected: the order is untouched (risk keeps its hold), and the reason is given.
+    assert (sent.result.status, sent.result.resting_sz) == ("modifyRejected", 10_000)
+    assert sent.result.error == "Post only order would have immediately matched."
     assert (sent.fills, sent.deltas) == ([], [])
     assert (alice.oid, "99000", "0.1") in venue.resting()
 
@@ -165,7 +165,7 @@ def test_a_modify_beyond_the_price_band_is_refused_and_the_order_stays() -> None
     alice = venue.sell(ALICE, "101000", "0.1")
     sent = venue.modify(ALICE, alice.oid, "sell", "180001", "0.1")
     assert (sent.result.status, sent.result.error) == (
-        "oracleRejected",
+        "modifyRejected",
         "Order price cannot be more than 80% away from the reference price",
     )
     assert venue.resting() == [(alice.oid, "101000", "0.1")]
@@ -186,11 +186,6 @@ def test_a_batch_of_modifies_answers_each_one_in_order() -> None:
     assert venue.levels()[0] == [("99100", "0.2", 1), ("98100", "0.2", 1), ("97100", "0.2", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MarketEngine.modify shrinks the remaining size but keeps orig_sz, so the "
-    "shrunk lots are reported (and later used) as filled",
-)
 def test_shrinking_an_order_does_not_count_the_removed_lots_as_filled() -> None:
     venue = Venue()
     alice = venue.buy(ALICE, "100000", "0.5")
@@ -199,11 +194,6 @@ def test_shrinking_an_order_does_not_count_the_removed_lots_as_filled() -> None:
     assert (shrunk.filled_sz, canceled.filled_sz) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MarketEngine.modify re-executes a normalTpsl parent without "
-    "_release_children, so a parent that fills on modify never places its children",
-)
 def test_a_parent_that_fills_when_modified_places_its_children() -> None:
     venue = Venue()
     venue.tick("100000")
@@ -216,11 +206,6 @@ def test_a_parent_that_fills_when_modified_places_its_children() -> None:
     assert venue.trigger_oids() == [stop.oid]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MarketEngine.modify accepts a new cloid already used by another live "
-    "order of the account and re-points it, so that order can no longer be canceled by it",
-)
 def test_a_modify_cannot_steal_the_client_id_of_another_live_order() -> None:
     venue = Venue()
     first = venue.buy(ALICE, "99000", "0.1", cloid="0x1")

@@ -176,7 +176,11 @@ def test_a_halted_market_refuses_new_orders_but_keeps_and_cancels_resting_ones()
         "rejected",
         "Trading is halted for this market. asset=0",
     )
-    assert venue.modify(ALICE, resting.oid, "buy", "99500", "0.1").result.status == "rejected"
+    refused_modify = venue.modify(ALICE, resting.oid, "buy", "99500", "0.1").result
+    assert (refused_modify.status, refused_modify.error) == (
+        "modifyRejected",
+        "Trading is halted for this market. asset=0",
+    )
     assert venue.resting() == [(resting.oid, "99000", "0.1")]
     assert venue.control("halt").of(MarketStatus) == []  # already halted
 

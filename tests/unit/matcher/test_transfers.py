@@ -111,11 +111,6 @@ def test_after_a_partial_takeover_reduce_only_is_capped_to_what_is_left() -> Non
     assert sent.traded() == [(CAROL, ALICE, "99000", "0.1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MarketEngine.transfer only rechecks the from account's reduce-only "
-    "orders; an ADL counterparty closed by the transfer keeps them",
-)
 def test_an_adl_counterparty_closed_flat_loses_its_reduce_only_orders() -> None:
     venue = Venue()
     venue.trade(ALICE, BOB, "100000", "0.5")  # Bob is short 0.5
