@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     gateway_reply_timeout_ms: int = Field(
         5000, description="How long /exchange waits for an outcome on the bus"
     )
+    ip_weight_per_minute: int = Field(
+        1200, description="Request weight one IP may spend per minute (HTTP 429 beyond)"
+    )
     operator_port: int = Field(18081, description="Operator API port (token-protected)")
     signature_source: str = Field(
         "b", description='L1 signature source the venue expects: "a" (mainnet) or "b" (testnet)'
@@ -65,6 +68,15 @@ class Settings(BaseSettings):
     )
     operator_token: str = Field(
         "local-operator-token", description="Bearer token of the operator API (deposits)"
+    )
+    risk_margin_call_levels: str = Field(
+        "50,80", description="Maintenance usage levels (% of equity) that send margin calls"
+    )
+    risk_insurance_fee_share_ppm: int = Field(
+        200_000, description="Share of every fee accrued to the insurance fund (ppm)"
+    )
+    risk_vault_fee_share_ppm: int = Field(
+        300_000, description="Share of every fee accrued to the backstop vault (ppm)"
     )
     oracle_config_file: Path | None = Field(
         None, description="Oracle sources, weights and rules (default config/oracle.toml)"

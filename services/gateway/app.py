@@ -73,7 +73,7 @@ class Gateway:
         self.bus = Bus(settings)
         self.hot = HotState(self.redis, settings)
         self.history = History(self.redis, settings)
-        self.ip_limits = IpRateLimiter(self.redis, ns, clock)
+        self.ip_limits = IpRateLimiter(self.redis, ns, clock, limit=settings.ip_weight_per_minute)
         self.address_limits = AddressRateLimiter(self.redis, ns, clock)
         self.nonces = NonceStore(self.redis, ns)
         self.agents = AgentStore(self.redis, ns)
