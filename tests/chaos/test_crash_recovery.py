@@ -23,10 +23,10 @@ import redis.asyncio as aioredis
 from libs.common import topics
 from libs.common.runtime import Core, SnapshotStore
 from libs.common.settings import Settings
+from libs.localstack.procs import ServiceProcess
 from services.matcher.engine import MatcherCore
 from services.risk.engine import RiskCore
 from tests.support.bus import produce, read_topic
-from tests.support.procs import ServiceProcess
 from tests.support.workload import (
     Item,
     Reference,

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common.settings import Settings
 from libs.localstack import free_ports
-from tests.support.procs import ServiceProcess, wait_http
+from libs.localstack.procs import ServiceProcess, wait_http
 
 SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
 

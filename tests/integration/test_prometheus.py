@@ -30,9 +30,9 @@ from libs.common import topics
 from libs.common.admin import ensure_topics
 from libs.common.settings import Settings
 from libs.localstack import ROOT, LocalStack, free_ports
+from libs.localstack.procs import ServiceProcess, wait_http
 from sim.client import VenueClient, wallet
 from tests.conftest import make_settings
-from tests.support.procs import ServiceProcess, wait_http
 from tests.unit.deploy.promql import RULES_DIR, panel_queries, plain
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(240)]
