@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
@@ -215,7 +216,7 @@ def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier
         )
     if tiers[0].lower_bound != 0 or tiers[0].max_leverage != max_leverage:
         raise ValueError(f"{name}: the first margin tier starts at 0 with max_leverage")
-    for lower, upper in zip(tiers, tiers[1:], strict=False):
+    for lower, upper in pairwise(tiers):
         if upper.lower_bound <= lower.lower_bound or not 1 <= upper.max_leverage:
             raise ValueError(f"{name}: margin tier bounds must rise")
         if upper.max_leverage > lower.max_leverage:

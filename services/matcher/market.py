@@ -943,6 +943,8 @@ class MarketEngine:
                 market=self.market,
                 mark_px=self.mark_px,
                 index_px=msg.px,
+                oracle_status=msg.status,
+                open_interest=self.positions.open_interest,
             ),
         )
         ctx.emit(
@@ -1016,6 +1018,7 @@ class MarketEngine:
                     rate_ppb=rate,
                     mark_px=self.mark_px,
                     cum_index=state.cum_index,
+                    oracle_px=self.index_px,
                 ),
             )
             ctx.emit(

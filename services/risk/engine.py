@@ -1,86 +1,134 @@
 """Risk's core: the accounts of one risk.in partition.
 
-Pre-trade it reserves a hold and forwards the order to the market's matcher; post-trade
-it applies fill legs to collateral and positions, releases holds, answers the client on
-account.events, and raises a liquidation trigger when equity falls below maintenance.
+Pre-trade it checks an order against the market's rules and limits and the account's
+free margin, reserves the hold and forwards the order to the market's matcher.
+Post-trade it settles fill legs into positions, collateral and the venue ledger,
+converts and releases holds as the matcher reports on orders, settles funding, and
+answers clients on account.events. On every mark it revalues the market's positions at
+once (``revaluation.Exposures``) and decides, for the few accounts that need it, margin
+calls, margin cancels and liquidation triggers, in a deterministic order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
 
 from libs.common import topics
-from libs.common.markets import MarketRegistry
-from libs.common.money import UnitError, mul_ratio
+from libs.common.margin import (
+    fee_amount,
+    hold_price,
+    margin_table,
+    position_terms,
+    signed_basis,
+)
+from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.money import div_ceil
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
     AccountFill,
+    ActionResult,
     BalanceUpdate,
+    CancelAll,
     CancelOrder,
     CancelRequest,
+    ChildOrder,
     Deposit,
+    FeeTier,
     FillLeg,
+    FundingPayment,
+    FundingUpdate,
     LiquidationTrigger,
+    MarginCall,
     MarkUpdate,
+    ModifyOrder,
+    ModifyRequest,
     NewOrder,
     OrderResult,
     OrderUpdate,
     PlaceOrder,
+    ScheduleCancel,
+    TransferIn,
+    UpdateIsolatedMargin,
+    UpdateLeverage,
+    UsdTransfer,
     Withdraw,
 )
 from libs.common.state import (
     ACCOUNT_PREFIX,
     MARK_PREFIX,
     AccountState,
+    LeverageSetting,
     MarkState,
     OpenOrderState,
-    PositionState,
+    PendingModify,
+    order_id,
 )
-from services.risk.margin import MarginView, order_hold
-from services.risk.position import apply_fill
+from services.risk import pretrade, telemetry
+from services.risk.config import RiskConfig
+from services.risk.holds import reprice_holds
+from services.risk.ledger import VenueLedger
+from services.risk.pretrade import Refusal
+from services.risk.revaluation import Exposures, call_level
+from services.risk.settlement import settle_fill, settle_funding
 
 VENUE_KEY = "v:venue"
-MAX_PARTITIONS = 1024
+VALID = "valid"
+SCHEDULE_MIN_LEAD_MS = 5_000
+NO_ORDER = "Order was never placed, already canceled, or filled."
+CANNOT_MODIFY = "Cannot modify canceled or filled order"
+# Answers to a modify that the matcher gives before touching the order: it rests as it was.
+MODIFY_REFUSALS = frozenset(
+    {"modifyRejected", "rejected", "oracleRejected", "minTradeNtlRejected", "badAloPxRejected"}
+)
 
-
-class VenueLedger(msgspec.Struct, kw_only=True):
-    """Money that left accounts for the venue in this partition (fees so far)."""
-
-    fees: int = 0
+# A liquidation to raise: (shortfall, account, market ("" = cross), equity, maintenance).
+Trigger = tuple[int, str, str, int, int]
 
 
 class RiskCore:
-    """Applies user actions, fills, order results and marks for one partition."""
+    """Applies user actions, fills, order results, marks and funding for one partition."""
 
-    def __init__(self, markets: MarketRegistry, partition: int) -> None:
+    def __init__(
+        self, markets: MarketRegistry, partition: int, config: RiskConfig | None = None
+    ) -> None:
         self.markets = markets
         self.partition = partition
+        self.config = config or RiskConfig()
         self.accounts: ChangeTracked[AccountState] = ChangeTracked(ACCOUNT_PREFIX, AccountState)
         self.marks: ChangeTracked[MarkState] = ChangeTracked(MARK_PREFIX, MarkState)
         self.venue = VenueLedger()
+        self.exposures = Exposures(markets, self.config.margin_call_levels)
+        self._specs = {spec.name: spec for spec in markets}
         self._venue_dirty = False
+        self._exported_ts = 0  # event time of the last gauge export (telemetry only)
         self._encoder = msgspec.msgpack.Encoder()
+        self._handlers: dict[type, Callable[[Any, Context], None]] = {
+            FillLeg: self._fill,
+            OrderResult: self._order_result,
+            MarkUpdate: self._mark,
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            ModifyOrder: self._modify,
+            Deposit: self._deposit,
+            Withdraw: self._withdraw,
+            UsdTransfer: self._transfer,
+            TransferIn: self._transfer_in,
+            UpdateLeverage: self._update_leverage,
+            UpdateIsolatedMargin: self._update_isolated_margin,
+            FeeTier: self._fee_tier,
+            ScheduleCancel: self._schedule_cancel,
+            FundingUpdate: self._funding,
+        }
 
     # ------------------------------------------------------------ runtime protocol
 
     def apply(self, message: Any, ctx: Context) -> None:
-        if isinstance(message, FillLeg):
-            self._fill(message, ctx)
-        elif isinstance(message, OrderResult):
-            self._order_result(message, ctx)
-        elif isinstance(message, PlaceOrder):
-            self._place(message, ctx)
-        elif isinstance(message, MarkUpdate):
-            self._mark(message, ctx)
-        elif isinstance(message, CancelOrder):
-            self._cancel(message, ctx)
-        elif isinstance(message, Deposit):
-            self._deposit(message, ctx)
-        elif isinstance(message, Withdraw):
-            self._withdraw(message, ctx)
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(message, ctx)
 
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
@@ -96,6 +144,8 @@ class RiskCore:
         self.marks.restore(entries)
         raw = entries.get(VENUE_KEY)
         self.venue = msgspec.msgpack.decode(raw, type=VenueLedger) if raw else VenueLedger()
+        marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
+        self.exposures.rebuild(self.accounts.values(), marks)
 
     # ------------------------------------------------------------ helpers
 
@@ -106,10 +156,43 @@ class RiskCore:
             self.accounts.put(address, acct)
         return acct
 
-    def _mark_prices(self) -> dict[str, int]:
-        return {m.market: m.mark_px for m in self.marks.values()}
+    def _changed(self, acct: AccountState, ts: int) -> None:
+        """Persist the account and bring its row of the exposure index up to date."""
+        acct.updated = ts
+        self.accounts.touch(acct.address)
+        self.exposures.sync(acct)
 
-    def _answer(self, ctx: Context, msg: PlaceOrder, status: str, error: str) -> None:
+    def _mark_px(self, market: str) -> int:
+        state = self.marks.get(market)
+        return state.mark_px if state else 0
+
+    def _setting(self, acct: AccountState, spec: MarketSpec) -> LeverageSetting:
+        found = acct.leverage.get(spec.name)
+        return found or LeverageSetting(leverage=spec.default_leverage)
+
+    def _taker_ppm(self, acct: AccountState, spec: MarketSpec) -> int:
+        return spec.taker_fee_ppm if acct.taker_fee_ppm is None else acct.taker_fee_ppm
+
+    def _maker_ppm(self, acct: AccountState, spec: MarketSpec) -> int:
+        return spec.maker_fee_ppm if acct.maker_fee_ppm is None else acct.maker_fee_ppm
+
+    def _reprice(self, acct: AccountState, spec: MarketSpec) -> None:
+        pos = acct.positions.get(spec.name)
+        leverage = pos.leverage if pos and pos.leverage else self._setting(acct, spec).leverage
+        reprice_holds(acct, spec, leverage, self._taker_ppm(acct, spec))
+
+    def _available(self, acct: AccountState) -> int:
+        row = self.exposures.row_of.get(acct.address)
+        return self.exposures.available(row) if row is not None else 0
+
+    def _withdrawable(self, acct: AccountState) -> int:
+        """Cross equity less holds less max(initial margin, 10% of cross position value)."""
+        ex = self.exposures
+        row = ex.row(acct.address)
+        keep = max(int(ex.initial[row]), div_ceil(int(ex.notional[row]), 10))
+        return max(0, ex.equity(row) - int(ex.holds[row]) - keep)
+
+    def _answer(self, ctx: Context, msg: PlaceOrder | ModifyOrder, refusal: Refusal) -> None:
         ctx.emit(
             topics.ACCOUNT_EVENTS,
             msg.account,
@@ -117,47 +200,31 @@ class RiskCore:
                 ts=msg.ts,
                 account=msg.account,
                 market=msg.market,
-                oid=None,
-                status=status,
-                error=error,
+                oid=msg.oid if isinstance(msg, ModifyOrder) else None,
+                status=refusal.status,
+                error=refusal.error,
                 req_id=msg.req_id,
                 cloid=msg.cloid,
             ),
         )
 
-    # ------------------------------------------------------------ user actions
-
-    def _deposit(self, msg: Deposit, ctx: Context) -> None:
-        if msg.usd <= 0:
-            self._balance(ctx, msg.account, 0, "deposit", msg, error="Deposit must be positive.")
-            return
-        acct = self._account(msg.account)
-        acct.collateral += msg.usd
-        acct.updated = msg.ts
-        self.accounts.touch(msg.account)
-        self._balance(ctx, msg.account, msg.usd, "deposit", msg)
-
-    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
-        acct = self.accounts.get(msg.account)
-        if msg.usd <= 0 or acct is None:
-            self._balance(ctx, msg.account, 0, "withdraw", msg, error="Insufficient balance.")
-            return
-        view = MarginView(acct, self._mark_prices(), self.markets)
-        if msg.usd > min(view.withdrawable, acct.collateral):
-            self._balance(ctx, msg.account, 0, "withdraw", msg, error="Insufficient balance.")
-            return
-        acct.collateral -= msg.usd
-        acct.updated = msg.ts
-        self.accounts.touch(msg.account)
-        self._balance(ctx, msg.account, -msg.usd, "withdraw", msg)
+    def _action(self, ctx: Context, msg: Any, action: str, error: str | None = None) -> None:
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            msg.account,
+            ActionResult(
+                ts=msg.ts, account=msg.account, action=action, req_id=msg.req_id, error=error
+            ),
+        )
 
     def _balance(
         self,
         ctx: Context,
+        ts: int,
         address: str,
         delta: int,
         reason: str,
-        msg: Deposit | Withdraw,
+        req_id: str = "",
         error: str | None = None,
     ) -> None:
         acct = self.accounts.get(address)
@@ -165,74 +232,288 @@ class RiskCore:
             topics.ACCOUNT_EVENTS,
             address,
             BalanceUpdate(
-                ts=msg.ts,
+                ts=ts,
                 account=address,
                 collateral=acct.collateral if acct else 0,
                 delta=delta,
                 reason=reason,
-                req_id=msg.req_id,
+                req_id=req_id,
                 error=error,
             ),
         )
 
-    def _place(self, msg: PlaceOrder, ctx: Context) -> None:
-        try:
-            spec = self.markets.by_name(msg.market)
-        except UnitError as exc:
-            self._answer(ctx, msg, "rejected", str(exc))
+    # ------------------------------------------------------------ collateral
+
+    def _deposit(self, msg: Deposit, ctx: Context) -> None:
+        if msg.usd <= 0:
+            error = "Deposit must be positive."
+            self._balance(ctx, msg.ts, msg.account, 0, "deposit", msg.req_id, error)
             return
-        if msg.px <= 0 or msg.sz <= 0:
-            self._answer(ctx, msg, "rejected", "Order has invalid price or size.")
-            return
-        mark = self.marks.get(msg.market)
-        mark_px = mark.mark_px if mark else 0
-        ref_px = mark_px or msg.px
-        if ref_px * msg.sz < spec.min_order_usd and not msg.reduce_only:
-            self._answer(
-                ctx,
-                msg,
-                "minTradeNtlRejected",
-                f"Order must have minimum value of ${spec.min_order_usd // 1_000_000}.",
-            )
-            return
-        acct = self.accounts.get(msg.account) or AccountState(address=msg.account)
-        pos = acct.positions.get(msg.market)
-        hold = 0
-        if msg.reduce_only:
-            size = pos.szi if pos else 0
-            if size == 0 or (size > 0) == msg.is_buy:
-                self._answer(
-                    ctx, msg, "reduceOnlyRejected", "Reduce only order would increase position."
-                )
-                return
-        else:
-            leverage = pos.leverage if pos and pos.leverage else spec.default_leverage
-            hold = order_hold(spec, leverage, msg.px, msg.sz, mark_px)
-            view = MarginView(acct, self._mark_prices(), self.markets)
-            if hold > view.available:
-                self._answer(
-                    ctx,
-                    msg,
-                    "perpMarginRejected",
-                    f"Insufficient margin to place order. asset={spec.asset}",
-                )
-                return
-        oid = ctx.offset * MAX_PARTITIONS + ctx.partition
         acct = self._account(msg.account)
-        acct.orders[oid] = OpenOrderState(
+        acct.collateral += msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, msg.usd, "deposit", msg.req_id)
+        self._review([acct.address], msg.ts, ctx)
+
+    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
+        acct = self.accounts.get(msg.account)
+        if msg.usd <= 0 or acct is None or msg.usd > self._withdrawable(acct):
+            error = "Insufficient balance."
+            self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
+            return
+        acct.collateral -= msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, -msg.usd, "withdraw", msg.req_id)
+        self._review([acct.address], msg.ts, ctx)
+
+    def _transfer(self, msg: UsdTransfer, ctx: Context) -> None:
+        acct = self.accounts.get(msg.account)
+        error = None
+        if msg.usd <= 0:
+            error = "Transfer amount must be positive."
+        elif not msg.destination or msg.destination == msg.account:
+            error = "Invalid destination."
+        elif acct is None or msg.usd > self._withdrawable(acct):
+            error = "Insufficient balance."
+        if error is not None or acct is None:
+            self._action(ctx, msg, "usdTransfer", error)
+            return
+        acct.collateral -= msg.usd
+        self._changed(acct, msg.ts)
+        self._action(ctx, msg, "usdTransfer")
+        self._balance(ctx, msg.ts, msg.account, -msg.usd, "transfer", msg.req_id)
+        ctx.emit(
+            topics.RISK_IN,
+            msg.destination,
+            TransferIn(
+                ts=msg.ts,
+                account=msg.destination,
+                source=msg.account,
+                usd=msg.usd,
+                transfer_id=ctx.source_id,
+            ),
+        )
+        self._review([acct.address], msg.ts, ctx)
+
+    def _transfer_in(self, msg: TransferIn, ctx: Context) -> None:
+        if msg.usd <= 0:
+            return
+        acct = self._account(msg.account)
+        acct.collateral += msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, msg.usd, "transfer")
+        self._review([acct.address], msg.ts, ctx)
+
+    def _fee_tier(self, msg: FeeTier, ctx: Context) -> None:
+        if msg.taker_ppm < 0 or msg.maker_ppm < -msg.taker_ppm or msg.taker_ppm >= 1_000_000:
+            return  # the fee job's mistake: a rebate above the taker fee would pay out fees
+        acct = self._account(msg.account)
+        acct.taker_fee_ppm, acct.maker_fee_ppm = msg.taker_ppm, msg.maker_ppm
+        for market in sorted({o.market for o in acct.orders.values()}):
+            self._reprice(acct, self._specs[market])
+        self._changed(acct, msg.ts)
+
+    # ------------------------------------------------------------ leverage and isolated margin
+
+    def _update_leverage(self, msg: UpdateLeverage, ctx: Context) -> None:
+        spec = self._specs.get(msg.market)
+        if spec is None:
+            self._action(ctx, msg, "updateLeverage", f"Unknown asset {msg.market!r}.")
+            return
+        known = self.accounts.get(msg.account)
+        acct = known or AccountState(address=msg.account)
+        pos = acct.positions.get(msg.market)
+        mark = self._mark_px(msg.market) or None
+        notional = 0
+        if pos is not None:
+            notional = position_terms(spec, pos.szi, pos.entry_ntl, 1, mark).notional
+        most = margin_table(spec).max_leverage_at(notional)
+        error = None
+        if not 1 <= msg.leverage <= most:
+            error = f"Invalid leverage value: {msg.leverage}x (at most {most}x at this size)."
+        elif pos is not None and pos.is_cross != msg.is_cross:
+            error = "Cannot switch leverage type with open position."
+        elif pos is not None and not pos.is_cross:
+            terms = position_terms(spec, pos.szi, pos.entry_ntl, msg.leverage, mark)
+            if pos.isolated_margin + terms.value - signed_basis(pos) < terms.initial:
+                error = "Insufficient margin for this leverage: add margin first."
+        if error is not None:
+            self._action(ctx, msg, "updateLeverage", error)
+            return
+        setting = LeverageSetting(leverage=msg.leverage, is_cross=msg.is_cross)
+        if known is None:
+            acct.leverage[msg.market] = setting  # a new account: nothing to re-check
+            self.accounts.put(acct.address, acct)
+        elif not self._set_leverage(acct, spec, setting):
+            self._action(ctx, msg, "updateLeverage", "Insufficient margin for this leverage.")
+            return
+        self._changed(acct, msg.ts)
+        self._action(ctx, msg, "updateLeverage")
+        self._review([acct.address], msg.ts, ctx)
+
+    def _set_leverage(self, acct: AccountState, spec: MarketSpec, setting: LeverageSetting) -> bool:
+        """Apply a leverage setting unless it raises the account's requirement (initial
+        margin plus holds) past its equity; otherwise leave everything as it was."""
+        market = spec.name
+        pos = acct.positions.get(market)
+        required = self._requirement(acct)
+        saved = acct.leverage.get(market), pos.leverage if pos else 0
+        acct.leverage[market] = setting
+        if pos is not None:
+            pos.leverage = setting.leverage
+        self._reprice(acct, spec)
+        self.exposures.sync(acct)
+        if self._requirement(acct) <= required or self._available(acct) >= 0:
+            return True
+        old_setting, old_leverage = saved
+        if old_setting is None:
+            acct.leverage.pop(market)
+        else:
+            acct.leverage[market] = old_setting
+        if pos is not None:
+            pos.leverage = old_leverage
+        self._reprice(acct, spec)
+        self.exposures.sync(acct)
+        return False
+
+    def _requirement(self, acct: AccountState) -> int:
+        row = self.exposures.row(acct.address)
+        return int(self.exposures.initial[row] + self.exposures.holds[row])
+
+    def _update_isolated_margin(self, msg: UpdateIsolatedMargin, ctx: Context) -> None:
+        acct = self.accounts.get(msg.account)
+        pos = acct.positions.get(msg.market) if acct else None
+        spec = self._specs.get(msg.market)
+        if acct is None or pos is None or pos.is_cross or spec is None:
+            self._action(ctx, msg, "updateIsolatedMargin", "No isolated position to adjust.")
+            return
+        if msg.usd == 0:
+            self._action(ctx, msg, "updateIsolatedMargin", "Amount must not be zero.")
+            return
+        if msg.usd > 0 and msg.usd > self._available(acct):
+            self._action(ctx, msg, "updateIsolatedMargin", "Insufficient margin to add.")
+            return
+        if msg.usd < 0:
+            mark = self._mark_px(msg.market) or None
+            terms = position_terms(spec, pos.szi, pos.entry_ntl, pos.leverage or 1, mark)
+            equity = pos.isolated_margin + msg.usd + terms.value - signed_basis(pos)
+            if equity < max(terms.initial, div_ceil(terms.notional, 10)):
+                error = "Cannot remove that much: the position would fall below its initial margin."
+                self._action(ctx, msg, "updateIsolatedMargin", error)
+                return
+        acct.collateral -= msg.usd
+        pos.isolated_margin += msg.usd
+        self._changed(acct, msg.ts)
+        self._action(ctx, msg, "updateIsolatedMargin")
+        self._review([acct.address], msg.ts, ctx)
+
+    def _schedule_cancel(self, msg: ScheduleCancel, ctx: Context) -> None:
+        if msg.at and msg.at < msg.ts + SCHEDULE_MIN_LEAD_MS:
+            error = "Scheduled cancel time must be at least 5 seconds in the future."
+            self._action(ctx, msg, "scheduleCancel", error)
+            return
+        ctx.broadcast(
+            topics.MATCHER_IN,
+            msg.account,
+            ScheduleCancel(ts=msg.ts, account=msg.account, at=msg.at, req_id=msg.req_id),
+        )
+        self._action(ctx, msg, "scheduleCancel")
+
+    # ------------------------------------------------------------ orders
+
+    def _place(self, msg: PlaceOrder, ctx: Context) -> None:
+        spec = self._specs.get(msg.market)
+        if spec is None:
+            self._answer(ctx, msg, Refusal("rejected", f"unknown market {msg.market!r}"))
+            return
+        refusal = pretrade.shape_error(msg, spec)
+        if refusal is not None:
+            self._answer(ctx, msg, refusal)
+            return
+        mark_state = self.marks.get(msg.market)
+        mark = mark_state.mark_px if mark_state else 0
+        px = pretrade.market_price(msg, spec, mark)
+        if isinstance(px, Refusal):
+            self._answer(ctx, msg, px)
+            return
+        reduce = msg.reduce_only or msg.grouping == "positionTpsl"
+        if not reduce:
+            refusal = pretrade.min_notional_error(spec, px, msg.sz, mark)
+            if refusal is not None:
+                self._answer(ctx, msg, refusal)
+                return
+        known = self.accounts.get(msg.account)
+        acct = known or AccountState(address=msg.account)
+        pos = acct.positions.get(msg.market)
+        szi = pos.szi if pos else 0
+        sz = msg.sz
+        if reduce:
+            refusal = pretrade.reduce_only_error(szi, msg.is_buy)
+            if refusal is not None:
+                self._answer(ctx, msg, refusal)
+                return
+            if msg.grouping != "positionTpsl":
+                sz = min(sz, abs(szi))  # the matcher closes at most the position
+        oid = order_id(ctx.offset, ctx.partition)
+        order = OpenOrderState(
             oid=oid,
             market=msg.market,
             is_buy=msg.is_buy,
             px=msg.px,
-            sz=msg.sz,
-            orig_sz=msg.sz,
-            hold=hold,
-            reduce_only=msg.reduce_only,
+            sz=sz,
+            orig_sz=sz,
+            hold=0,
+            reduce_only=reduce,
             cloid=msg.cloid,
             ts=msg.ts,
+            hold_px=0 if reduce else hold_price(px, mark, msg.trigger_px),
+            kind=msg.kind,
+            tif=msg.tif,
+            trigger_px=msg.trigger_px,
+            tpsl=msg.tpsl,
         )
-        acct.updated = msg.ts
-        self.accounts.touch(msg.account)
+        if not reduce:
+            refusal = pretrade.limit_error(acct, spec, msg.is_buy, sz, order.hold_px, mark_state)
+            if refusal is None and not self._reserve(acct, spec, order, known is not None):
+                refusal = pretrade.margin_refusal(spec)
+            if refusal is not None:
+                self._answer(ctx, msg, refusal)
+                return
+        else:
+            acct.orders[oid] = order
+        children = []
+        for slot, intent in enumerate(msg.children, start=1):
+            child = ChildOrder(
+                oid=order_id(ctx.offset, ctx.partition, slot),
+                is_buy=intent.is_buy,
+                px=intent.px,
+                sz=intent.sz,
+                trigger_px=intent.trigger_px,
+                tpsl=intent.tpsl,
+                trigger_is_market=intent.trigger_is_market,
+                cloid=intent.cloid,
+            )
+            children.append(child)
+            acct.orders[child.oid] = OpenOrderState(
+                oid=child.oid,
+                market=msg.market,
+                is_buy=child.is_buy,
+                px=child.px,
+                sz=child.sz,
+                orig_sz=child.sz,
+                hold=0,
+                reduce_only=True,
+                cloid=child.cloid,
+                ts=msg.ts,
+                kind="trigger",
+                trigger_px=child.trigger_px,
+                tpsl=child.tpsl,
+                parent=oid,
+                placed=False,
+            )
+        if known is None:
+            self.accounts.put(acct.address, acct)
+        self._changed(acct, msg.ts)
         ctx.emit(
             topics.MATCHER_IN,
             msg.market,
@@ -243,18 +524,53 @@ class RiskCore:
                 market=msg.market,
                 is_buy=msg.is_buy,
                 px=msg.px,
-                sz=msg.sz,
+                sz=sz,
                 tif=msg.tif,
                 reduce_only=msg.reduce_only,
                 cloid=msg.cloid,
                 req_id=msg.req_id,
+                kind=msg.kind,
+                slippage_ppm=msg.slippage_ppm,
+                trigger_px=msg.trigger_px,
+                tpsl=msg.tpsl,
+                trigger_is_market=msg.trigger_is_market,
+                grouping=msg.grouping,
+                children=tuple(children),
             ),
         )
 
+    def _reserve(
+        self, acct: AccountState, spec: MarketSpec, order: OpenOrderState, known: bool
+    ) -> bool:
+        """Put the order in and reprice the market's holds; keep it only if the added
+        holds fit the account's free margin (otherwise everything is as it was)."""
+        available = self._available(acct) if known else 0
+        before = acct.holds
+        acct.orders[order.oid] = order
+        self._reprice(acct, spec)
+        added = acct.holds - before
+        if added > 0 and added > available:
+            del acct.orders[order.oid]
+            self._reprice(acct, spec)
+            return False
+        return True
+
+    def _find(
+        self, acct: AccountState | None, market: str, oid: int, cloid: str | None
+    ) -> OpenOrderState | None:
+        if acct is None:
+            return None
+        if cloid:
+            for order in acct.orders.values():
+                if order.market == market and order.cloid == cloid:
+                    return order
+            return None
+        found = acct.orders.get(oid)
+        return found if found is not None and found.market == market else None
+
     def _cancel(self, msg: CancelOrder, ctx: Context) -> None:
-        acct = self.accounts.get(msg.account)
-        order = acct.orders.get(msg.oid) if acct else None
-        if order is None or order.market != msg.market:
+        order = self._find(self.accounts.get(msg.account), msg.market, msg.oid, msg.cloid)
+        if order is None:
             ctx.emit(
                 topics.ACCOUNT_EVENTS,
                 msg.account,
@@ -264,8 +580,9 @@ class RiskCore:
                     market=msg.market,
                     oid=msg.oid,
                     status="cancelRejected",
-                    error="Order was never placed, already canceled, or filled.",
+                    error=NO_ORDER,
                     req_id=msg.req_id,
+                    cloid=msg.cloid,
                 ),
             )
             return
@@ -273,42 +590,119 @@ class RiskCore:
             topics.MATCHER_IN,
             msg.market,
             CancelRequest(
-                ts=msg.ts, oid=msg.oid, account=msg.account, market=msg.market, req_id=msg.req_id
+                ts=msg.ts, oid=order.oid, account=msg.account, market=msg.market, req_id=msg.req_id
+            ),
+        )
+
+    def _modify(self, msg: ModifyOrder, ctx: Context) -> None:
+        acct = self.accounts.get(msg.account)
+        order = self._find(acct, msg.market, msg.oid, msg.by_cloid)
+        spec = self._specs.get(msg.market)
+        if acct is None or order is None or spec is None:
+            self._answer(ctx, msg, Refusal("modifyRejected", CANNOT_MODIFY))
+            return
+        if order.modify is not None:
+            self._answer(ctx, msg, Refusal("modifyRejected", "A modify of this order is pending."))
+            return
+        if msg.px <= 0 or msg.sz <= 0:
+            self._answer(ctx, msg, Refusal("rejected", pretrade.INVALID))
+            return
+        mark_state = self.marks.get(msg.market)
+        mark = mark_state.mark_px if mark_state else 0
+        pos = acct.positions.get(msg.market)
+        if msg.reduce_only:
+            refusal = pretrade.reduce_only_error(pos.szi if pos else 0, msg.is_buy)
+        else:
+            refusal = pretrade.min_notional_error(spec, msg.px, msg.sz, mark)
+            if refusal is None:
+                refusal = pretrade.limit_error(
+                    acct, spec, msg.is_buy, msg.sz, max(msg.px, mark), mark_state, order.oid
+                )
+        if refusal is not None:
+            self._answer(ctx, msg, refusal)
+            return
+        available = self._available(acct)
+        before = acct.holds
+        order.modify = PendingModify(
+            req_id=msg.req_id,
+            is_buy=msg.is_buy,
+            px=msg.px,
+            sz=msg.sz,
+            tif=msg.tif,
+            reduce_only=msg.reduce_only,
+            cloid=msg.cloid or order.cloid,
+            hold_px=0 if msg.reduce_only else max(msg.px, mark),
+        )
+        self._reprice(acct, spec)
+        added = acct.holds - before
+        if added > 0 and added > available:
+            order.modify = None
+            self._reprice(acct, spec)
+            self._answer(ctx, msg, pretrade.margin_refusal(spec))
+            return
+        self._changed(acct, msg.ts)
+        ctx.emit(
+            topics.MATCHER_IN,
+            msg.market,
+            ModifyRequest(
+                ts=msg.ts,
+                oid=order.oid,
+                account=msg.account,
+                market=msg.market,
+                is_buy=msg.is_buy,
+                px=msg.px,
+                sz=msg.sz,
+                tif=msg.tif,
+                reduce_only=msg.reduce_only,
+                cloid=order.modify.cloid,
+                req_id=msg.req_id,
             ),
         )
 
     # ------------------------------------------------------------ from the matcher
 
     def _fill(self, msg: FillLeg, ctx: Context) -> None:
-        spec = self.markets.by_name(msg.market)
+        spec = self._specs.get(msg.market)
+        if spec is None or msg.sz <= 0 or msg.px <= 0:
+            return
         acct = self._account(msg.account)
-        pos = acct.positions.get(msg.market)
-        if pos is None:
-            pos = acct.positions[msg.market] = PositionState(market=msg.market)
         notional = msg.px * msg.sz
-        rate = spec.maker_fee_ppm if msg.is_maker else spec.taker_fee_ppm
-        fee = mul_ratio(notional, rate, round_up=True)
-        start = pos.szi
-        pnl = apply_fill(pos, msg.is_buy, msg.px, msg.sz)
-        acct.collateral += pnl - fee
-        self.venue.fees += fee
+        if msg.kind == "trade":
+            ppm = self._maker_ppm(acct, spec) if msg.is_maker else self._taker_ppm(acct, spec)
+        else:  # backstop takeovers and ADL closes pay the market's transfer fee, if any
+            ppm = spec.transfer_fee_ppm
+        fee = fee_amount(notional, ppm)
+        state = self.marks.get(msg.market)
+        outcome = settle_fill(
+            acct,
+            spec,
+            self._setting(acct, spec),
+            msg.is_buy,
+            msg.px,
+            msg.sz,
+            fee,
+            state.cum_funding_index if state else 0,
+        )
+        self.venue.accrue_fee(
+            fee, self.config.insurance_fee_share_ppm, self.config.vault_fee_share_ppm
+        )
+        self.venue.bad_debt += outcome.bad_debt
         self._venue_dirty = True
-        if pos.szi == 0 and not pos.leverage:
-            del acct.positions[msg.market]
-        order = acct.orders.get(msg.oid)
-        order_filled_sz, order_filled_ntl = msg.sz, notional
+        order = acct.orders.get(msg.oid) if msg.oid else None
+        filled_sz, filled_ntl = msg.sz, notional
         if order is not None:
             order.filled_ntl += notional
-            order_filled_sz = order.orig_sz - order.sz + msg.sz
-            order_filled_ntl = order.filled_ntl
-            if msg.order_closed or msg.sz >= order.sz:
-                del acct.orders[msg.oid]
-            else:
-                keep = order.hold * (order.sz - msg.sz) // order.sz
-                order.hold = keep
-                order.sz -= msg.sz
-        acct.updated = msg.ts
-        self.accounts.touch(msg.account)
+            filled_ntl = order.filled_ntl
+            # A modified order trading as it re-enters the book (a taker leg while the
+            # modify is unanswered) gets its size from the modify's result instead.
+            if order.modify is None or msg.is_maker:
+                filled_sz = order.orig_sz - order.sz + msg.sz
+                if msg.order_closed or msg.sz >= order.sz:
+                    del acct.orders[msg.oid]
+                else:
+                    order.sz -= msg.sz
+        self._reprice(acct, spec)
+        self._changed(acct, msg.ts)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
             msg.account,
@@ -323,8 +717,8 @@ class RiskCore:
                 fee=fee,
                 is_maker=msg.is_maker,
                 tid=msg.tid,
-                closed_pnl=pnl,
-                start_position=start,
+                closed_pnl=outcome.closed_pnl,
+                start_position=outcome.start_position,
             ),
         )
         if msg.is_maker and msg.order_closed:
@@ -337,17 +731,20 @@ class RiskCore:
                     market=msg.market,
                     oid=msg.oid,
                     status="filled",
-                    filled_sz=order_filled_sz,
-                    filled_ntl=order_filled_ntl,
+                    filled_sz=filled_sz,
+                    filled_ntl=filled_ntl,
                 ),
             )
+        self._review([acct.address], msg.ts, ctx)
 
     def _order_result(self, msg: OrderResult, ctx: Context) -> None:
         acct = self.accounts.get(msg.account)
-        if acct is not None and msg.status != "resting" and msg.oid in acct.orders:
-            del acct.orders[msg.oid]
-            acct.updated = msg.ts
-            self.accounts.touch(msg.account)
+        order = acct.orders.get(msg.oid) if acct is not None else None
+        if acct is not None and order is not None and self._settle_result(acct, order, msg):
+            spec = self._specs.get(order.market)
+            if spec is not None:
+                self._reprice(acct, spec)
+            self._changed(acct, msg.ts)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
             msg.account,
@@ -366,32 +763,255 @@ class RiskCore:
             ),
         )
 
+    def _settle_result(self, acct: AccountState, order: OpenOrderState, msg: OrderResult) -> bool:
+        """Bring the order in line with the matcher's report; returns whether it changed."""
+        status = msg.status
+        pending = order.modify
+        if pending is not None and msg.req_id == pending.req_id:
+            order.modify = None
+            if status == "resting":
+                moved = not (
+                    pending.px == order.px
+                    and pending.is_buy == order.is_buy
+                    and pending.sz <= order.sz
+                    and pending.reduce_only == order.reduce_only
+                )
+                order.is_buy, order.px, order.tif = pending.is_buy, pending.px, pending.tif
+                order.reduce_only, order.cloid = pending.reduce_only, pending.cloid
+                order.hold_px = pending.hold_px
+                order.sz = msg.resting_sz
+                if moved:
+                    order.orig_sz = pending.sz
+                    order.filled_ntl = msg.filled_ntl
+                return True
+            if status in MODIFY_REFUSALS:
+                return True  # the order rests as it was; the larger hold is released
+            del acct.orders[order.oid]
+            return True
+        if status == "resting":
+            order.placed = True
+            if msg.resting_sz > 0:
+                order.sz = msg.resting_sz
+            return True
+        if status == "triggered":
+            order.kind = "limit"
+            return True
+        if status == "modifyRejected" or (status == "cancelRejected" and not order.placed):
+            return False  # the order is untouched, or a TP/SL child awaits its parent
+        # Any other outcome ends the order; so does a refused cancel of a placed order:
+        # the matcher, which sequences the book, no longer has it.
+        del acct.orders[order.oid]
+        if status == "rejected" or status.endswith("Rejected"):
+            # A parent refused outright never places its TP/SL children (the matcher may
+            # not answer for them when it refuses the parent at admission).
+            for child in [o for o in acct.orders.values() if o.parent == order.oid]:
+                if not child.placed:
+                    del acct.orders[child.oid]
+        return True
+
+    # ------------------------------------------------------------ marks and funding
+
     def _mark(self, msg: MarkUpdate, ctx: Context) -> None:
-        if msg.mark_px <= 0:
+        if msg.mark_px <= 0 or msg.market not in self._specs:
             return
+        previous = self.marks.get(msg.market)
         self.marks.put(
             msg.market,
-            MarkState(market=msg.market, mark_px=msg.mark_px, index_px=msg.index_px, ts=msg.ts),
+            MarkState(
+                market=msg.market,
+                mark_px=msg.mark_px,
+                index_px=msg.index_px,
+                ts=msg.ts,
+                cum_funding_index=previous.cum_funding_index if previous else 0,
+                oracle_status=msg.oracle_status,
+                open_interest=msg.open_interest,
+            ),
         )
-        marks = self._mark_prices()
-        for acct in self.accounts.values():
-            if msg.market not in acct.positions:
-                continue
-            view = MarginView(acct, marks, self.markets)
-            below = view.maintenance > 0 and view.equity < view.maintenance
-            if below and not acct.liquidating:
-                acct.liquidating = True
-                self.accounts.touch(acct.address)
+        cross_rows, isolated_rows = self.exposures.reprice(msg.market, msg.mark_px)
+        if ctx.live and msg.ts - self._exported_ts >= telemetry.EXPORT_EVERY_MS:
+            self._exported_ts = msg.ts
+            telemetry.export(self.partition, self.exposures)
+        if len(cross_rows) or len(isolated_rows):
+            addresses = self.exposures.addresses
+            found = {addresses[int(r)] for r in cross_rows}
+            found.update(addresses[int(r)] for r in isolated_rows)
+            self._review(found, msg.ts, ctx)
+
+    def _funding(self, msg: FundingUpdate, ctx: Context) -> None:
+        spec = self._specs.get(msg.market)
+        state = self.marks.get(msg.market)
+        oracle_px = msg.oracle_px or (state.index_px if state else 0) or msg.mark_px
+        if spec is None or oracle_px <= 0:
+            return
+        if state is None:  # no mark yet: the index is kept, positions stay valued at cost
+            state = MarkState(market=msg.market, mark_px=0, index_px=oracle_px, ts=msg.ts)
+            self.marks.put(msg.market, state)
+        state.cum_funding_index += msg.rate_ppb * oracle_px
+        self.marks.touch(msg.market)
+        cum = state.cum_funding_index
+        slots = self.exposures.markets[msg.market]
+        holders = sorted(self.exposures.addresses[int(r)] for r in slots.rows[: slots.count])
+        for address in holders:
+            acct = self.accounts[address]
+            pos = acct.positions[msg.market]
+            szi = pos.szi
+            received = settle_funding(pos, acct, cum)
+            self.venue.keep_funding_residual(msg.market, -received)
+            self._changed(acct, msg.ts)
+            ctx.emit(
+                topics.ACCOUNT_EVENTS,
+                address,
+                FundingPayment(
+                    ts=msg.ts,
+                    account=address,
+                    market=msg.market,
+                    szi=szi,
+                    rate_ppb=msg.rate_ppb,
+                    usd=received,
+                ),
+            )
+        if holders:
+            self._venue_dirty = True
+            self._review(holders, msg.ts, ctx)
+
+    # ------------------------------------------------------------ decisions
+
+    def _review(self, addresses: Iterable[str], ts: int, ctx: Context) -> None:
+        """Margin calls, margin cancels and liquidation triggers for these accounts; the
+        triggers go out largest shortfall first, ties by account then market."""
+        triggers: list[Trigger] = []
+        for address in sorted(set(addresses)):
+            acct = self.accounts.get(address)
+            if acct is not None:
+                self._review_account(acct, ts, ctx, triggers)
+        triggers.sort(key=lambda t: (-t[0], t[1], t[2]))
+        for _, address, market, equity, maintenance in triggers:
+            ctx.emit(
+                topics.LIQUIDATIONS,
+                address,
+                LiquidationTrigger(
+                    ts=ts, account=address, equity=equity, maintenance=maintenance, market=market
+                ),
+            )
+
+    def _review_account(
+        self, acct: AccountState, ts: int, ctx: Context, triggers: list[Trigger]
+    ) -> None:
+        ex = self.exposures
+        row = ex.row(acct.address)
+        equity = ex.equity(row)
+        maintenance = int(ex.maintenance[row])
+        changed = False
+        level = call_level(equity, maintenance, self.config.margin_call_levels)
+        if level != acct.margin_call_pct:
+            if level > acct.margin_call_pct:
                 ctx.emit(
-                    topics.LIQUIDATIONS,
+                    topics.ACCOUNT_EVENTS,
                     acct.address,
-                    LiquidationTrigger(
-                        ts=msg.ts,
+                    MarginCall(
+                        ts=ts,
                         account=acct.address,
-                        equity=view.equity,
-                        maintenance=view.maintenance,
+                        level_pct=level,
+                        equity=equity,
+                        maintenance=maintenance,
                     ),
                 )
-            elif not below and acct.liquidating:
-                acct.liquidating = False
-                self.accounts.touch(acct.address)
+            acct.margin_call_pct = level
+            changed = True
+        below = maintenance > 0 and equity < maintenance
+        if below and not acct.liquidating:
+            cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
+            if self._oracles_valid(cross_markets):
+                acct.liquidating = changed = True
+                triggers.append((maintenance - equity, acct.address, "", equity, maintenance))
+        elif not below and acct.liquidating:
+            acct.liquidating = False
+            changed = True
+        for market, pos in acct.positions.items():
+            if not pos.is_cross and pos.szi:
+                changed |= self._review_isolated(acct, market, row, ts, ctx, triggers)
+        active = int(ex.active_holds[row])
+        free = equity - int(ex.initial[row])
+        if active > 0 and active > free:
+            self._margin_cancel(acct, free, ts, ctx)
+            self._changed(acct, ts)
+        elif changed:
+            acct.updated = ts
+            self.accounts.touch(acct.address)
+            ex.sync_flags(acct)
+
+    def _review_isolated(
+        self,
+        acct: AccountState,
+        market: str,
+        row: int,
+        ts: int,
+        ctx: Context,
+        triggers: list[Trigger],
+    ) -> bool:
+        """An isolated position against its own margin: margin calls and its trigger."""
+        pos = acct.positions[market]
+        slots = self.exposures.markets[market]
+        s = slots.slot_of[row]
+        equity = int(slots.iso_base[s] + slots.value[s])
+        maintenance = int(slots.maintenance[s])
+        changed = False
+        level = call_level(equity, maintenance, self.config.margin_call_levels)
+        if level != pos.margin_call_pct:
+            if level > pos.margin_call_pct:
+                ctx.emit(
+                    topics.ACCOUNT_EVENTS,
+                    acct.address,
+                    MarginCall(
+                        ts=ts,
+                        account=acct.address,
+                        level_pct=level,
+                        equity=equity,
+                        maintenance=maintenance,
+                        market=market,
+                    ),
+                )
+            pos.margin_call_pct = level
+            changed = True
+        below = maintenance > 0 and equity < maintenance
+        if below and not pos.liquidating and self._oracles_valid([market]):
+            pos.liquidating = changed = True
+            triggers.append((maintenance - equity, acct.address, market, equity, maintenance))
+        elif not below and pos.liquidating:
+            pos.liquidating = False
+            changed = True
+        return changed
+
+    def _oracles_valid(self, markets: Iterable[str]) -> bool:
+        """No liquidation on a price whose oracle is stale, short of sources or halted."""
+        for market in markets:
+            state = self.marks.get(market)
+            if state is not None and state.oracle_status != VALID:
+                return False
+        return True
+
+    def _margin_cancel(self, acct: AccountState, free: int, ts: int, ctx: Context) -> None:
+        """Holds exceed free margin: cancel the account's orders market by market, the
+        market of its newest holding order first, until the rest fits (all if nothing is
+        free). The holds stay until the matcher confirms each ``marginCanceled``."""
+        newest: dict[str, int] = {}
+        remaining = 0
+        for order in acct.orders.values():
+            if order.hold > 0 and not order.canceling:
+                remaining += order.hold
+                newest[order.market] = max(newest.get(order.market, 0), order.oid)
+        for market in sorted(newest, key=lambda m: (-newest[m], m)):
+            if remaining <= max(free, 0):
+                break
+            for order in acct.orders.values():
+                if order.market == market and not order.canceling:
+                    order.canceling = True
+                    remaining -= order.hold
+            ctx.emit(
+                topics.MATCHER_IN,
+                market,
+                CancelAll(ts=ts, account=acct.address, market=market, status="marginCanceled"),
+            )
+
+
+__all__ = ["VENUE_KEY", "RiskCore", "VenueLedger"]

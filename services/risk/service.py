@@ -6,6 +6,7 @@ from libs.common import topics
 from libs.common.runtime.core import CoreFactory
 from libs.common.runtime.launcher import launch, processor_main
 from libs.common.settings import Settings
+from services.risk.config import RiskConfig
 from services.risk.engine import RiskCore
 
 SERVICE = "risk"
@@ -13,7 +14,8 @@ SERVICE = "risk"
 
 def core_factory(settings: Settings) -> CoreFactory:
     markets = settings.markets
-    return lambda partition: RiskCore(markets, partition)
+    config = RiskConfig.from_settings(settings)
+    return lambda partition: RiskCore(markets, partition, config)
 
 
 def main() -> None:

@@ -117,6 +117,7 @@ def test_a_flat_book_pays_the_interest_rate_on_the_hour() -> None:
             rate_ppb=BASE_RATE,
             mark_px=ORACLE,
             cum_index=BASE_RATE * ORACLE,
+            oracle_px=ORACLE,
         )
     }
     assert (engine.funding.samples, engine.funding.next_funding_ts) == (0, T0 + 2 * HOUR)

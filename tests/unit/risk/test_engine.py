@@ -2,142 +2,44 @@
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-from typing import Any
-
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from libs.common import topics
-from libs.common.markets import load_markets
-from libs.common.money import usd_to_units
 from libs.common.schemas import (
     AccountFill,
     BalanceUpdate,
     CancelOrder,
     CancelRequest,
     Deposit,
-    FillLeg,
     LiquidationTrigger,
+    MarginCall,
     MarkUpdate,
-    Message,
     NewOrder,
-    OrderResult,
     OrderUpdate,
     PlaceOrder,
-    Tif,
     Withdraw,
 )
-from libs.common.state import AccountState
+from libs.common.state import order_id
 from libs.common.topics import partition_for
-from services.risk.engine import MAX_PARTITIONS, RiskCore
-from tests.unit.cores import Driver, of_type, only, restart_midway
-
-MARKETS = load_markets()
-BTC = MARKETS.by_name("BTC")
-ALICE = "0x" + "a1" * 20
-BOB = "0x" + "b2" * 20
-
-
-def usd(text: str) -> int:
-    return usd_to_units(text)
-
-
-def risk(partition: int = 0) -> Driver:
-    return Driver(RiskCore(MARKETS, partition), topics.RISK_IN, partition)
-
-
-def deposit(account: str, amount: str) -> Deposit:
-    return Deposit(ts=1, account=account, usd=usd(amount), req_id=f"dep-{account[:4]}")
-
-
-def withdraw(account: str, amount: str) -> Withdraw:
-    return Withdraw(ts=2, account=account, usd=usd(amount), req_id="wd")
-
-
-def place(
-    account: str,
-    side: str,
-    price: str,
-    size: str,
-    *,
-    tif: Tif = "Gtc",
-    reduce_only: bool = False,
-    market: str = "BTC",
-) -> PlaceOrder:
-    spec = MARKETS.by_name(market)
-    return PlaceOrder(
-        ts=3,
-        account=account,
-        market=market,
-        is_buy=side == "buy",
-        px=spec.price_units(price),
-        sz=spec.size_units(size),
-        tif=tif,
-        reduce_only=reduce_only,
-        cloid="0x01",
-        req_id="place",
-    )
-
-
-def leg(
-    account: str,
-    side: str,
-    price: str,
-    size: str,
-    *,
-    maker: bool,
-    oid: int = 99,
-    tid: int = 1,
-    closed: bool = False,
-) -> FillLeg:
-    return FillLeg(
-        ts=4,
-        account=account,
-        market="BTC",
-        oid=oid,
-        is_buy=side == "buy",
-        px=BTC.price_units(price),
-        sz=BTC.size_units(size),
-        is_maker=maker,
-        tid=tid,
-        order_closed=closed,
-    )
-
-
-def mark(price: str, market: str = "BTC") -> MarkUpdate:
-    px = MARKETS.by_name(market).price_units(price)
-    return MarkUpdate(ts=5, market=market, mark_px=px, index_px=px)
-
-
-def result(account: str, oid: int, status: str, filled: int = 0, resting: int = 0) -> OrderResult:
-    return OrderResult(
-        ts=6,
-        account=account,
-        market="BTC",
-        oid=oid,
-        status=status,
-        filled_sz=filled,
-        resting_sz=resting,
-    )
-
-
-def account(driver: Driver, address: str) -> AccountState:
-    core: RiskCore = driver.core  # type: ignore[assignment]
-    return core.accounts[address]
+from tests.unit.cores import Driver, of_type, only
+from tests.unit.risk.support import (
+    ALICE,
+    BOB,
+    account,
+    deposit,
+    ledger,
+    leg,
+    mark,
+    place,
+    placed_oid,
+    result,
+    risk,
+    usd,
+    withdraw,
+)
 
 
 def fees(driver: Driver) -> int:
-    core: RiskCore = driver.core  # type: ignore[assignment]
-    return core.venue.fees
-
-
-def placed_oid(driver: Driver, order: PlaceOrder) -> int:
-    """Place an order that must be accepted; returns its oid."""
-    new = only(driver.send(order), NewOrder)
-    return new.oid
+    return ledger(driver).fees
 
 
 # ------------------------------------------------------------------ deposits, withdrawals
@@ -222,7 +124,7 @@ def test_an_accepted_order_holds_margin_plus_taker_fee_and_goes_to_the_markets_m
     )
     new = out.message
     assert isinstance(new, NewOrder)
-    assert new.oid == 1 * MAX_PARTITIONS + 3  # offset 1 of partition 3
+    assert new.oid == order_id(1, 3)  # offset 1 of partition 3, slot 0
     assert (new.px, new.sz, new.tif, new.cloid, new.req_id) == (
         1_000_000,
         10_000,
@@ -484,17 +386,22 @@ def _alice_long_on_600() -> Driver:
     return r
 
 
-def test_a_mark_that_leaves_equity_above_maintenance_triggers_nothing() -> None:
+def test_a_mark_that_leaves_equity_above_maintenance_triggers_nothing_but_a_margin_call() -> None:
     r = _alice_long_on_600()
-    # equity 598.5 - 500 = $98.5, maintenance 1% of $9,500 = $95
-    assert r.send(mark("95000")) == []
+    # equity 598.5 - 500 = $98.5, maintenance 1% of $9,500 = $95: 96% of equity is used
+    (out,) = r.send(mark("95000"))
+    assert out.message == MarginCall(
+        ts=5, account=ALICE, level_pct=80, equity=usd("98.5"), maintenance=usd("95")
+    )
     assert not account(r, ALICE).liquidating
+    assert account(r, ALICE).margin_call_pct == 80
 
 
 def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() -> None:
     r = _alice_long_on_600()
-    (out,) = r.send(mark("94900"))
-    assert (out.topic, out.partition) == ("liquidations", partition_for(ALICE, 4))
+    outs = r.send(mark("94900"))
+    (out,) = [o for o in outs if o.topic == "liquidations"]
+    assert out.partition == partition_for(ALICE, 4)
     # equity 598.5 - 510 = $88.5, maintenance 1% of $9,490 = $94.9
     assert out.message == LiquidationTrigger(
         ts=5, account=ALICE, equity=usd("88.5"), maintenance=usd("94.9")
@@ -506,19 +413,19 @@ def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() 
 def test_an_account_that_recovers_can_be_triggered_again() -> None:
     r = _alice_long_on_600()
     r.send(mark("94900"))
-    assert r.send(mark("96000")) == []
+    r.send(mark("96000"))
     assert not account(r, ALICE).liquidating
     assert len(of_type(r.send(mark("94900")), LiquidationTrigger)) == 1
 
 
-def test_a_trigger_waits_for_the_next_mark_of_a_market_the_account_holds() -> None:
+def test_a_fill_that_leaves_the_account_under_water_triggers_at_once() -> None:
     r = risk()
     r.send(deposit(ALICE, "600"))
     r.send(mark("94900"))  # Alice is flat: nothing to check
-    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # under water at once
+    outs = r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # under water at once
+    assert len(of_type(outs, LiquidationTrigger)) == 1
     assert r.send(mark("3500", market="ETH")) == []  # she holds no ETH
-    assert not account(r, ALICE).liquidating
-    assert len(of_type(r.send(mark("94900")), LiquidationTrigger)) == 1
+    assert r.send(mark("94900")) == []  # already liquidating
 
 
 def test_a_non_positive_mark_is_ignored() -> None:
@@ -526,137 +433,3 @@ def test_a_non_positive_mark_is_ignored() -> None:
     r.commit()
     assert r.send(MarkUpdate(ts=5, market="BTC", mark_px=0, index_px=0)) == []
     assert r.core.take_changes() == {}
-
-
-# ------------------------------------------------------------------ properties
-
-
-# Trades between Alice and Bob: (Alice buys, price in ticks, lots, Alice is the maker).
-trades = st.lists(
-    st.tuples(
-        st.booleans(),
-        st.integers(900_000, 1_100_000),
-        st.integers(1, 50_000),
-        st.booleans(),
-    ),
-    max_size=30,
-)
-
-
-def _signed_basis(acct: AccountState) -> int:
-    return sum(p.entry_ntl if p.szi > 0 else -p.entry_ntl for p in acct.positions.values())
-
-
-@given(trades=trades)
-@settings(max_examples=150, deadline=None)
-def test_money_is_conserved_between_two_traders_and_the_venue(
-    trades: list[tuple[bool, int, int, bool]],
-) -> None:
-    r = risk()
-    r.send(deposit(ALICE, "50000"))
-    r.send(deposit(BOB, "70000"))
-    deposits = usd("120000")
-    expected_fees = 0
-    for tid, (alice_buys, px, sz, alice_maker) in enumerate(trades, start=1):
-        for who, buys, maker in (
-            (ALICE, alice_buys, alice_maker),
-            (BOB, not alice_buys, not alice_maker),
-        ):
-            r.send(
-                FillLeg(
-                    ts=tid,
-                    account=who,
-                    market="BTC",
-                    oid=tid,
-                    is_buy=buys,
-                    px=px,
-                    sz=sz,
-                    is_maker=maker,
-                    tid=tid,
-                    order_closed=True,
-                )
-            )
-        # each side pays its rate of the notional, rounded up to the micro-dollar
-        expected_fees += math.ceil(Fraction(px * sz * 450, 10**6))
-        expected_fees += math.ceil(Fraction(px * sz * 150, 10**6))
-        alice, bob = account(r, ALICE), account(r, BOB)
-        assert fees(r) == expected_fees
-        alice_pos, bob_pos = alice.positions.get("BTC"), bob.positions.get("BTC")
-        assert (alice_pos.szi if alice_pos else 0) + (bob_pos.szi if bob_pos else 0) == 0
-        # at any common mark the two unrealized PnLs cancel, so what both hold in
-        # collateral less their signed cost bases, plus the fees, is what they deposited
-        in_accounts = alice.collateral - _signed_basis(alice) + bob.collateral - _signed_basis(bob)
-        assert in_accounts + fees(r) == deposits
-
-
-@st.composite
-def risk_inputs(draw: Any) -> list[Message]:
-    """Deposits, withdrawals, orders, fills, results and marks for two accounts."""
-    messages: list[Message] = []
-    for step in range(draw(st.integers(1, 40))):
-        who = draw(st.sampled_from([ALICE, BOB]))
-        kind = draw(st.sampled_from(["deposit", "withdraw", "place", "fill", "result", "mark"]))
-        if kind == "deposit":
-            messages.append(Deposit(ts=step, account=who, usd=draw(st.integers(0, 10**10))))
-        elif kind == "withdraw":
-            messages.append(Withdraw(ts=step, account=who, usd=draw(st.integers(1, 10**10))))
-        elif kind == "place":
-            messages.append(
-                PlaceOrder(
-                    ts=step,
-                    account=who,
-                    market="BTC",
-                    is_buy=draw(st.booleans()),
-                    px=draw(st.integers(950_000, 1_050_000)),
-                    sz=draw(st.integers(1, 20_000)),
-                    reduce_only=draw(st.booleans()),
-                )
-            )
-        elif kind == "fill":
-            messages.append(
-                FillLeg(
-                    ts=step,
-                    account=who,
-                    market="BTC",
-                    oid=draw(st.integers(0, 40)) * MAX_PARTITIONS,
-                    is_buy=draw(st.booleans()),
-                    px=draw(st.integers(950_000, 1_050_000)),
-                    sz=draw(st.integers(1, 20_000)),
-                    is_maker=draw(st.booleans()),
-                    tid=step,
-                    order_closed=draw(st.booleans()),
-                )
-            )
-        elif kind == "result":
-            messages.append(
-                OrderResult(
-                    ts=step,
-                    account=who,
-                    market="BTC",
-                    oid=draw(st.integers(0, 40)) * MAX_PARTITIONS,
-                    status=draw(st.sampled_from(["resting", "filled", "canceled"])),
-                    filled_sz=0,
-                    resting_sz=0,
-                )
-            )
-        else:
-            px = draw(st.integers(900_000, 1_100_000))
-            messages.append(MarkUpdate(ts=step, market="BTC", mark_px=px, index_px=px))
-    return messages
-
-
-@given(inputs=risk_inputs(), split=st.integers(0, 40), commits=st.sets(st.integers(0, 40)))
-@settings(max_examples=100, deadline=None)
-def test_a_restarted_risk_core_behaves_exactly_like_the_one_that_never_stopped(
-    inputs: list[Message], split: int, commits: set[int]
-) -> None:
-    original = risk()
-    restarted = restart_midway(
-        original, lambda p: RiskCore(MARKETS, p), list(inputs), split, commits
-    )
-    a: RiskCore = original.core  # type: ignore[assignment]
-    b: RiskCore = restarted.core  # type: ignore[assignment]
-    assert {k: a.accounts[k] for k in a.accounts.keys()} == {
-        k: b.accounts[k] for k in b.accounts.keys()
-    }
-    assert a.venue == b.venue

@@ -1,0 +1,204 @@
+"""The risk core alone: revaluing every position on a mark tick, and pre-trade checks.
+
+    python -m bench.risk [--quick] [--accounts N] [--ticks N] [--orders N]
+
+Builds one partition's state with N accounts (100,000; 20,000 with ``--quick``), every
+one long or short BTC, half of them in ETH too and a quarter in SOL, about 1% of them
+isolated and a few thin enough to hit a margin call or a liquidation as prices move.
+The state is loaded the way a restarted service loads it (``restore`` from the encoded
+entries, which rebuilds the exposure index). Then:
+
+- mark ticks: ``MarkUpdate`` records for each market in turn, each moving the price by
+  up to 0.5%, applied through ``RiskCore.apply`` with outputs built (margin calls,
+  liquidation triggers, margin cancels): the whole decision, not just the arithmetic;
+- a crash tick: BTC drops 8% at once, so that thousands of accounts need a decision;
+- pre-trade checks: ``PlaceOrder`` records for random accounts (limit orders near the
+  mark, some too large for the account's margin), each checked, held and forwarded.
+
+Last line: ``revalue_positions_per_sec=<positions revalued per second over all ticks>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+
+import msgspec
+
+from libs.common import topics
+from libs.common.markets import load_markets
+from libs.common.runtime import Context
+from libs.common.schemas import MarkUpdate, PlaceOrder
+from libs.common.state import ACCOUNT_PREFIX, MARK_PREFIX, AccountState, MarkState, PositionState
+from libs.common.topics import Topics
+from services.risk.engine import RiskCore
+
+PRICES = {"BTC": 1_000_000, "ETH": 350_000, "SOL": 1_500_000}  # 100000.0, 3500.00, 150.0000
+LOT_RANGE = {"BTC": (100, 50_000), "ETH": (100, 50_000), "SOL": (100, 20_000)}
+
+
+def build_entries(accounts: int, seed: int = 1) -> tuple[dict[str, bytes], int]:
+    """Encoded state entries of a partition with ``accounts`` accounts; and how many
+    positions they hold."""
+    rng = random.Random(seed)
+    encode = msgspec.msgpack.Encoder().encode
+    entries: dict[str, bytes] = {}
+    positions = 0
+    for market, px in PRICES.items():
+        entries[MARK_PREFIX + market] = encode(
+            MarkState(market=market, mark_px=px, index_px=px, ts=1)
+        )
+    for n in range(accounts):
+        address = f"0x{n:040x}"
+        held = {}
+        markets = ["BTC"] + [m for m, p in (("ETH", 0.5), ("SOL", 0.25)) if rng.random() < p]
+        notional = 0
+        for market in markets:
+            low, high = LOT_RANGE[market]
+            lots = rng.randint(low, high) * (1 if rng.random() < 0.5 else -1)
+            entry = PRICES[market] + rng.randint(-2_000, 2_000)
+            isolated = rng.random() < 0.01
+            held[market] = PositionState(
+                market=market,
+                szi=lots,
+                entry_ntl=abs(lots) * entry,
+                leverage=rng.choice((5, 10, 20)),
+                is_cross=not isolated,
+                isolated_margin=abs(lots) * entry // 5 if isolated else 0,
+            )
+            notional += abs(lots) * PRICES[market]
+        # most accounts are comfortably funded; about 2% run at 2-6% of their notional
+        cushion = rng.uniform(0.02, 0.06) if rng.random() < 0.02 else rng.uniform(0.2, 1.0)
+        acct = AccountState(address=address, collateral=int(notional * cushion), positions=held)
+        entries[ACCOUNT_PREFIX + address] = encode(acct)
+        positions += len(held)
+    return entries, positions
+
+
+def bench_ticks(core: RiskCore, ticks: int, seed: int = 2) -> tuple[float, int, int, list[float]]:
+    """Apply ``ticks`` rounds of one mark per market; returns (seconds, positions
+    revalued, outputs, per-tick milliseconds of the BTC ticks)."""
+    rng = random.Random(seed)
+    ctx = Context(Topics(""), topics.RISK_IN, 0)
+    prices = dict(PRICES)
+    held = {m: core.exposures.markets[m].count for m in PRICES}
+    elapsed = 0.0
+    revalued = outputs = 0
+    btc_ms: list[float] = []
+    offset = 0
+    for t in range(ticks):
+        for market in PRICES:
+            move = prices[market] * rng.randint(-5_000, 5_000) // 1_000_000
+            prices[market] = max(1, prices[market] + move)
+            msg = MarkUpdate(
+                ts=10_000 + t, market=market, mark_px=prices[market], index_px=prices[market]
+            )
+            started = time.perf_counter()
+            core.apply(msg, ctx.at(offset, live=True))
+            took = time.perf_counter() - started
+            offset += 1
+            elapsed += took
+            revalued += held[market]
+            outputs += len(ctx.drain())
+            if market == "BTC":
+                btc_ms.append(took * 1000)
+    return elapsed, revalued, outputs, btc_ms
+
+
+def bench_crash(core: RiskCore, drop_ppm: int = 80_000) -> tuple[float, int, int]:
+    """One BTC tick that drops the price by 8%: (seconds, accounts revalued, outputs)."""
+    ctx = Context(Topics(""), topics.RISK_IN, 0)
+    px = core.marks["BTC"].mark_px
+    px -= px * drop_ppm // 1_000_000
+    msg = MarkUpdate(ts=15_000, market="BTC", mark_px=px, index_px=px)
+    started = time.perf_counter()
+    core.apply(msg, ctx.at(900_000, live=True))
+    took = time.perf_counter() - started
+    return took, core.exposures.markets["BTC"].count, len(ctx.drain())
+
+
+def bench_orders(core: RiskCore, orders: int, accounts: int, seed: int = 3) -> tuple[float, int]:
+    """Pre-trade checks per second; returns (seconds, accepted)."""
+    rng = random.Random(seed)
+    ctx = Context(Topics(""), topics.RISK_IN, 0)
+    flow = []
+    for n in range(orders):
+        market = rng.choice(("BTC", "ETH", "SOL"))
+        px = core.marks[market].mark_px
+        low, high = LOT_RANGE[market]
+        flow.append(
+            PlaceOrder(
+                ts=20_000 + n,
+                account=f"0x{rng.randrange(accounts):040x}",
+                market=market,
+                is_buy=rng.random() < 0.5,
+                px=px + rng.randint(-500, 500),
+                sz=rng.randint(low, high) * (1 if rng.random() < 0.9 else 200),
+            )
+        )
+    accepted = 0
+    started = time.perf_counter()
+    for n, msg in enumerate(flow):
+        core.apply(msg, ctx.at(1_000_000 + n, live=True))
+        accepted += sum(1 for out in ctx.drain() if out.topic == topics.MATCHER_IN)
+    return time.perf_counter() - started, accepted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 accounts, fewer ticks")
+    parser.add_argument("--accounts", type=int, default=0)
+    parser.add_argument("--ticks", type=int, default=0)
+    parser.add_argument("--orders", type=int, default=0)
+    args = parser.parse_args()
+    accounts = args.accounts or (20_000 if args.quick else 100_000)
+    ticks = args.ticks or (20 if args.quick else 30)
+    orders = args.orders or (20_000 if args.quick else 50_000)
+    markets = load_markets()
+
+    started = time.perf_counter()
+    entries, positions = build_entries(accounts)
+    built = time.perf_counter() - started
+    core = RiskCore(markets, 0)
+    started = time.perf_counter()
+    core.restore(entries)
+    restored = time.perf_counter() - started
+    print(
+        f"{accounts:,} accounts, {positions:,} positions: state built in {built:.1f} s, "
+        f"restored with the exposure index in {restored:.2f} s"
+    )
+
+    gc.collect()
+    gc.disable()
+    try:
+        elapsed, revalued, outputs, btc_ms = bench_ticks(core, ticks)
+        crash_s, crashed, crash_outputs = bench_crash(core)
+        check_s, accepted = bench_orders(core, orders, accounts)
+    finally:
+        gc.enable()
+    btc_ms.sort()
+    btc_accounts = core.exposures.markets["BTC"].count
+    print(
+        f"mark ticks: {ticks * len(PRICES)} ticks, {revalued:,} positions revalued in "
+        f"{elapsed * 1000:.0f} ms, {outputs:,} outputs (margin calls, triggers, cancels)"
+    )
+    print(
+        f"BTC tick ({btc_accounts:,} accounts revalued): median {btc_ms[len(btc_ms) // 2]:.1f} "
+        f"ms, worst {btc_ms[-1]:.1f} ms (target: 100,000 accounts in 100 ms)"
+    )
+    print(
+        f"crash tick (BTC -8%, {crashed:,} accounts): {crash_s * 1000:.0f} ms, "
+        f"{crash_outputs:,} outputs"
+    )
+    print(
+        f"pre-trade checks: {orders:,} orders in {check_s:.2f} s = {orders / check_s:,.0f}/s "
+        f"({accepted:,} accepted)"
+    )
+    print(f"pretrade_checks_per_sec={orders / check_s:.0f}")
+    print(f"revalue_positions_per_sec={revalued / elapsed:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Risk's own parameters (market parameters live in config/markets.toml)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from libs.common.settings import Settings
+
+
+class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """``margin_call_levels``: maintenance usage (percent of equity) whose crossing is
+    announced; fee shares (ppm of every fee) to the insurance fund and the backstop
+    vault, the rest to the venue."""
+
+    margin_call_levels: tuple[int, ...] = (50, 80)
+    insurance_fee_share_ppm: int = 200_000
+    vault_fee_share_ppm: int = 300_000
+
+    def __post_init__(self) -> None:
+        levels = self.margin_call_levels
+        if list(levels) != sorted(set(levels)) or any(not 0 < lv < 100 for lv in levels):
+            raise ValueError("margin call levels must rise strictly within 1..99")
+        shares = (self.insurance_fee_share_ppm, self.vault_fee_share_ppm)
+        if min(shares) < 0 or sum(shares) > 1_000_000:
+            raise ValueError("fee shares must be non-negative and add up to at most 100%")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RiskConfig:
+        levels = tuple(int(v) for v in settings.risk_margin_call_levels.split(",") if v.strip())
+        return cls(
+            margin_call_levels=levels,
+            insurance_fee_share_ppm=settings.risk_insurance_fee_share_ppm,
+            vault_fee_share_ppm=settings.risk_vault_fee_share_ppm,
+        )

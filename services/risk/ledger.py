@@ -1,0 +1,45 @@
+"""The venue's side of every account movement in one risk partition.
+
+Fees (net of maker rebates) accrue here, split into the insurance fund, backstop vault
+and venue shares; so do each market's funding rounding residual and the deficits of
+isolated positions that closed below zero. With the accounts it closes the books:
+accounts + ``total`` = deposits - withdrawals (transfers in flight aside). The insurance
+fund and vault balances are accrual buckets that the liquidator (#6) will draw on.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PPM = 1_000_000
+
+
+class VenueLedger(msgspec.Struct, kw_only=True):
+    """Accrual buckets in micro-USDC. ``fees = insurance + vault + venue``; rebates are
+    paid out of the venue's share; ``bad_debt`` is a loss nobody has covered yet."""
+
+    fees: int = 0
+    insurance: int = 0
+    vault: int = 0
+    venue: int = 0
+    funding_residual: dict[str, int] = msgspec.field(default_factory=dict)
+    bad_debt: int = 0
+
+    def accrue_fee(self, fee: int, insurance_ppm: int, vault_ppm: int) -> None:
+        self.fees += fee
+        if fee <= 0:
+            self.venue += fee  # a maker rebate comes out of the venue's share
+            return
+        insurance = fee * insurance_ppm // PPM
+        vault = fee * vault_ppm // PPM
+        self.insurance += insurance
+        self.vault += vault
+        self.venue += fee - insurance - vault
+
+    def keep_funding_residual(self, market: str, amount: int) -> None:
+        self.funding_residual[market] = self.funding_residual.get(market, 0) + amount
+
+    @property
+    def total(self) -> int:
+        """Everything that left the accounts for the venue, net."""
+        return self.fees + sum(self.funding_residual.values()) - self.bad_debt

@@ -1,0 +1,118 @@
+"""Holds: margin for the part of an order that can open exposure, plus its taker fee."""
+
+from __future__ import annotations
+
+from libs.common.schemas import CancelAll, ModifyOrder, OrderUpdate
+from tests.unit.cores import only
+from tests.unit.risk.support import (
+    ALICE,
+    account,
+    deposit,
+    leg,
+    mark,
+    place,
+    placed_oid,
+    result,
+    risk,
+    usd,
+)
+
+
+def _long_03() -> object:
+    """Alice: $10,000, long 0.3 BTC from 100000 (maker fee $4.5)."""
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    r.send(leg(ALICE, "buy", "100000", "0.3", maker=True))
+    return r
+
+
+def test_orders_that_close_the_position_hold_only_their_fee_oldest_first() -> None:
+    r = _long_03()
+    first = placed_oid(r, place(ALICE, "sell", "100000", "0.2", cloid=None))
+    second = placed_oid(r, place(ALICE, "sell", "100000", "0.2", cloid=None))
+    buy = placed_oid(r, place(ALICE, "buy", "100000", "0.1", cloid=None))
+    orders = account(r, ALICE).orders
+    # the first sell only closes: the $9 fee on $20,000
+    assert orders[first].hold == usd("9")
+    # the second closes the last 0.1 and opens 0.1 short: $500 + $9
+    assert orders[second].hold == usd("509")
+    # a buy adds to the long: $500 + $4.5
+    assert orders[buy].hold == usd("504.5")
+
+
+def test_a_fill_that_closes_the_position_converts_the_closing_orders_holds() -> None:
+    r = _long_03()
+    first = placed_oid(r, place(ALICE, "sell", "100000", "0.2", cloid=None))
+    second = placed_oid(r, place(ALICE, "sell", "100000", "0.2", cloid=None))
+    # the long is closed elsewhere: both sells would now open a short
+    r.send(leg(ALICE, "sell", "100000", "0.3", maker=False, oid=0))
+    orders = account(r, ALICE).orders
+    assert (orders[first].hold, orders[second].hold) == (usd("1009"), usd("1009"))
+
+
+def test_reduce_only_orders_and_tpsl_children_hold_nothing() -> None:
+    r = _long_03()
+    ro = placed_oid(r, place(ALICE, "sell", "100000", "0.5", reduce_only=True))
+    order = account(r, ALICE).orders[ro]
+    assert (order.hold, order.sz) == (0, 30_000)  # capped at the position's size
+
+
+def test_a_pending_modify_holds_the_larger_of_both_terms_until_answered() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    modify = ModifyOrder(
+        ts=7,
+        account=ALICE,
+        market="BTC",
+        oid=oid,
+        is_buy=True,
+        px=1_000_000,
+        sz=30_000,
+        req_id="m1",
+    )
+    r.send(modify)
+    assert account(r, ALICE).orders[oid].hold == usd("1513.5")  # 0.3 at 20x + fee
+    r.send(result(ALICE, oid, "resting", resting=30_000, req_id="m1", price=1_000_000))
+    order = account(r, ALICE).orders[oid]
+    assert (order.sz, order.orig_sz, order.hold) == (30_000, 30_000, usd("1513.5"))
+
+
+def test_a_refused_modify_gives_back_the_larger_hold() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10000"))
+    oid = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))
+    r.send(
+        ModifyOrder(
+            ts=7,
+            account=ALICE,
+            market="BTC",
+            oid=oid,
+            is_buy=True,
+            px=1_000_000,
+            sz=30_000,
+            req_id="m1",
+        )
+    )
+    r.send(result(ALICE, oid, "badAloPxRejected", req_id="m1"))
+    order = account(r, ALICE).orders[oid]
+    assert (order.sz, order.hold, order.modify) == (10_000, usd("504.5"), None)
+
+
+def test_holds_exceeding_free_margin_after_a_mark_are_canceled_market_by_market() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1200"))
+    r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # collateral 1198.5
+    eth = placed_oid(r, place(ALICE, "buy", "3500", "0.1", market="ETH"))  # $17.5 + $0.1575 fee
+    btc = placed_oid(r, place(ALICE, "buy", "100000", "0.1"))  # $504.5
+    # at 95000 equity is $698.5 and initial margin $475: $223.5 free for $522.1575 held.
+    # The newest order's market (BTC) goes first; then ETH's $17.6575 fits.
+    outs = r.send(mark("95000"))
+    cancel = only(outs, CancelAll)
+    assert (cancel.market, cancel.status) == ("BTC", "marginCanceled")
+    assert account(r, ALICE).orders[btc].canceling
+    assert not account(r, ALICE).orders[eth].canceling
+    assert r.send(mark("94990")) == []  # not sent twice
+    update = only(r.send(result(ALICE, btc, "marginCanceled")), OrderUpdate)
+    assert update.status == "marginCanceled"
+    assert account(r, ALICE).holds == usd("17.6575")

@@ -1,0 +1,76 @@
+"""Mark to market: margin calls, liquidation triggers and their order, oracle gating."""
+
+from __future__ import annotations
+
+from libs.common.schemas import Deposit, LiquidationTrigger, MarginCall
+from tests.unit.cores import Driver, of_type
+from tests.unit.risk.support import (
+    ALICE,
+    BOB,
+    CAROL,
+    account,
+    deposit,
+    leg,
+    mark,
+    risk,
+    usd,
+)
+
+
+def _longs(deposits: dict[str, str]) -> Driver:
+    """Each account long 0.1 BTC from 100000 as maker ($1.5 fee)."""
+    r = risk()
+    for address, amount in deposits.items():
+        r.send(deposit(address, amount))
+        r.send(leg(address, "buy", "100000", "0.1", maker=True))
+    return r
+
+
+def test_triggers_go_out_largest_shortfall_first_then_by_account() -> None:
+    # at 94000 each lost $600 and must keep 1% of $9,400 = $94
+    r = _longs({ALICE: "601.5", BOB: "551.5", CAROL: "601.5"})
+    triggers = of_type(r.send(mark("94000")), LiquidationTrigger)
+    assert [(t.account, t.equity, t.maintenance) for t in triggers] == [
+        (BOB, -usd("50"), usd("94")),  # $144 short
+        (ALICE, 0, usd("94")),  # $94 short, and Alice's address sorts before Carol's
+        (CAROL, 0, usd("94")),
+    ]
+
+
+def test_no_liquidation_on_a_price_whose_oracle_is_not_valid() -> None:
+    r = _longs({ALICE: "601.5"})
+    assert of_type(r.send(mark("94000", status="stale")), LiquidationTrigger) == []
+    assert not account(r, ALICE).liquidating
+    assert len(of_type(r.send(mark("94000")), LiquidationTrigger)) == 1
+
+
+def test_margin_calls_announce_each_level_once_on_the_way_up() -> None:
+    r = _longs({ALICE: "1001.5"})  # $1,000 of collateral behind 0.1 BTC
+
+    def calls(price: str) -> list[int]:
+        return [c.level_pct for c in of_type(r.send(mark(price)), MarginCall)]
+
+    # usage = maintenance / equity: at 91900 $91.9 / $190 = 48%, at 91800
+    # $91.8 / $180 = 51%, at 91000 $91 / $100 = 91%
+    assert calls("91900") == []
+    assert calls("91800") == [50]
+    assert calls("91700") == []
+    assert calls("91000") == [80]
+    assert account(r, ALICE).margin_call_pct == 80
+    assert calls("99000") == []  # back to safety: the level resets quietly
+    assert account(r, ALICE).margin_call_pct == 0
+    assert calls("91000") == [80]  # straight past both levels: the highest is announced
+
+
+def test_a_deposit_lifts_an_account_out_of_liquidation() -> None:
+    r = _longs({ALICE: "601.5"})
+    r.send(mark("94000"))
+    assert account(r, ALICE).liquidating
+    r.send(Deposit(ts=9, account=ALICE, usd=usd("100")))
+    assert not account(r, ALICE).liquidating
+
+
+def test_an_account_without_positions_is_never_liquidated() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "10"))
+    assert r.send(mark("50000")) == []
