@@ -61,6 +61,7 @@ async def test_the_official_sdk_trades_and_reads_unchanged(venue: Venue) -> None
         out["cancel_cloid"] = statuses(ex.cancel_by_cloid("BTC", cloid))
         out["cancel_again"] = statuses(ex.cancel("BTC", oid))
         out["open_after"] = info.open_orders(bot)
+        out["leverage"] = ex.update_leverage(5, "BTC", is_cross=True)
         out["state"] = info.user_state(bot)
         out["book"] = info.l2_snapshot("BTC")
         deadline = time.time() + 10
@@ -94,9 +95,11 @@ async def test_the_official_sdk_trades_and_reads_unchanged(venue: Venue) -> None
         {"error": "Order was never placed, already canceled, or filled."}
     ]
     assert got["open_after"] == []
+    assert got["leverage"] == {"status": "ok", "response": {"type": "default"}}
     position = got["state"]["assetPositions"][0]["position"]
     assert position["coin"] == "BTC" and position["szi"] == "0.03"
     assert position["entryPx"] == "100100"
+    assert position["leverage"] == {"type": "cross", "value": 5}
     asks = got["book"]["levels"][1]
     assert asks[0] == {"px": "100100", "sz": "0.02", "n": 1}  # 0.05 ask less 0.03 taken
     fill = got["fills"][0]
