@@ -325,6 +325,15 @@ class Aggregator:
         """When the next cadence publication falls due (None before any publication)."""
         return self._next_due
 
+    def restore_hold(self, audit: OracleOverride) -> None:
+        """Re-impose an override that was in force before a restart (``freeze`` or
+        ``set`` at the price it held): the market stays halted until released."""
+        market = self._markets.get(audit.market)
+        if market is None or audit.action not in ("freeze", "set") or audit.px <= 0:
+            return
+        market.last_valid = audit.px
+        market.hold = _Hold(audit.action, audit.px, audit.operator, audit.reason)  # type: ignore[arg-type]
+
     def override(self, command: Override) -> tuple[OracleOverride, IndexUpdate]:
         """Apply an operator override; returns the audit event and the index to publish."""
         market = self._markets.get(command.market)

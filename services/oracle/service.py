@@ -20,10 +20,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, cast
 
+import msgspec
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from libs.common import codec
 from libs.common.runtime.launcher import launch
 from libs.common.schemas import OracleOverride
 from libs.common.settings import Settings
@@ -80,6 +83,7 @@ class OracleService:
         self.producer = producer or new_producer(settings)
         self.publisher = Publisher(settings, self.producer)
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.holds = HoldStore(settings)
         self.published = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -100,6 +104,12 @@ class OracleService:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
+        for audit in await self.holds.load():
+            self.core.restore_hold(audit)
+            log.warning(
+                "override restored after restart",
+                extra={"market": audit.market, "action": audit.action, "px": audit.px},
+            )
         control = None
         if self.config.control.port:
             api = ControlApi(
@@ -132,6 +142,7 @@ class OracleService:
                 await control.cleanup()
             await self.publisher.flush()
             await self.producer.stop()
+            await self.holds.close()
 
     async def _stop_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -200,12 +211,36 @@ class OracleService:
         if out:
             await self.publisher.publish(out)
             self.published += len(out)
+        for _, (audit, _update) in answered:
+            await self.holds.record(audit)
         for call, result in answered:
             if not call.answer.done():
                 call.answer.set_result(result)
         for call, error in failed:
             if not call.answer.done():
                 call.answer.set_exception(error)
+
+
+class HoldStore:
+    """Operator overrides in force, kept in Redis so a restart does not lift them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.key = f"{{{settings.namespace}oracle}}:holds"
+
+    async def record(self, audit: OracleOverride) -> None:
+        if audit.action == "release":
+            await self.redis.hdel(self.key, audit.market)
+        else:
+            await self.redis.hset(self.key, audit.market, codec.encode(audit))
+
+    async def load(self) -> list[OracleOverride]:
+        raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.key))
+        decoder = msgspec.msgpack.Decoder(OracleOverride)
+        return [decoder.decode(raw[k]) for k in sorted(raw)]
+
+    async def close(self) -> None:
+        await self.redis.aclose()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

@@ -292,3 +292,42 @@ async def test_an_operator_freeze_is_audited_and_halts_the_index_until_released(
     ticks = [r.value for r in await read_topic(settings, topics.MATCHER_IN, expect=10)]
     statuses = [t.status for t in ticks if t.market == "BTC"]
     assert statuses.count("halted") == len(halted)  # the matcher sees every halted index
+
+
+async def test_a_freeze_survives_a_crash_of_the_oracle(
+    settings: Settings, oracle_process: tuple[ServiceProcess, str]
+) -> None:
+    """An operator's freeze is not lifted by a SIGKILL and restart: the index stays
+    halted at the frozen price until someone releases it."""
+    proc, url = oracle_process
+
+    async def status_of_btc() -> str | None:
+        try:
+            code, body = await asyncio.to_thread(call, f"{url}/oracle/status")
+        except OSError:
+            return None
+        rows = body["response"] if code == 200 else []
+        return next((r.get("status") for r in rows if r.get("market") == "BTC"), None)
+
+    async def is_(wanted: str) -> bool:
+        return await status_of_btc() == wanted
+
+    assert await wait_for(lambda: is_("valid"), timeout_s=30), proc.tail()
+    freeze = {"market": "BTC", "action": "freeze", "operator": "alice", "reason": "drill"}
+    status, body = await asyncio.to_thread(call, f"{url}/operator/override", freeze)
+    assert status == 200 and body["response"]["status"] == "halted", body
+    proc.kill()
+    proc.start()
+    assert await wait_for(lambda: is_("halted"), timeout_s=30), proc.tail()
+    await asyncio.sleep(1.0)
+    release = {"market": "BTC", "action": "release", "operator": "alice"}
+    status, body = await asyncio.to_thread(call, f"{url}/operator/override", release)
+    assert (status, body["response"]["status"]) == (200, "valid"), body
+    assert proc.stop() == 0, proc.tail()
+    prices = [r.value for r in await read_topic(settings, topics.ORACLE_PRICES, expect=10)]
+    after_restart = [
+        p
+        for p in prices
+        if isinstance(p, OraclePrice) and p.market == "BTC" and p.status == "halted"
+    ]
+    assert after_restart and {p.px for p in after_restart} == {1_000_000}
