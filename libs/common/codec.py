@@ -16,7 +16,7 @@ TOPIC_SCHEMAS: dict[str, Any] = {
     topics.ACCOUNT_EVENTS: schemas.AccountEvent,
     topics.MARKET_EVENTS: schemas.MarketEvent,
     topics.ORACLE_PRICES: schemas.OracleEvent,
-    topics.LIQUIDATIONS: schemas.LiquidationTrigger,
+    topics.LIQUIDATIONS: schemas.LiquidationsIn,
     topics.LIQUIDATION_AUDIT: schemas.LiquidationStep,
     topics.DEAD_LETTERS: schemas.DeadLetter,
     topics.OPERATOR_AUDIT: schemas.OperatorAudit,

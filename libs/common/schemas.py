@@ -378,6 +378,7 @@ class AccountFill(Message, frozen=True, tag="account_fill.v1"):
     tid: int
     closed_pnl: int
     start_position: int
+    kind: str = "trade"
 
 
 class BalanceUpdate(Message, frozen=True, tag="balance_update.v1"):
@@ -510,11 +511,26 @@ class OracleOverride(Message, frozen=True, tag="oracle_override.v1"):
 # ---------------------------------------------------------------- liquidations, audit
 
 
+class LiquidatedPosition(msgspec.Struct, frozen=True, kw_only=True):
+    """One position of an account under liquidation, as risk saw it: signed size in
+    lots, exact cost basis, the mark it was valued at and its maintenance requirement."""
+
+    market: str
+    szi: int
+    entry_ntl: int
+    mark_px: int
+    maintenance: int
+    is_cross: bool = True
+    isolated_margin: int = 0
+
+
 class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
     """Risk found an account below maintenance: equity and requirement in micro-USDC.
 
     ``market`` names an isolated position, liquidated on its own margin; empty for the
-    cross account (all its cross positions)."""
+    cross account (all its cross positions). ``collateral`` and ``positions`` are the
+    account's state at the trigger (the isolated position alone for an isolated case),
+    so the liquidator decides from its own log."""
 
     account: str
     equity: int
@@ -522,10 +538,114 @@ class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
     market: str = ""
 
 
+class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
+    """An account (or isolated position, ``market``) in liquidation after a change: a
+    fill, a mark, a credit. ``below`` is false once it is back above maintenance or
+    has nothing left to liquidate; ``reason`` says what changed."""
+
+    account: str
+    equity: int
+    maintenance: int
+    collateral: int
+    positions: tuple[LiquidatedPosition, ...]
+    below: bool
+    reason: str
+    market: str = ""
+
+
+class LiquidationReport(Message, frozen=True, tag="liquidation_report.v1"):
+    """The matcher's answer to a liquidation order or transfer, forwarded by risk to the
+    case's account: ``status`` as in ``OrderResult`` (``transferRejected`` for a
+    transfer the counterparty could no longer take)."""
+
+    account: str
+    market: str
+    oid: int
+    status: str
+    filled_sz: int = 0
+    error: str | None = None
+    req_id: str = ""
+
+
+class InsuranceClaim(Message, frozen=True, tag="insurance_claim.v1"):
+    """The liquidator asks the insurance fund (``account``, its risk account) to cover
+    ``usd`` of a case's negative equity; all or nothing."""
+
+    account: str
+    beneficiary: str
+    usd: int
+    market: str = ""
+    case_id: str = ""
+
+
+class InsuranceCredit(Message, frozen=True, tag="insurance_credit.v1"):
+    """The fund's grant landing on the beneficiary: collateral, or the margin of the
+    isolated position in ``market``."""
+
+    account: str
+    usd: int
+    market: str = ""
+    case_id: str = ""
+
+
+class InsuranceAnswer(Message, frozen=True, tag="insurance_answer.v1"):
+    """The fund's answer to a claim, to the case (``account`` = the beneficiary):
+    ``balance`` is the fund's balance after it."""
+
+    account: str
+    usd: int
+    granted: bool
+    balance: int
+    market: str = ""
+    case_id: str = ""
+
+
+class AdlQuery(Message, frozen=True, tag="adl_query.v1"):
+    """Broadcast to every risk partition: the positions on one side of ``market`` that
+    could take over ``account``'s position at the bankruptcy price."""
+
+    account: str
+    market: str
+    counterparty_is_long: bool
+    case_id: str = ""
+
+
+class AdlCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A position that ADL may close: size, cost basis, its account's value."""
+
+    account: str
+    szi: int
+    entry_ntl: int
+    account_value: int
+
+
+class AdlCandidates(Message, frozen=True, tag="adl_candidates.v1"):
+    """One risk partition's answer to an ``AdlQuery``, to the case's account."""
+
+    account: str
+    market: str
+    partition: int
+    mark_px: int
+    candidates: tuple[AdlCandidate, ...] = ()
+    case_id: str = ""
+
+
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
+    """One step of the waterfall with its reason. ``stage``: triggered, cancel, book,
+    backstop, insurance, adl, closed, recovered; prices in ticks, sizes in lots, money
+    in micro-USDC; ``counterparty`` is the vault, the fund or the ADL'd account."""
+
     account: str
     stage: str
     detail: str
+    market: str = ""
+    case_id: str = ""
+    px: int = 0
+    sz: int = 0
+    equity: int = 0
+    maintenance: int = 0
+    shortfall: int = 0
+    counterparty: str = ""
 
 
 # ---------------------------------------------------------------- operator audit
@@ -571,6 +691,9 @@ RiskIn = (
     | OrderResult
     | MarkUpdate
     | FundingUpdate
+    | InsuranceClaim
+    | InsuranceCredit
+    | AdlQuery
 )
 MatcherIn = (
     NewOrder
@@ -587,3 +710,57 @@ AccountEvent = (
 )
 MarketEvent = Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus
 OracleEvent = OraclePrice | OracleOverride
+LiquidationsIn = (
+    LiquidationTrigger | LiquidationStatus | LiquidationReport | InsuranceAnswer | AdlCandidates
+)
+
+
+# ---------------------------------------------------------------- marketdata views (Redis)
+
+CANDLE_INTERVALS: dict[str, int] = {
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "1h": 3_600_000,
+    "4h": 14_400_000,
+    "1d": 86_400_000,
+}
+"""Candle intervals and their lengths in milliseconds (epoch-aligned buckets)."""
+
+
+class CandleView(msgspec.Struct, frozen=True, kw_only=True):
+    """A candle as the marketdata service publishes it in Redis (prices in ticks, volume
+    in lots), one member of the sorted set :func:`candles_key`, scored by open time."""
+
+    market: str
+    interval: str
+    t: int
+    close_t: int
+    o: int
+    h: int
+    low: int
+    c: int
+    v: int
+    n: int
+
+
+class DayStatsView(msgspec.Struct, frozen=True, kw_only=True):
+    """A market's 24-hour statistics (field ``<market>`` of :func:`day_stats_key`):
+    notional volume in micro-USDC, the price 24 hours ago in ticks, open interest in lots,
+    as of event time ``ts``."""
+
+    market: str
+    ts: int
+    day_ntl_vlm: int
+    prev_day_px: int
+    open_interest: int
+
+
+def candles_key(namespace: str, market: str, interval: str) -> str:
+    """The sorted set of one market's candles at one interval (its own hash tag)."""
+    return f"{{{namespace}candles:{market}:{interval}}}"
+
+
+def day_stats_key(namespace: str) -> str:
+    """The hash of every market's :class:`DayStatsView`, by market name."""
+    return f"{{{namespace}marketdata}}:day_stats"

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     risk_vault_fee_share_ppm: int = Field(
         300_000, description="Share of every fee accrued to the backstop vault (ppm)"
     )
+    risk_liquidation_fee_ppm: int = Field(
+        2_500, description="Fee on liquidation fills paid to the insurance fund (ppm)"
+    )
+    liquidator_slice_threshold_usd: int = Field(
+        100_000, description="Positions above this notional (USD) are liquidated in slices"
+    )
+    liquidator_slice_ppm: int = Field(200_000, description="Size of one slice (ppm of position)")
+    liquidator_cooldown_ms: int = Field(1_000, description="Wait between two slices")
+    liquidator_max_slippage_ppm: int = Field(
+        50_000, description="Worst price of a liquidation order, away from the mark (ppm)"
+    )
     oracle_config_file: Path | None = Field(
         None, description="Oracle sources, weights and rules (default config/oracle.toml)"
     )

@@ -135,6 +135,25 @@ def order_id(offset: int, partition: int, slot: int = 0) -> int:
     return (offset * ORDER_SLOTS + slot) * MAX_PARTITIONS + partition
 
 
+LIQUIDATION_OID_BIT = 1 << 62  # oids of the liquidator's orders: disjoint from risk's
+
+
+def liquidation_order_id(offset: int, partition: int, slot: int = 0) -> int:
+    """The oid of a liquidation order emitted by the liquidations record at ``offset`` of
+    ``partition``: risk's scheme with a high bit set, so the two never collide."""
+    return LIQUIDATION_OID_BIT | order_id(offset, partition, slot)
+
+
+def is_liquidation_order(oid: int) -> bool:
+    return bool(oid & LIQUIDATION_OID_BIT)
+
+
+# The venue's own accounts in risk: the insurance fund (liquidation fees, its share of
+# trading fees) and the LP-funded backstop vault that takes positions over at the mark.
+INSURANCE_FUND_ACCOUNT = "0x" + "00" * 19 + "f1"
+BACKSTOP_VAULT_ACCOUNT = "0x" + "00" * 19 + "b1"
+VENUE_ACCOUNTS = frozenset({INSURANCE_FUND_ACCOUNT, BACKSTOP_VAULT_ACCOUNT})
+
 L2_PREFIX = "l2:"
 MARKET_CTX_PREFIX = "ctx:"
 L2_DEPTH = 20

@@ -1,7 +1,20 @@
-"""The liquidator's core: open liquidation cases, one per account in trouble.
+"""The liquidator's core: one case per account (or isolated position) in trouble, each
+walked down the waterfall from its own input log.
 
-The waterfall (book, backstop vault, insurance fund, ADL) lands with #6; this core
-already records every trigger as a case and audits it, deterministically.
+1. cancel the account's orders in its markets (``liquidatedCanceled``);
+2. reduce-only IOC orders into the book, the largest position first, in slices with a
+   cooldown above the size threshold (risk charges the liquidation fee to the fund);
+3. if the book cannot absorb a slice, or equity is under 2/3 of maintenance: the
+   backstop vault takes every position over at the mark, after the insurance fund
+   has covered the negative equity this leaves;
+4. if the fund cannot cover it: ADL closes the largest position against the ranked
+   opposite positions at the bankruptcy price (the rest goes to the vault at the mark).
+
+Every move is a request: orders and transfers to the market's matcher, claims and ADL
+queries to risk. What comes back (risk's statuses after each fill and mark, the
+matcher's results, the fund's answer, each risk partition's ADL candidates) arrives on
+this partition's log keyed by the account, so one liquidator acts on an account and
+its decisions are a pure function of the log.
 """
 
 from __future__ import annotations
@@ -11,53 +24,86 @@ from typing import Any
 
 import msgspec
 
-from libs.common import topics
+from libs.common import metrics, topics
 from libs.common.runtime import ChangeTracked, Context
-from libs.common.schemas import LiquidationStep, LiquidationTrigger
+from libs.common.schemas import (
+    AdlCandidate,
+    AdlCandidates,
+    AdlQuery,
+    CancelAll,
+    InsuranceAnswer,
+    InsuranceClaim,
+    LiquidatedPosition,
+    LiquidationReport,
+    LiquidationStatus,
+    LiquidationStep,
+    LiquidationTrigger,
+    NewOrder,
+    PositionTransfer,
+)
+from libs.common.state import (
+    BACKSTOP_VAULT_ACCOUNT,
+    INSURANCE_FUND_ACCOUNT,
+    liquidation_order_id,
+)
+from services.liquidator import adl, waterfall
+from services.liquidator.config import LiquidatorConfig
 
 CASE_PREFIX = "case:"
+METERED_STAGES = frozenset({"cancel", "book", "backstop", "insurance", "adl"})
 
 
 class LiquidationCase(msgspec.Struct, kw_only=True):
+    """A liquidation in progress and what it waits for: an order's result
+    (``pending_oid``), transfers to be seen filled (``awaiting``), the fund's answer
+    (``claim``) or the ADL candidates of every risk partition (``adl_px`` set)."""
+
     account: str
     opened: int
     equity: int
     maintenance: int
+    market: str = ""
+    case_id: str = ""
     triggers: int = 1
     stage: str = "triggered"
+    collateral: int = 0
+    positions: list[LiquidatedPosition] = msgspec.field(default_factory=list)
+    pending_oid: int = 0
+    pending_sz: int = 0
+    last_slice_ts: int = -1
+    book_failed: bool = False
+    awaiting: int = 0
+    claim: int = 0
+    adl_market: str = ""
+    adl_px: int = 0
+    adl_answers: list[AdlCandidates] = msgspec.field(default_factory=list)
+    adl_request: str = ""
+    requests: int = 0
+
+
+def case_key(account: str, market: str) -> str:
+    return f"{account}/{market}" if market else account
 
 
 class LiquidatorCore:
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, config: LiquidatorConfig | None = None) -> None:
         self.partition = partition
+        self.config = config or LiquidatorConfig()
         self.cases: ChangeTracked[LiquidationCase] = ChangeTracked(CASE_PREFIX, LiquidationCase)
 
+    # ------------------------------------------------------------ runtime protocol
+
     def apply(self, message: Any, ctx: Context) -> None:
-        if not isinstance(message, LiquidationTrigger):
-            return
-        case = self.cases.get(message.account)
-        if case is None:
-            case = LiquidationCase(
-                account=message.account,
-                opened=message.ts,
-                equity=message.equity,
-                maintenance=message.maintenance,
-            )
-            self.cases.put(message.account, case)
-        else:
-            case.triggers += 1
-            case.equity, case.maintenance = message.equity, message.maintenance
-            self.cases.touch(message.account)
-        ctx.emit(
-            topics.LIQUIDATION_AUDIT,
-            message.account,
-            LiquidationStep(
-                ts=message.ts,
-                account=message.account,
-                stage=case.stage,
-                detail=f"equity={message.equity} maintenance={message.maintenance}",
-            ),
-        )
+        if isinstance(message, LiquidationStatus):
+            self._status(message, ctx)
+        elif isinstance(message, LiquidationTrigger):
+            self._trigger(message, ctx)
+        elif isinstance(message, LiquidationReport):
+            self._report(message, ctx)
+        elif isinstance(message, InsuranceAnswer):
+            self._insurance_answer(message, ctx)
+        elif isinstance(message, AdlCandidates):
+            self._adl_candidates(message, ctx)
 
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
@@ -66,3 +112,415 @@ class LiquidatorCore:
 
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.cases.restore(entries)
+
+    # ------------------------------------------------------------ inputs
+
+    def _trigger(self, msg: LiquidationTrigger, ctx: Context) -> None:
+        key = case_key(msg.account, msg.market)
+        case = self.cases.get(key)
+        if case is None:
+            case = LiquidationCase(
+                account=msg.account,
+                market=msg.market,
+                case_id=ctx.source_id,
+                opened=msg.ts,
+                equity=msg.equity,
+                maintenance=msg.maintenance,
+            )
+            self.cases.put(key, case)
+        else:
+            case.triggers += 1
+            case.equity, case.maintenance = msg.equity, msg.maintenance
+            self.cases.touch(key)
+        self._audit(
+            ctx,
+            case,
+            "triggered",
+            msg.ts,
+            f"equity={msg.equity} maintenance={msg.maintenance}",
+        )
+
+    def _status(self, msg: LiquidationStatus, ctx: Context) -> None:
+        key = case_key(msg.account, msg.market)
+        case = self.cases.get(key)
+        if case is None:
+            return
+        self.cases.touch(key)
+        case.equity, case.maintenance = msg.equity, msg.maintenance
+        case.collateral, case.positions = msg.collateral, list(msg.positions)
+        if msg.reason in ("backstop", "adl") and case.awaiting:
+            case.awaiting -= 1
+        if not msg.below:
+            if case.positions or case.equity >= 0:
+                self._close(ctx, case, key, "recovered" if case.positions else "closed", msg.ts)
+            elif not case.claim:  # flat but below zero: the fund's turn
+                self._claim(ctx, case, msg.ts)
+            return
+        if case.stage == "triggered":
+            self._cancel_orders(ctx, case, msg.ts)
+        self._advance(ctx, case, key, msg.ts)
+
+    def _report(self, msg: LiquidationReport, ctx: Context) -> None:
+        case = self._case_of_report(msg)
+        if case is None:
+            return
+        key = case_key(case.account, case.market)
+        self.cases.touch(key)
+        if msg.oid and msg.oid == case.pending_oid:
+            if msg.filled_sz < case.pending_sz:
+                case.book_failed = True
+            self._audit(
+                ctx,
+                case,
+                "book",
+                msg.ts,
+                f"order {msg.status}: filled {msg.filled_sz} of {case.pending_sz}",
+                sz=msg.filled_sz,
+            )
+            case.pending_oid = case.pending_sz = 0
+        elif msg.status == "transferRejected" and case.awaiting:
+            case.awaiting -= 1
+            self._audit(ctx, case, case.stage, msg.ts, f"transfer refused: {msg.error}")
+        else:
+            return
+        self._advance(ctx, case, key, msg.ts)
+
+    def _case_of_report(self, msg: LiquidationReport) -> LiquidationCase | None:
+        if msg.oid:
+            for key in (msg.account, case_key(msg.account, msg.market)):
+                case = self.cases.get(key)
+                if case is not None and case.pending_oid == msg.oid:
+                    return case
+            return None
+        parts = msg.req_id.split(":")  # liq:<account>:<market>:<n>
+        if len(parts) != 4:
+            return None
+        return self.cases.get(case_key(parts[1], parts[2]))
+
+    def _insurance_answer(self, msg: InsuranceAnswer, ctx: Context) -> None:
+        key = case_key(msg.account, msg.market)
+        case = self.cases.get(key)
+        if case is None or not case.claim or msg.case_id != case.case_id:
+            return
+        self.cases.touch(key)
+        case.claim = 0
+        verdict = "covered" if msg.granted else "cannot cover"
+        self._audit(
+            ctx,
+            case,
+            "insurance",
+            msg.ts,
+            f"fund {verdict} {msg.usd}; fund balance {msg.balance}",
+            shortfall=msg.usd,
+            counterparty=INSURANCE_FUND_ACCOUNT,
+        )
+        if msg.granted:
+            self._to_vault(ctx, case, case.positions, msg.ts)
+            if not case.positions:
+                self._close(ctx, case, key, "closed", msg.ts)
+        elif case.positions:
+            self._ask_adl(ctx, case, msg.ts)
+        else:
+            self._close(ctx, case, key, "closed", msg.ts)
+
+    def _adl_candidates(self, msg: AdlCandidates, ctx: Context) -> None:
+        for key in (msg.account, case_key(msg.account, msg.market)):
+            case = self.cases.get(key)
+            if case is not None and case.adl_px and case.adl_request == msg.case_id:
+                break
+        else:
+            return
+        self.cases.touch(key)
+        if all(a.partition != msg.partition for a in case.adl_answers):
+            case.adl_answers.append(msg)
+        if len(case.adl_answers) < ctx.topics.partitions(topics.RISK_IN):
+            return
+        self._deleverage(ctx, case, msg.ts)
+
+    # ------------------------------------------------------------ the waterfall
+
+    def _advance(self, ctx: Context, case: LiquidationCase, key: str, ts: int) -> None:
+        """The next step, once nothing the case asked for is outstanding."""
+        if case.pending_oid or case.awaiting or case.claim or case.adl_px:
+            return
+        if not case.positions:
+            if case.equity < 0:
+                self._claim(ctx, case, ts)
+            else:
+                self._close(ctx, case, key, "closed", ts)
+            return
+        cfg = self.config
+        if case.book_failed or waterfall.below_backstop(case.equity, case.maintenance, cfg):
+            if case.equity < 0:
+                self._claim(ctx, case, ts)
+            else:
+                self._to_vault(ctx, case, case.positions, ts)
+            return
+        if case.last_slice_ts >= 0 and ts < case.last_slice_ts + cfg.cooldown_ms:
+            return  # the next status at or after the cooldown sends the next slice
+        pos = waterfall.largest(case.positions)
+        sz = waterfall.slice_size(pos, cfg)
+        px = waterfall.limit_px(pos, sz, case.equity, cfg)
+        if px == 0:  # no price the book could give leaves the account solvent
+            case.book_failed = True
+            self._to_vault(ctx, case, case.positions, ts)
+            return
+        oid = liquidation_order_id(ctx.offset, ctx.partition)
+        case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
+        ctx.emit(
+            topics.MATCHER_IN,
+            pos.market,
+            NewOrder(
+                ts=ts,
+                oid=oid,
+                account=case.account,
+                market=pos.market,
+                is_buy=pos.szi < 0,
+                px=px,
+                sz=sz,
+                tif="Ioc",
+                reduce_only=True,
+                req_id=self._next_request(case),
+            ),
+        )
+        self._audit(
+            ctx,
+            case,
+            "book",
+            ts,
+            f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}",
+            market=pos.market,
+            px=px,
+            sz=sz,
+        )
+
+    def _cancel_orders(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        markets = sorted({p.market for p in case.positions})
+        for market in markets:
+            ctx.emit(
+                topics.MATCHER_IN,
+                market,
+                CancelAll(ts=ts, account=case.account, market=market, status="liquidatedCanceled"),
+            )
+        case.stage = "cancel"
+        self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
+
+    def _claim(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        case.stage, case.claim = "insurance", -case.equity
+        ctx.emit(
+            topics.RISK_IN,
+            INSURANCE_FUND_ACCOUNT,
+            InsuranceClaim(
+                ts=ts,
+                account=INSURANCE_FUND_ACCOUNT,
+                beneficiary=case.account,
+                usd=case.claim,
+                market=case.market,
+                case_id=case.case_id,
+            ),
+        )
+        self._audit(
+            ctx,
+            case,
+            "insurance",
+            ts,
+            f"claim {case.claim} for negative equity at the mark",
+            shortfall=case.claim,
+            counterparty=INSURANCE_FUND_ACCOUNT,
+        )
+
+    def _to_vault(
+        self,
+        ctx: Context,
+        case: LiquidationCase,
+        positions: list[LiquidatedPosition],
+        ts: int,
+        px: int = 0,
+        sz: int = 0,
+    ) -> None:
+        """The backstop vault takes positions over, at their marks (or at ``px`` for
+        ``sz`` lots of a single position ADL could not place)."""
+        case.stage = "backstop"
+        for pos in positions:
+            lots = sz or abs(pos.szi)
+            price = px or pos.mark_px
+            self._transfer(
+                ctx,
+                case,
+                pos.market,
+                case.account,
+                BACKSTOP_VAULT_ACCOUNT,
+                pos.szi > 0,
+                lots,
+                price,
+                "backstop",
+                ts,
+            )
+            self._audit(
+                ctx,
+                case,
+                "backstop",
+                ts,
+                f"vault takes {lots} lots at {price} (equity {case.equity}, "
+                f"maintenance {case.maintenance})",
+                market=pos.market,
+                px=price,
+                sz=lots,
+                counterparty=BACKSTOP_VAULT_ACCOUNT,
+            )
+
+    def _ask_adl(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        pos = waterfall.largest(case.positions)
+        case.stage, case.adl_market = "adl", pos.market
+        case.adl_px = waterfall.bankruptcy_px(pos, case.equity)
+        case.adl_answers = []
+        case.adl_request = self._next_request(case)
+        ctx.broadcast(
+            topics.RISK_IN,
+            case.account,
+            AdlQuery(
+                ts=ts,
+                account=case.account,
+                market=pos.market,
+                counterparty_is_long=pos.szi < 0,
+                case_id=case.adl_request,
+            ),
+        )
+        self._audit(
+            ctx,
+            case,
+            "adl",
+            ts,
+            f"fund cannot cover {-case.equity}: deleverage {abs(pos.szi)} lots "
+            f"at bankruptcy price {case.adl_px} (mark {pos.mark_px})",
+            market=pos.market,
+            px=case.adl_px,
+            sz=abs(pos.szi),
+            shortfall=-case.equity,
+        )
+
+    def _deleverage(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        """Every partition answered: close the position against the ranked candidates at
+        the bankruptcy price; the others go to the vault at their marks."""
+        market, px = case.adl_market, case.adl_px
+        candidates: list[AdlCandidate] = []
+        mark = 0
+        for answer in sorted(case.adl_answers, key=lambda a: a.partition):
+            candidates.extend(answer.candidates)
+            mark = mark or answer.mark_px
+        case.adl_px, case.adl_answers, case.adl_request = 0, [], ""
+        target = next(p for p in case.positions if p.market == market)
+        closes, left = adl.allocate(candidates, mark or target.mark_px, abs(target.szi))
+        for close in closes:
+            self._transfer(
+                ctx,
+                case,
+                market,
+                close.account,
+                case.account,
+                close.counterparty_is_long,
+                close.sz,
+                px,
+                "adl",
+                ts,
+            )
+            for account in (case.account, close.account):
+                self._audit(
+                    ctx,
+                    case,
+                    "adl",
+                    ts,
+                    f"{close.account} closes {close.sz} lots against {case.account} "
+                    f"at bankruptcy price {px}",
+                    market=market,
+                    px=px,
+                    sz=close.sz,
+                    counterparty=close.account,
+                    to=account,
+                )
+            if ctx.live:
+                metrics.ADL_EVENTS.labels(market).inc()
+        if left:
+            self._to_vault(ctx, case, [target], ts, px=px, sz=left)
+        others = [p for p in case.positions if p.market != market]
+        self._to_vault(ctx, case, others, ts)
+        case.stage = "adl"
+
+    def _transfer(
+        self,
+        ctx: Context,
+        case: LiquidationCase,
+        market: str,
+        from_account: str,
+        to_account: str,
+        from_is_long: bool,
+        sz: int,
+        px: int,
+        kind: str,
+        ts: int,
+    ) -> None:
+        case.awaiting += 1
+        ctx.emit(
+            topics.MATCHER_IN,
+            market,
+            PositionTransfer(
+                ts=ts,
+                market=market,
+                from_account=from_account,
+                to_account=to_account,
+                from_is_long=from_is_long,
+                sz=sz,
+                px=px,
+                kind="adl" if kind == "adl" else "backstop",
+                case_id=case.case_id,
+                req_id=self._next_request(case),
+            ),
+        )
+
+    def _next_request(self, case: LiquidationCase) -> str:
+        case.requests += 1
+        return f"liq:{case.account}:{case.market}:{case.requests}"
+
+    def _close(self, ctx: Context, case: LiquidationCase, key: str, stage: str, ts: int) -> None:
+        detail = f"equity={case.equity} maintenance={case.maintenance}"
+        if case.equity < 0:
+            detail += f"; bad debt {-case.equity}"
+        self._audit(ctx, case, stage, ts, detail, shortfall=max(0, -case.equity))
+        self.cases.delete(key)
+
+    def _audit(
+        self,
+        ctx: Context,
+        case: LiquidationCase,
+        stage: str,
+        ts: int,
+        detail: str,
+        *,
+        market: str = "",
+        px: int = 0,
+        sz: int = 0,
+        shortfall: int = 0,
+        counterparty: str = "",
+        to: str = "",
+    ) -> None:
+        account = to or case.account
+        ctx.emit(
+            topics.LIQUIDATION_AUDIT,
+            account,
+            LiquidationStep(
+                ts=ts,
+                account=account,
+                stage=stage,
+                detail=detail,
+                market=market or case.market,
+                case_id=case.case_id,
+                px=px,
+                sz=sz,
+                equity=case.equity,
+                maintenance=case.maintenance,
+                shortfall=shortfall or max(0, case.maintenance - case.equity),
+                counterparty=counterparty,
+            ),
+        )
+        if ctx.live and stage in METERED_STAGES and account == case.account:
+            metrics.LIQUIDATIONS.labels(stage).inc()

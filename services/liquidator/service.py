@@ -1,4 +1,4 @@
-"""The liquidator service: liquidation cases on the processor runtime, by account."""
+"""The liquidator service: the waterfall's cases on the processor runtime, by account."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from libs.common.runtime.core import CoreFactory
 from libs.common.runtime.launcher import launch, processor_main
 from libs.common.settings import Settings
 from services.liquidator.cases import LiquidatorCore
+from services.liquidator.config import LiquidatorConfig
 
 SERVICE = "liquidator"
 
 
 def core_factory(settings: Settings) -> CoreFactory:
-    return LiquidatorCore
+    config = LiquidatorConfig.from_settings(settings)
+    return lambda partition: LiquidatorCore(partition, config)
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ from libs.common.settings import Settings
 class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``margin_call_levels``: maintenance usage (percent of equity) whose crossing is
     announced; fee shares (ppm of every fee) to the insurance fund and the backstop
-    vault, the rest to the venue."""
+    vault, the rest to the venue; ``liquidation_fee_ppm`` of a liquidation fill's notional
+    goes to the insurance fund, at most the account's equity left after it."""
 
     margin_call_levels: tuple[int, ...] = (50, 80)
     insurance_fee_share_ppm: int = 200_000
     vault_fee_share_ppm: int = 300_000
+    liquidation_fee_ppm: int = 2_500
 
     def __post_init__(self) -> None:
         levels = self.margin_call_levels
@@ -31,4 +33,5 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
             margin_call_levels=levels,
             insurance_fee_share_ppm=settings.risk_insurance_fee_share_ppm,
             vault_fee_share_ppm=settings.risk_vault_fee_share_ppm,
+            liquidation_fee_ppm=settings.risk_liquidation_fee_ppm,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from libs.common import topics
+from libs.common import metrics, topics
 from libs.common.margin import (
     fee_amount,
     hold_price,
@@ -30,6 +30,9 @@ from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
     AccountFill,
     ActionResult,
+    AdlCandidate,
+    AdlCandidates,
+    AdlQuery,
     BalanceUpdate,
     CancelAll,
     CancelOrder,
@@ -40,6 +43,12 @@ from libs.common.schemas import (
     FillLeg,
     FundingPayment,
     FundingUpdate,
+    InsuranceAnswer,
+    InsuranceClaim,
+    InsuranceCredit,
+    LiquidatedPosition,
+    LiquidationReport,
+    LiquidationStatus,
     LiquidationTrigger,
     MarginCall,
     MarkUpdate,
@@ -58,12 +67,17 @@ from libs.common.schemas import (
 )
 from libs.common.state import (
     ACCOUNT_PREFIX,
+    BACKSTOP_VAULT_ACCOUNT,
+    INSURANCE_FUND_ACCOUNT,
     MARK_PREFIX,
+    VENUE_ACCOUNTS,
     AccountState,
     LeverageSetting,
     MarkState,
     OpenOrderState,
     PendingModify,
+    PositionState,
+    is_liquidation_order,
     order_id,
 )
 from services.risk import pretrade, telemetry
@@ -103,6 +117,8 @@ class RiskCore:
         self.exposures = Exposures(markets, self.config.margin_call_levels)
         self._specs = {spec.name: spec for spec in markets}
         self._venue_dirty = False
+        # Accounts with a cross or isolated liquidation open: derived from the flags.
+        self._in_liquidation: set[str] = set()
         self._exported_ts = 0  # event time of the last gauge export (telemetry only)
         self._encoder = msgspec.msgpack.Encoder()
         self._handlers: dict[type, Callable[[Any, Context], None]] = {
@@ -121,6 +137,9 @@ class RiskCore:
             FeeTier: self._fee_tier,
             ScheduleCancel: self._schedule_cancel,
             FundingUpdate: self._funding,
+            InsuranceClaim: self._insurance_claim,
+            InsuranceCredit: self._insurance_credit,
+            AdlQuery: self._adl_query,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -146,6 +165,9 @@ class RiskCore:
         self.venue = msgspec.msgpack.decode(raw, type=VenueLedger) if raw else VenueLedger()
         marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
         self.exposures.rebuild(self.accounts.values(), marks)
+        self._in_liquidation = {
+            a.address for a in self.accounts.values() if self._liquidation_keys(a)
+        }
 
     # ------------------------------------------------------------ helpers
 
@@ -303,6 +325,8 @@ class RiskCore:
         self._changed(acct, msg.ts)
         self._balance(ctx, msg.ts, msg.account, msg.usd, "transfer")
         self._review([acct.address], msg.ts, ctx)
+        if msg.account in VENUE_ACCOUNTS:
+            self._export_venue_account(acct, ctx)
 
     def _fee_tier(self, msg: FeeTier, ctx: Context) -> None:
         if msg.taker_ppm < 0 or msg.maker_ppm < -msg.taker_ppm or msg.taker_ppm >= 1_000_000:
@@ -666,6 +690,7 @@ class RiskCore:
         if spec is None or msg.sz <= 0 or msg.px <= 0:
             return
         acct = self._account(msg.account)
+        before = self._liquidation_keys(acct)  # a closed isolated position takes its flag
         notional = msg.px * msg.sz
         if msg.kind == "trade":
             ppm = self._maker_ppm(acct, spec) if msg.is_maker else self._taker_ppm(acct, spec)
@@ -703,6 +728,8 @@ class RiskCore:
                     order.sz -= msg.sz
         self._reprice(acct, spec)
         self._changed(acct, msg.ts)
+        if msg.kind == "trade" and is_liquidation_order(msg.oid):
+            fee += self._liquidation_fee(acct, msg.market, notional, msg.ts, ctx)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
             msg.account,
@@ -719,6 +746,7 @@ class RiskCore:
                 tid=msg.tid,
                 closed_pnl=outcome.closed_pnl,
                 start_position=outcome.start_position,
+                kind=msg.kind,
             ),
         )
         if msg.is_maker and msg.order_closed:
@@ -735,9 +763,12 @@ class RiskCore:
                     filled_ntl=filled_ntl,
                 ),
             )
-        self._review([acct.address], msg.ts, ctx)
+        self._review([acct.address], msg.ts, ctx, msg.kind, {acct.address: before})
+        if msg.account in VENUE_ACCOUNTS:
+            self._export_venue_account(acct, ctx)
 
     def _order_result(self, msg: OrderResult, ctx: Context) -> None:
+        self._forward_liquidation_result(msg, ctx)
         acct = self.accounts.get(msg.account)
         order = acct.orders.get(msg.oid) if acct is not None else None
         if acct is not None and order is not None and self._settle_result(acct, order, msg):
@@ -831,11 +862,19 @@ class RiskCore:
         if ctx.live and msg.ts - self._exported_ts >= telemetry.EXPORT_EVERY_MS:
             self._exported_ts = msg.ts
             telemetry.export(self.partition, self.exposures)
+        watched = [
+            a for a in sorted(self._in_liquidation) if msg.market in self.accounts[a].positions
+        ]
+        before = {a: self._liquidation_keys(self.accounts[a]) for a in watched}
+        found: set[str] = set()
         if len(cross_rows) or len(isolated_rows):
             addresses = self.exposures.addresses
             found = {addresses[int(r)] for r in cross_rows}
             found.update(addresses[int(r)] for r in isolated_rows)
-            self._review(found, msg.ts, ctx)
+            self._review(found, msg.ts, ctx, "mark")
+        for address in watched:
+            if address not in found:  # the review above reported the others
+                self._report(self.accounts[address], before[address], "mark", msg.ts, ctx)
 
     def _funding(self, msg: FundingUpdate, ctx: Context) -> None:
         spec = self._specs.get(msg.market)
@@ -873,16 +912,50 @@ class RiskCore:
         if holders:
             self._venue_dirty = True
             self._review(holders, msg.ts, ctx)
+        self._pay_out_fee_shares(msg.ts, ctx)
+
+    def _pay_out_fee_shares(self, ts: int, ctx: Context) -> None:
+        """At each funding settlement, the insurance fund's and the vault's shares of the
+        fees accrued since the last one move from the ledger to their accounts."""
+        for account, amount in (
+            (INSURANCE_FUND_ACCOUNT, self.venue.insurance - self.venue.insurance_paid),
+            (BACKSTOP_VAULT_ACCOUNT, self.venue.vault - self.venue.vault_paid),
+        ):
+            if amount <= 0:
+                continue
+            if account == INSURANCE_FUND_ACCOUNT:
+                self.venue.insurance_paid += amount
+            else:
+                self.venue.vault_paid += amount
+            self._venue_dirty = True
+            ctx.emit(
+                topics.RISK_IN,
+                account,
+                TransferIn(
+                    ts=ts, account=account, source="venue", usd=amount, transfer_id=ctx.source_id
+                ),
+            )
 
     # ------------------------------------------------------------ decisions
 
-    def _review(self, addresses: Iterable[str], ts: int, ctx: Context) -> None:
+    def _review(
+        self,
+        addresses: Iterable[str],
+        ts: int,
+        ctx: Context,
+        reason: str = "change",
+        before: Mapping[str, list[str]] | None = None,
+    ) -> None:
         """Margin calls, margin cancels and liquidation triggers for these accounts; the
-        triggers go out largest shortfall first, ties by account then market."""
+        triggers go out largest shortfall first, ties by account then market. Accounts
+        in liquidation then report their status (``reason``) to the liquidator."""
         triggers: list[Trigger] = []
+        reviewed: list[tuple[AccountState, list[str]]] = []
         for address in sorted(set(addresses)):
             acct = self.accounts.get(address)
             if acct is not None:
+                known = before.get(address) if before is not None else None
+                reviewed.append((acct, self._liquidation_keys(acct) if known is None else known))
                 self._review_account(acct, ts, ctx, triggers)
         triggers.sort(key=lambda t: (-t[0], t[1], t[2]))
         for _, address, market, equity, maintenance in triggers:
@@ -893,6 +966,10 @@ class RiskCore:
                     ts=ts, account=address, equity=equity, maintenance=maintenance, market=market
                 ),
             )
+            self._in_liquidation.add(address)
+            self._emit_status(self.accounts[address], market, True, "trigger", ts, ctx)
+        for acct, keys in reviewed:
+            self._report(acct, keys, reason, ts, ctx)
 
     def _review_account(
         self, acct: AccountState, ts: int, ctx: Context, triggers: list[Trigger]
@@ -918,7 +995,7 @@ class RiskCore:
                 )
             acct.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance
+        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
             if self._oracles_valid(cross_markets):
@@ -973,7 +1050,7 @@ class RiskCore:
                 )
             pos.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance
+        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not pos.liquidating and self._oracles_valid([market]):
             pos.liquidating = changed = True
             triggers.append((maintenance - equity, acct.address, market, equity, maintenance))
@@ -1012,6 +1089,253 @@ class RiskCore:
                 market,
                 CancelAll(ts=ts, account=acct.address, market=market, status="marginCanceled"),
             )
+
+    # ------------------------------------------------------------ liquidation hooks
+
+    def _liquidation_keys(self, acct: AccountState) -> list[str]:
+        """The open liquidations of an account: "" for the cross account, then markets of
+        isolated positions, sorted."""
+        keys = [""] if acct.liquidating else []
+        keys.extend(sorted(m for m, p in acct.positions.items() if p.liquidating))
+        return keys
+
+    def _report(
+        self, acct: AccountState, before: list[str], reason: str, ts: int, ctx: Context
+    ) -> None:
+        """After a change to an account in liquidation, its status to the liquidator: one
+        per open case, and a last one (``below`` false) for a case that just ended."""
+        after = self._liquidation_keys(acct)
+        if not before and not after:
+            return
+        if after:
+            self._in_liquidation.add(acct.address)
+        else:
+            self._in_liquidation.discard(acct.address)
+        for key in sorted(set(before) | set(after)):
+            if key in before:  # a case opened in this record already sent its status
+                self._emit_status(acct, key, key in after, reason, ts, ctx)
+
+    def _emit_status(
+        self, acct: AccountState, market: str, below: bool, reason: str, ts: int, ctx: Context
+    ) -> None:
+        ex = self.exposures
+        row = ex.row(acct.address)
+        positions = []
+        if market:
+            pos = acct.positions.get(market)
+            equity = maintenance = 0
+            if pos is not None:
+                slots = ex.markets[market]
+                s = slots.slot_of[row]
+                equity = int(slots.iso_base[s] + slots.value[s])
+                maintenance = int(slots.maintenance[s])
+                positions.append(self._liquidated_position(market, pos))
+        else:
+            equity, maintenance = ex.equity(row), int(ex.maintenance[row])
+            for name in sorted(acct.positions):
+                pos = acct.positions[name]
+                if pos.is_cross and pos.szi:
+                    positions.append(self._liquidated_position(name, pos))
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            acct.address,
+            LiquidationStatus(
+                ts=ts,
+                account=acct.address,
+                market=market,
+                equity=equity,
+                maintenance=maintenance,
+                collateral=acct.collateral,
+                positions=tuple(positions),
+                below=below,
+                reason=reason,
+            ),
+        )
+
+    def _liquidated_position(self, market: str, pos: PositionState) -> LiquidatedPosition:
+        spec = self._specs[market]
+        mark = self._mark_px(market) or pos.entry_ntl // abs(pos.szi)
+        terms = position_terms(spec, pos.szi, pos.entry_ntl, pos.leverage or 1, mark)
+        return LiquidatedPosition(
+            market=market,
+            szi=pos.szi,
+            entry_ntl=pos.entry_ntl,
+            mark_px=mark,
+            maintenance=terms.maintenance,
+            is_cross=pos.is_cross,
+            isolated_margin=pos.isolated_margin,
+        )
+
+    def _liquidation_fee(
+        self, acct: AccountState, market: str, notional: int, ts: int, ctx: Context
+    ) -> int:
+        """The fee of a liquidation fill, to the insurance fund: at most the equity the
+        account (or isolated position) has left, so the fee never creates a deficit."""
+        ex = self.exposures
+        row = ex.row(acct.address)
+        pos = acct.positions.get(market)
+        if pos is not None and not pos.is_cross:
+            slots = ex.markets[market]
+            s = slots.slot_of[row]
+            left = int(slots.iso_base[s] + slots.value[s])
+        else:  # cross, or an isolated position that closed into collateral
+            left = ex.equity(row)
+        fee = min(fee_amount(notional, self.config.liquidation_fee_ppm), max(left, 0))
+        if fee <= 0:
+            return 0
+        if pos is not None and not pos.is_cross:
+            pos.isolated_margin -= fee
+        else:
+            acct.collateral -= fee
+        self._changed(acct, ts)
+        ctx.emit(
+            topics.RISK_IN,
+            INSURANCE_FUND_ACCOUNT,
+            TransferIn(
+                ts=ts,
+                account=INSURANCE_FUND_ACCOUNT,
+                source=acct.address,
+                usd=fee,
+                transfer_id=ctx.source_id,
+            ),
+        )
+        return fee
+
+    def _forward_liquidation_result(self, msg: OrderResult, ctx: Context) -> None:
+        """Results of the liquidator's orders and transfers go back to its case: a
+        liquidation order names the account; a transfer names it in ``req_id``
+        (``liq:<account>:...``)."""
+        if is_liquidation_order(msg.oid):
+            case_account = msg.account
+        elif msg.oid == 0 and msg.req_id.startswith("liq:"):
+            case_account = msg.req_id.split(":")[1]
+        else:
+            return
+        if msg.status == "resting":
+            return
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            case_account,
+            LiquidationReport(
+                ts=msg.ts,
+                account=case_account,
+                market=msg.market,
+                oid=msg.oid,
+                status=msg.status,
+                filled_sz=msg.filled_sz,
+                error=msg.error,
+                req_id=msg.req_id,
+            ),
+        )
+
+    def _insurance_claim(self, msg: InsuranceClaim, ctx: Context) -> None:
+        """On the fund's partition: grant the whole claim from the fund's balance, or
+        refuse it (the liquidator then turns to ADL)."""
+        fund = self.accounts.get(msg.account)
+        balance = fund.collateral if fund is not None else 0
+        granted = (
+            fund is not None and msg.account == INSURANCE_FUND_ACCOUNT and 0 < msg.usd <= balance
+        )
+        if fund is not None and granted:
+            fund.collateral -= msg.usd
+            balance = fund.collateral
+            self._changed(fund, msg.ts)
+            self._balance(ctx, msg.ts, fund.address, -msg.usd, "insuranceClaim", msg.case_id)
+            ctx.emit(
+                topics.RISK_IN,
+                msg.beneficiary,
+                InsuranceCredit(
+                    ts=msg.ts,
+                    account=msg.beneficiary,
+                    usd=msg.usd,
+                    market=msg.market,
+                    case_id=msg.case_id,
+                ),
+            )
+            self._export_venue_account(fund, ctx)
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            msg.beneficiary,
+            InsuranceAnswer(
+                ts=msg.ts,
+                account=msg.beneficiary,
+                usd=msg.usd,
+                granted=granted,
+                balance=balance,
+                market=msg.market,
+                case_id=msg.case_id,
+            ),
+        )
+
+    def _insurance_credit(self, msg: InsuranceCredit, ctx: Context) -> None:
+        if msg.usd <= 0:
+            return
+        acct = self._account(msg.account)
+        pos = acct.positions.get(msg.market) if msg.market else None
+        if pos is not None and not pos.is_cross:
+            pos.isolated_margin += msg.usd
+        else:
+            acct.collateral += msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, msg.usd, "insuranceCredit", msg.case_id)
+        self._review([acct.address], msg.ts, ctx, "credit")
+
+    def _adl_query(self, msg: AdlQuery, ctx: Context) -> None:
+        """This partition's positions on the asked side of the market, with their
+        accounts' values (cross equity, or the isolated position's own equity); accounts
+        in liquidation, with no value, or the venue's own are not candidates."""
+        ex = self.exposures
+        slots = ex.markets.get(msg.market)
+        found: list[AdlCandidate] = []
+        if slots is not None:
+            rows = [int(r) for r in slots.rows[: slots.count]]
+            for address in sorted(ex.addresses[r] for r in rows):
+                if address == msg.account or address in VENUE_ACCOUNTS:
+                    continue
+                acct = self.accounts[address]
+                pos = acct.positions.get(msg.market)
+                if pos is None or not pos.szi or (pos.szi > 0) != msg.counterparty_is_long:
+                    continue
+                row = ex.row(address)
+                if pos.is_cross:
+                    value = ex.equity(row)
+                    busy = acct.liquidating
+                else:
+                    s = slots.slot_of[row]
+                    value = int(slots.iso_base[s] + slots.value[s])
+                    busy = pos.liquidating
+                if value > 0 and not busy:
+                    found.append(
+                        AdlCandidate(
+                            account=address,
+                            szi=pos.szi,
+                            entry_ntl=pos.entry_ntl,
+                            account_value=value,
+                        )
+                    )
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            msg.account,
+            AdlCandidates(
+                ts=msg.ts,
+                account=msg.account,
+                market=msg.market,
+                partition=self.partition,
+                mark_px=self._mark_px(msg.market),
+                candidates=tuple(found),
+                case_id=msg.case_id,
+            ),
+        )
+
+    def _export_venue_account(self, acct: AccountState, ctx: Context) -> None:
+        """The fund's balance and the vault's equity as gauges (live only)."""
+        if not ctx.live:
+            return
+        row = self.exposures.row(acct.address)
+        if acct.address == INSURANCE_FUND_ACCOUNT:
+            metrics.INSURANCE_FUND.set(acct.collateral / 1_000_000)
+        elif acct.address == BACKSTOP_VAULT_ACCOUNT:
+            metrics.VAULT_EQUITY.set(self.exposures.equity(row) / 1_000_000)
 
 
 __all__ = ["VENUE_KEY", "RiskCore", "VenueLedger"]

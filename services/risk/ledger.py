@@ -16,7 +16,9 @@ PPM = 1_000_000
 
 class VenueLedger(msgspec.Struct, kw_only=True):
     """Accrual buckets in micro-USDC. ``fees = insurance + vault + venue``; rebates are
-    paid out of the venue's share; ``bad_debt`` is a loss nobody has covered yet."""
+    paid out of the venue's share; ``bad_debt`` is a loss nobody has covered yet;
+    ``insurance_paid`` and ``vault_paid`` are the shares already moved to the fund's and
+    the vault's accounts."""
 
     fees: int = 0
     insurance: int = 0
@@ -24,6 +26,8 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     venue: int = 0
     funding_residual: dict[str, int] = msgspec.field(default_factory=dict)
     bad_debt: int = 0
+    insurance_paid: int = 0
+    vault_paid: int = 0
 
     def accrue_fee(self, fee: int, insurance_ppm: int, vault_ppm: int) -> None:
         self.fees += fee
@@ -42,4 +46,10 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     @property
     def total(self) -> int:
         """Everything that left the accounts for the venue, net."""
-        return self.fees + sum(self.funding_residual.values()) - self.bad_debt
+        return (
+            self.fees
+            + sum(self.funding_residual.values())
+            - self.bad_debt
+            - self.insurance_paid
+            - self.vault_paid
+        )

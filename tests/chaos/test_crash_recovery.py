@@ -24,12 +24,14 @@ from libs.common import topics
 from libs.common.runtime import Core, SnapshotStore
 from libs.common.settings import Settings
 from libs.localstack.procs import ServiceProcess
+from services.liquidator.service import core_factory as liquidator_factory
 from services.matcher.engine import MatcherCore
 from services.risk.engine import RiskCore
 from tests.support.bus import produce, read_topic
 from tests.support.workload import (
     Item,
     Reference,
+    liquidator_workload,
     matcher_workload,
     reference_run,
     risk_workload,
@@ -62,6 +64,16 @@ MATCHER = Scenario(
     (topics.RISK_IN, topics.MARKET_EVENTS, topics.DEAD_LETTERS),
     matcher_workload,
     lambda s: lambda p: MatcherCore(s.markets, p),
+)
+# The liquidations log of real waterfalls (triggers, statuses, reports, fund answers,
+# ADL candidates): killed mid-waterfall, each case's orders, transfers, claims and
+# audit steps must still come out exactly once.
+LIQUIDATOR = Scenario(
+    "liquidator",
+    topics.LIQUIDATIONS,
+    (topics.MATCHER_IN, topics.RISK_IN, topics.LIQUIDATION_AUDIT, topics.DEAD_LETTERS),
+    liquidator_workload,
+    liquidator_factory,
 )
 
 
@@ -161,7 +173,7 @@ def replays_in(log: Path) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("scenario", [RISK, MATCHER], ids=lambda s: s.service)
+@pytest.mark.parametrize("scenario", [RISK, MATCHER, LIQUIDATOR], ids=lambda s: s.service)
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(
     stack: object,
     settings: Settings,

@@ -149,7 +149,8 @@ async def test_a_trade_and_a_mark_move_flag_the_short_and_redis_matches_a_replay
 
         assert await wait_for(caught_up)
 
-    (trigger,) = [r.value for r in triggers]
+    # the trigger, then the status the liquidator decides from
+    (trigger,) = [r.value for r in triggers if isinstance(r.value, LiquidationTrigger)]
     assert trigger == LiquidationTrigger(
         ts=T0 + 3, account=BOB, equity=95_500_000, maintenance=106_000_000
     )

@@ -269,3 +269,74 @@ def matcher_workload(seed: int, count: int, accounts: int = 30) -> list[Item]:
             action = rng.choice(("halt", "resume", "resume"))
             items.append((market, MarketControl(ts=ts, market=market, action=action), None))
     return items
+
+
+def liquidator_workload(seed: int, count: int) -> list[Item]:
+    """The liquidations log of real waterfalls: risk, matcher and liquidator cores run
+    in-process over seeded rounds (traders open positions against each other and a
+    market maker, then the mark gaps or drifts), and every record that reached the
+    liquidations topic is kept in order: triggers, statuses, order and transfer reports,
+    insurance answers, ADL candidates."""
+    from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
+    from services.liquidator.cases import LiquidatorCore
+    from services.matcher.engine import MatcherCore
+    from tests.unit.cores import Bus
+
+    rng = random.Random(seed)
+    markets = Settings().markets
+    bus = Bus()
+    bus.attach(topics.RISK_IN, lambda p: RiskCore(markets, p))
+    bus.attach(topics.MATCHER_IN, lambda p: MatcherCore(markets, p))
+    bus.attach(topics.LIQUIDATIONS, LiquidatorCore)
+    keys = {partition_for(f"k{i}", 4): f"k{i}" for i in range(64)}
+    maker = f"0x{rng.getrandbits(160):040x}"
+    ts = 1
+    for who, usd in ((maker, 10**13), (INSURANCE_FUND_ACCOUNT, 2 * 10**9)):
+        bus.publish(topics.RISK_IN, who, Deposit(ts=ts, account=who, usd=usd))
+    bus.publish(
+        topics.RISK_IN,
+        BACKSTOP_VAULT_ACCOUNT,
+        Deposit(ts=ts, account=BACKSTOP_VAULT_ACCOUNT, usd=10**13),
+    )
+
+    def mark(px: int) -> None:
+        for p in range(4):
+            bus.publish(
+                topics.RISK_IN, keys[p], MarkUpdate(ts=ts, market="BTC", mark_px=px, index_px=0)
+            )
+
+    def place(account: str, is_buy: bool, px: int, sz: int, tif: str) -> None:
+        bus.publish(
+            topics.RISK_IN,
+            account,
+            PlaceOrder(ts=ts, account=account, market="BTC", is_buy=is_buy, px=px, sz=sz, tif=tif),  # type: ignore[arg-type]
+        )
+
+    def liquidations() -> list[Item]:
+        return [
+            (o.key.decode(), o.message, o.partition)
+            for o in bus.log
+            if o.topic == topics.LIQUIDATIONS
+        ]
+
+    while len(found := liquidations()) < count:
+        price = 1_000_000
+        mark(price)
+        traders = [f"0x{rng.getrandbits(160):040x}" for _ in range(6)]
+        for t in traders:
+            bus.publish(
+                topics.RISK_IN, t, Deposit(ts=ts, account=t, usd=rng.randint(1, 12) * 10**9)
+            )
+        for _ in range(8):
+            seller, buyer = rng.sample(traders, 2)
+            sz = rng.randint(1, 6) * 10_000
+            place(seller, False, price, sz, "Gtc")
+            place(buyer, True, price, sz, "Ioc")
+        for step in range(4):
+            place(maker, True, price - 5_000 * (step + 1), rng.randint(1, 4) * 10_000, "Gtc")
+        for _ in range(rng.randint(3, 8)):
+            ts += 500
+            price = max(800_000, min(1_200_000, price + rng.randint(-50_000, 30_000)))
+            mark(price)
+        ts += 10_000
+    return found[:count]

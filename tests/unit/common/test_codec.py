@@ -9,6 +9,9 @@ from libs.common import codec, topics
 from libs.common.schemas import (
     AccountFill,
     ActionResult,
+    AdlCandidate,
+    AdlCandidates,
+    AdlQuery,
     BalanceUpdate,
     BookDelta,
     BookSnapshot,
@@ -24,7 +27,13 @@ from libs.common.schemas import (
     FundingRate,
     FundingUpdate,
     IndexTick,
+    InsuranceAnswer,
+    InsuranceClaim,
+    InsuranceCredit,
     Level,
+    LiquidatedPosition,
+    LiquidationReport,
+    LiquidationStatus,
     LiquidationStep,
     LiquidationTrigger,
     MarginCall,
@@ -277,8 +286,81 @@ SAMPLES: list[tuple[str, Message]] = [
         LiquidationTrigger(ts=17, account=ALICE, equity=88_500_000, maintenance=94_900_000),
     ),
     (
+        topics.LIQUIDATIONS,
+        LiquidationStatus(
+            ts=17,
+            account=ALICE,
+            equity=88_500_000,
+            maintenance=94_900_000,
+            collateral=598_500_000,
+            positions=(
+                LiquidatedPosition(
+                    market="BTC",
+                    szi=10_000,
+                    entry_ntl=10_000_000_000,
+                    mark_px=949_000,
+                    maintenance=94_900_000,
+                ),
+            ),
+            below=True,
+            reason="trigger",
+        ),
+    ),
+    (
+        topics.LIQUIDATIONS,
+        LiquidationReport(
+            ts=17,
+            account=ALICE,
+            market="BTC",
+            oid=(1 << 62) | 1024,
+            status="filled",
+            filled_sz=2_000,
+        ),
+    ),
+    (
+        topics.LIQUIDATIONS,
+        InsuranceAnswer(
+            ts=17, account=ALICE, usd=90_000_000, granted=True, balance=910_000_000, case_id="c"
+        ),
+    ),
+    (
+        topics.LIQUIDATIONS,
+        AdlCandidates(
+            ts=17,
+            account=ALICE,
+            market="BTC",
+            partition=2,
+            mark_px=940_000,
+            candidates=(
+                AdlCandidate(
+                    account=BOB, szi=-80_000, entry_ntl=80_000_000_000, account_value=9_788_000_000
+                ),
+            ),
+            case_id="c#1",
+        ),
+    ),
+    (
+        topics.RISK_IN,
+        InsuranceClaim(ts=17, account="0x" + "00" * 19 + "f1", beneficiary=ALICE, usd=90_000_000),
+    ),
+    (topics.RISK_IN, InsuranceCredit(ts=17, account=ALICE, usd=90_000_000, market="ETH")),
+    (topics.RISK_IN, AdlQuery(ts=17, account=ALICE, market="BTC", counterparty_is_long=False)),
+    (
         topics.LIQUIDATION_AUDIT,
-        LiquidationStep(ts=18, account=ALICE, stage="triggered", detail="equity=1 maintenance=2"),
+        LiquidationStep(
+            ts=18,
+            account=ALICE,
+            stage="adl",
+            detail="bob closes 0.8 BTC",
+            market="BTC",
+            case_id="liquidations/2/41",
+            px=940_450,
+            sz=80_000,
+            equity=-90_000_000,
+            maintenance=1_880_000_000,
+            shortfall=90_000_000,
+            counterparty=BOB,
+        ),
     ),
     (
         topics.DEAD_LETTERS,

@@ -1,11 +1,22 @@
-"""The liquidator's core: one case per account in trouble, every trigger audited."""
+"""The liquidator's core: one case per account in trouble, every trigger audited, and
+the waterfall's arithmetic (slices, limits, bankruptcy price, ADL ranking)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from libs.common import topics
-from libs.common.schemas import Deposit, LiquidationStep, LiquidationTrigger
+from libs.common.schemas import (
+    AdlCandidate,
+    Deposit,
+    LiquidatedPosition,
+    LiquidationStep,
+    LiquidationTrigger,
+)
 from libs.common.topics import partition_for
+from services.liquidator import adl, waterfall
 from services.liquidator.cases import LiquidatorCore
+from services.liquidator.config import LiquidatorConfig
 from tests.unit.cores import Driver, comparable, only
 
 ALICE = "0x" + "a1" * 20
@@ -25,7 +36,14 @@ def test_a_first_trigger_opens_a_case_and_audits_it() -> None:
     (out,) = d.send(trigger(ALICE, 1000, 88_500_000, 94_900_000))
     assert (out.topic, out.partition) == ("liquidation.audit", partition_for(ALICE, 4))
     assert out.message == LiquidationStep(
-        ts=1000, account=ALICE, stage="triggered", detail="equity=88500000 maintenance=94900000"
+        ts=1000,
+        account=ALICE,
+        stage="triggered",
+        detail="equity=88500000 maintenance=94900000",
+        case_id="liquidations/0/0",
+        equity=88_500_000,
+        maintenance=94_900_000,
+        shortfall=6_400_000,
     )
     core: LiquidatorCore = d.core  # type: ignore[assignment]
     case = core.cases[ALICE]
@@ -73,3 +91,78 @@ def test_a_restarted_liquidator_continues_the_same_cases() -> None:
     assert comparable(restarted.send(nxt)) == comparable(d.send(nxt))
     core: LiquidatorCore = restarted.core  # type: ignore[assignment]
     assert (core.cases[ALICE].opened, core.cases[ALICE].triggers) == (1, 2)
+
+
+def position(szi: int, mark_px: int, market: str = "BTC") -> LiquidatedPosition:
+    return LiquidatedPosition(
+        market=market, szi=szi, entry_ntl=abs(szi) * mark_px, mark_px=mark_px, maintenance=0
+    )
+
+
+def test_positions_above_the_threshold_go_in_twenty_percent_slices() -> None:
+    config = LiquidatorConfig()
+    # 2 BTC at 94,800 is $189,600, above $100,000: a fifth of it
+    assert waterfall.slice_size(position(200_000, 948_000), config) == 40_000
+    # 1 BTC at 94,800 is under it: whole
+    assert waterfall.slice_size(position(-100_000, 948_000), config) == 100_000
+    # a single lot still moves
+    big = LiquidatorConfig(slice_threshold=0)
+    assert waterfall.slice_size(position(3, 948_000), big) == 1
+
+
+def test_liquidation_orders_accept_at_most_the_configured_slippage() -> None:
+    config = LiquidatorConfig()
+    rich = 10**12
+    assert waterfall.limit_px(position(10, 948_000), 10, rich, config) == 900_600
+    assert waterfall.limit_px(position(-10, 948_001), 10, rich, config) == 995_402  # rounded up
+
+
+def test_a_liquidation_order_never_sells_below_the_price_that_empties_the_account() -> None:
+    config = LiquidatorConfig()
+    long = position(9_000, 940_000)  # 0.09 BTC at 94,000: $8,460
+    # $64.95 of equity, $25.38 kept for fees: at worst 94,000 - $39.57 / 0.09 = 93,560.4
+    assert waterfall.limit_px(long, 9_000, 64_950_000, config) == 935_604
+    short = position(-9_000, 940_000)
+    assert waterfall.limit_px(short, 9_000, 64_950_000, config) == 944_396
+    # nothing left after the fees: no order, the backstop takes it
+    assert waterfall.limit_px(long, 9_000, 25_380_000, config) == 0
+
+
+def test_the_backstop_threshold_is_two_thirds_of_maintenance() -> None:
+    config = LiquidatorConfig()
+    assert waterfall.below_backstop(1_259, 1_890, config)
+    assert not waterfall.below_backstop(1_260, 1_890, config)
+
+
+def test_the_bankruptcy_price_leaves_the_account_at_zero_or_just_above() -> None:
+    long = position(200_000, 940_000)
+    assert waterfall.bankruptcy_px(long, -90_000_000) == 940_450
+    assert waterfall.bankruptcy_px(long, -90_000_001) == 940_451  # rounded the trader's way
+    short = position(-200_000, 940_000)
+    assert waterfall.bankruptcy_px(short, -90_000_000) == 939_550
+    equity = -90_000_001
+    b = waterfall.bankruptcy_px(short, equity)
+    assert equity - 200_000 * (b - 940_000) >= 0
+
+
+def test_adl_ranks_profit_times_leverage_and_breaks_ties_by_account() -> None:
+    mark = 940_000
+    dave = AdlCandidate(account=BOB, szi=-80_000, entry_ntl=80_000_000_000, account_value=10)
+    bob = AdlCandidate(account=ALICE, szi=-120_000, entry_ntl=120_000_000_000, account_value=30)
+    twin = AdlCandidate(
+        account="0x" + "00" * 20, szi=-40_000, entry_ntl=40_000_000_000, account_value=5
+    )
+    assert [c.account for c in adl.ranked([bob, dave, twin], mark)] == [
+        "0x" + "00" * 20,
+        BOB,
+        ALICE,
+    ]
+    closes, left = adl.allocate([bob, dave], mark, 150_000)
+    assert closes == [adl.AdlClose(BOB, False, 80_000), adl.AdlClose(ALICE, False, 70_000)]
+    assert left == 0
+    assert adl.allocate([dave], mark, 100_000)[1] == 20_000
+
+
+def test_a_long_candidate_scores_mark_over_entry_times_leverage() -> None:
+    winner = AdlCandidate(account=ALICE, szi=10, entry_ntl=900, account_value=100)
+    assert adl.score(winner, 100) == Fraction(1000, 900) * Fraction(1000, 100)

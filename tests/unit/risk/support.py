@@ -207,9 +207,10 @@ def conserved(driver: Driver) -> int:
 
     Written with cost bases so it needs no mark: collateral and isolated margin less
     each position's signed cost basis (the positions of all accounts cancel at a
-    common mark when their sizes sum to zero)."""
+    common mark when their sizes sum to zero). The fee shares paid out to the insurance
+    fund's and the vault's accounts are transfers in flight here (one partition)."""
     c = core(driver)
-    total = c.venue.total
+    total = c.venue.total + c.venue.insurance_paid + c.venue.vault_paid
     for acct in c.accounts.values():
         total += acct.collateral
         for pos in acct.positions.values():

@@ -10,6 +10,8 @@ from libs.common.schemas import (
     CancelOrder,
     CancelRequest,
     Deposit,
+    LiquidatedPosition,
+    LiquidationStatus,
     LiquidationTrigger,
     MarginCall,
     MarkUpdate,
@@ -28,9 +30,11 @@ from tests.unit.risk.support import (
     deposit,
     ledger,
     leg,
+    lots,
     mark,
     place,
     placed_oid,
+    px,
     result,
     risk,
     usd,
@@ -400,14 +404,36 @@ def test_a_mark_that_leaves_equity_above_maintenance_triggers_nothing_but_a_marg
 def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() -> None:
     r = _alice_long_on_600()
     outs = r.send(mark("94900"))
-    (out,) = [o for o in outs if o.topic == "liquidations"]
-    assert out.partition == partition_for(ALICE, 4)
+    out, status = [o for o in outs if o.topic == "liquidations"]
+    assert out.partition == status.partition == partition_for(ALICE, 4)
     # equity 598.5 - 510 = $88.5, maintenance 1% of $9,490 = $94.9
     assert out.message == LiquidationTrigger(
         ts=5, account=ALICE, equity=usd("88.5"), maintenance=usd("94.9")
     )
+    # the account's positions follow the trigger, for the liquidator
+    assert status.message == LiquidationStatus(
+        ts=5,
+        account=ALICE,
+        equity=usd("88.5"),
+        maintenance=usd("94.9"),
+        collateral=usd("598.5"),
+        positions=(
+            LiquidatedPosition(
+                market="BTC",
+                szi=lots("0.1"),
+                entry_ntl=usd("10000"),
+                mark_px=px("94900"),
+                maintenance=usd("94.9"),
+            ),
+        ),
+        below=True,
+        reason="trigger",
+    )
     assert account(r, ALICE).liquidating
-    assert r.send(mark("94000")) == []
+    # no second trigger: each later mark only updates the liquidator
+    (update,) = [o.message for o in r.send(mark("94000"))]
+    assert isinstance(update, LiquidationStatus)
+    assert (update.reason, update.below, update.equity) == ("mark", True, usd("-1.5"))
 
 
 def test_an_account_that_recovers_can_be_triggered_again() -> None:
@@ -425,7 +451,7 @@ def test_a_fill_that_leaves_the_account_under_water_triggers_at_once() -> None:
     outs = r.send(leg(ALICE, "buy", "100000", "0.1", maker=True))  # under water at once
     assert len(of_type(outs, LiquidationTrigger)) == 1
     assert r.send(mark("3500", market="ETH")) == []  # she holds no ETH
-    assert r.send(mark("94900")) == []  # already liquidating
+    assert of_type(r.send(mark("94900")), LiquidationTrigger) == []  # already liquidating
 
 
 def test_a_non_positive_mark_is_ignored() -> None:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from libs.common.schemas import Deposit, LiquidationTrigger, MarginCall
+from libs.common.schemas import (
+    Deposit,
+    LiquidationReport,
+    LiquidationStatus,
+    LiquidationTrigger,
+    MarginCall,
+)
+from libs.common.state import (
+    BACKSTOP_VAULT_ACCOUNT,
+    INSURANCE_FUND_ACCOUNT,
+    liquidation_order_id,
+    order_id,
+)
 from tests.unit.cores import Driver, of_type
 from tests.unit.risk.support import (
     ALICE,
@@ -11,7 +23,9 @@ from tests.unit.risk.support import (
     account,
     deposit,
     leg,
+    lots,
     mark,
+    result,
     risk,
     usd,
 )
@@ -74,3 +88,33 @@ def test_an_account_without_positions_is_never_liquidated() -> None:
     r = risk()
     r.send(deposit(ALICE, "10"))
     assert r.send(mark("50000")) == []
+
+
+def test_an_account_in_liquidation_reports_each_change_and_its_recovery() -> None:
+    r = _longs({ALICE: "601.5"})
+    r.send(mark("94000"))  # equity $0 against $94: in liquidation
+    (update,) = of_type(r.send(mark("93900")), LiquidationStatus)
+    assert (update.reason, update.below, update.equity) == ("mark", True, -usd("10"))
+    # a deposit lifts her above maintenance: the last status tells the liquidator so
+    (last,) = of_type(r.send(deposit(ALICE, "200")), LiquidationStatus)
+    assert (last.reason, last.below, last.equity) == ("change", False, usd("190"))
+    assert of_type(r.send(mark("93800")), LiquidationStatus) == []
+
+
+def test_the_venues_own_accounts_are_never_triggered() -> None:
+    r = _longs({INSURANCE_FUND_ACCOUNT: "601.5", BACKSTOP_VAULT_ACCOUNT: "601.5"})
+    assert of_type(r.send(mark("90000")), LiquidationTrigger) == []
+
+
+def test_results_of_liquidation_orders_go_back_to_the_liquidator() -> None:
+    r = risk()
+    oid = liquidation_order_id(7, 2)
+    outs = r.send(result(ALICE, oid, "filled", filled=lots("0.05")))
+    (report,) = of_type(outs, LiquidationReport)
+    assert (report.account, report.oid, report.status, report.filled_sz) == (
+        ALICE,
+        oid,
+        "filled",
+        lots("0.05"),
+    )
+    assert of_type(r.send(result(ALICE, order_id(7, 2), "filled")), LiquidationReport) == []

@@ -1,0 +1,50 @@
+"""Auto-deleveraging: which opposite positions close at the bankruptcy price, and how much.
+
+Candidates are ranked by profit times leverage, ``(mark / entry) x (notional / account
+value)`` for a long and ``(entry / mark) x (notional / account value)`` for a short, the
+highest first, ties by account address; exact fractions, so the order is the same on
+every machine. Only positions on the opposite side are candidates: an account with no
+position in the market never bears any of the loss.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import NamedTuple
+
+from libs.common.schemas import AdlCandidate
+
+
+def score(candidate: AdlCandidate, mark_px: int) -> Fraction:
+    size = abs(candidate.szi)
+    value = mark_px * size
+    if candidate.entry_ntl <= 0 or candidate.account_value <= 0 or value <= 0:
+        return Fraction(0)
+    leverage = Fraction(value, candidate.account_value)
+    if candidate.szi > 0:
+        return Fraction(value, candidate.entry_ntl) * leverage
+    return Fraction(candidate.entry_ntl, value) * leverage
+
+
+def ranked(candidates: list[AdlCandidate], mark_px: int) -> list[AdlCandidate]:
+    return sorted(candidates, key=lambda c: (-score(c, mark_px), c.account))
+
+
+class AdlClose(NamedTuple):
+    account: str
+    counterparty_is_long: bool
+    sz: int
+
+
+def allocate(candidates: list[AdlCandidate], mark_px: int, size: int) -> tuple[list[AdlClose], int]:
+    """Close ``size`` lots against the ranked candidates, each up to its whole position;
+    returns the closes and the lots nobody could take."""
+    closes = []
+    remaining = size
+    for candidate in ranked(candidates, mark_px):
+        if remaining == 0:
+            break
+        take = min(remaining, abs(candidate.szi))
+        closes.append(AdlClose(candidate.account, candidate.szi > 0, take))
+        remaining -= take
+    return closes, remaining
