@@ -971,6 +971,34 @@ class RiskCore:
         for acct, keys in reviewed:
             self._report(acct, keys, reason, ts, ctx)
 
+    def _margin_call(
+        self,
+        address: str,
+        market: str,
+        previous: int,
+        equity: int,
+        maintenance: int,
+        ts: int,
+        ctx: Context,
+    ) -> int:
+        """The margin-call level now (percent of equity used by maintenance); a level
+        higher than the last one notified is announced (``market`` empty for cross)."""
+        level = call_level(equity, maintenance, self.config.margin_call_levels)
+        if level > previous:
+            ctx.emit(
+                topics.ACCOUNT_EVENTS,
+                address,
+                MarginCall(
+                    ts=ts,
+                    account=address,
+                    level_pct=level,
+                    equity=equity,
+                    maintenance=maintenance,
+                    market=market,
+                ),
+            )
+        return level
+
     def _review_account(
         self, acct: AccountState, ts: int, ctx: Context, triggers: list[Trigger]
     ) -> None:
@@ -979,20 +1007,10 @@ class RiskCore:
         equity = ex.equity(row)
         maintenance = int(ex.maintenance[row])
         changed = False
-        level = call_level(equity, maintenance, self.config.margin_call_levels)
+        level = self._margin_call(
+            acct.address, "", acct.margin_call_pct, equity, maintenance, ts, ctx
+        )
         if level != acct.margin_call_pct:
-            if level > acct.margin_call_pct:
-                ctx.emit(
-                    topics.ACCOUNT_EVENTS,
-                    acct.address,
-                    MarginCall(
-                        ts=ts,
-                        account=acct.address,
-                        level_pct=level,
-                        equity=equity,
-                        maintenance=maintenance,
-                    ),
-                )
             acct.margin_call_pct = level
             changed = True
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
@@ -1033,21 +1051,10 @@ class RiskCore:
         equity = int(slots.iso_base[s] + slots.value[s])
         maintenance = int(slots.maintenance[s])
         changed = False
-        level = call_level(equity, maintenance, self.config.margin_call_levels)
+        level = self._margin_call(
+            acct.address, market, pos.margin_call_pct, equity, maintenance, ts, ctx
+        )
         if level != pos.margin_call_pct:
-            if level > pos.margin_call_pct:
-                ctx.emit(
-                    topics.ACCOUNT_EVENTS,
-                    acct.address,
-                    MarginCall(
-                        ts=ts,
-                        account=acct.address,
-                        level_pct=level,
-                        equity=equity,
-                        maintenance=maintenance,
-                        market=market,
-                    ),
-                )
             pos.margin_call_pct = level
             changed = True
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
