@@ -3,8 +3,8 @@
 #   docker run IMAGE python -m services.risk        (gateway, matcher, risk, oracle, liquidator)
 #   docker run IMAGE python -m libs.common.admin create-topics
 # Configuration is the EXCHANGE_* environment only; the default command prints it.
-# Every service serves Prometheus metrics on EXCHANGE_METRICS_PORT (9100 here): that
-# endpoint is the image's health check; the gateway also answers GET /health on 18080
+# Every service serves Prometheus metrics and GET /health on EXCHANGE_METRICS_PORT (9100
+# here): /health is the image's health check; the gateway also answers GET /health on 18080
 # (public API) and serves its operator API on 18081.
 
 FROM python:3.11-slim AS build
@@ -51,6 +51,6 @@ USER 10001:10001
 
 EXPOSE 9100 18080 18081
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ['EXCHANGE_METRICS_PORT'], timeout=3)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['EXCHANGE_METRICS_PORT'], timeout=3)"]
 
 CMD ["python", "-m", "libs.common.settings"]

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -80,10 +88,59 @@ PARTITIONS_OWNED = Gauge(
 )
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Expose ``/metrics`` on a background thread; port 0 means disabled."""
+class Health:
+    """What ``/health`` reports: the service's main loop beats; a loop that has not beaten
+    for ``stale_after_s`` (stuck, or never started) makes the service unhealthy (503)."""
+
+    def __init__(self, stale_after_s: float = 30.0) -> None:
+        self.stale_after_s = stale_after_s
+        self.last_beat = 0.0
+        self.detail: dict[str, Any] = {}
+
+    def beat(self, **detail: Any) -> None:
+        self.last_beat = time.monotonic()
+        self.detail.update(detail)
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        age = time.monotonic() - self.last_beat if self.last_beat else None
+        healthy = age is not None and age <= self.stale_after_s
+        status = "ok" if healthy else ("starting" if age is None else "stalled")
+        return healthy, {"status": status, "last_beat_s": age, **self.detail}
+
+
+HEALTH = Health()
+
+
+def _app(health: Health) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/health":
+            healthy, body = health.report()
+            start_response(
+                "200 OK" if healthy else "503 Service Unavailable",
+                [("Content-Type", "application/json")],
+            )
+            return [json.dumps(body).encode()]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(port: int, host: str = "127.0.0.1", health: Health = HEALTH) -> None:
+    """Expose ``/metrics`` and ``/health`` on a background thread; port 0 disables it."""
     if port:
-        start_http_server(port, addr=host, registry=REGISTRY)
+        server = make_server(host, port, _app(health), _Server, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
 
 
 # ---------------------------------------------------------------- business series

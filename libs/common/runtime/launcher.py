@@ -31,10 +31,22 @@ def launch(service: str, main: Main, settings: Settings | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("starting", extra={"kafka": settings.kafka_bootstrap})
+        beats = None
+        if not getattr(main, "beats_itself", False):
+            beats = asyncio.create_task(_heartbeat(stop))
         await main(settings, stop)
+        if beats is not None:
+            beats.cancel()
         log.info("stopped")
 
     uvloop.run(runner())
+
+
+async def _heartbeat(stop: asyncio.Event) -> None:
+    """Beat while the event loop runs; a blocked loop makes /health report stalled."""
+    while not stop.is_set():
+        metrics.HEALTH.beat()
+        await asyncio.sleep(1.0)
 
 
 def processor_main(
@@ -61,4 +73,5 @@ def processor_main(
         stopper.cancel()
         await processor.stop()
 
+    main.beats_itself = True  # type: ignore[attr-defined]  # the processor's loop beats
     return main

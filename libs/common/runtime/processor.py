@@ -438,6 +438,7 @@ class Processor:
                 self.wake.clear()
                 await self._recover_failed()
             self._export_lag()
+            metrics.HEALTH.beat(partitions=len(self.workers))
 
     async def _recover_failed(self) -> None:
         async with self._lock:

@@ -120,7 +120,7 @@ def test_each_service_healthcheck_probes_the_port_it_serves(
     if name == "gateway":
         assert f"127.0.0.1:{env['EXCHANGE_GATEWAY_PORT']}/health" in probe
     else:
-        assert f"127.0.0.1:{env['EXCHANGE_METRICS_PORT']}/metrics" in probe
+        assert f"127.0.0.1:{env['EXCHANGE_METRICS_PORT']}/health" in probe
 
 
 def test_prometheus_scrapes_each_service_where_it_serves_metrics(
@@ -386,4 +386,4 @@ def test_image_serves_a_health_check_on_the_metrics_port() -> None:
     }
     assert {port.group(1), *gateway_ports} <= set(exposed)
     (check,) = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
-    assert "/metrics" in check and "EXCHANGE_METRICS_PORT" in check
+    assert "/health" in check and "EXCHANGE_METRICS_PORT" in check

@@ -309,7 +309,7 @@ def test_each_service_is_probed_on_the_endpoint_it_serves(
     if name == "gateway":
         path, port = "/health", int(settings["EXCHANGE_GATEWAY_PORT"])
     else:
-        path, port = "/metrics", int(settings["EXCHANGE_METRICS_PORT"])
+        path, port = "/health", int(settings["EXCHANGE_METRICS_PORT"])
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         check = main[probe]["httpGet"]
         assert check["path"] == path, f"{name} {probe}"
