@@ -131,6 +131,12 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": _answer("Markets"), "401": _answer("No token")},
                 }
             },
+            "/operator/funds": {
+                "get": {
+                    "summary": "Insurance fund and backstop vault: balances, positions, value",
+                    "responses": {"200": _answer("Both funds as clearinghouseState documents")},
+                }
+            },
             "/operator/halt": {
                 "post": {
                     "summary": "Kill switch: no new orders in a market; audited",

@@ -89,7 +89,7 @@ class Gateway:
             clock,
             new_id,
         )
-        self.operator = OperatorApi(settings, self.bus, clock, new_id)
+        self.operator = OperatorApi(settings, self.bus, clock, new_id, self.hot)
         self.hub = Hub(self.info, self.exchange, self.history, settings.markets, clock)
         self.bus.replies.listeners.append(self.hub.on_event)
 

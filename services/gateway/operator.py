@@ -14,12 +14,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from libs.common import codec, topics
+from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarketRegistry
 from libs.common.money import UnitError, format_usd, usd_to_units
 from libs.common.schemas import BalanceUpdate, Deposit, MarketControl, OperatorAudit
 from libs.common.settings import Settings
+from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
 from services.gateway.bus import Bus
 from services.gateway.exchange import describe
+from services.gateway.hot import HotState
 from services.gateway.wire import DepositRequest, MarketControlRequest
 
 Clock = Callable[[], int]
@@ -32,8 +35,14 @@ def err(message: str, status: int) -> web.Response:
 
 class OperatorApi:
     def __init__(
-        self, settings: Settings, bus: Bus, clock: Clock, new_id: Callable[[], str]
+        self,
+        settings: Settings,
+        bus: Bus,
+        clock: Clock,
+        new_id: Callable[[], str],
+        hot: HotState | None = None,
     ) -> None:
+        self.hot = hot
         self.settings = settings
         self.markets: MarketRegistry = settings.markets
         self.bus = bus
@@ -128,6 +137,20 @@ class OperatorApi:
 
         return route
 
+    async def funds(self, request: web.Request) -> web.Response:
+        """The insurance fund and the backstop vault: balances, positions and value at
+        mark, from the accounts risk keeps for them."""
+        assert self.hot is not None
+        funds = {}
+        for name, address in (
+            ("insuranceFund", INSURANCE_FUND_ACCOUNT),
+            ("backstopVault", BACKSTOP_VAULT_ACCOUNT),
+        ):
+            account, marks = await self.hot.account(address)
+            state = clearinghouse_state(account, marks, self.markets, self.clock())
+            funds[name] = {"address": address, **state}
+        return web.json_response({"status": "ok", "response": funds})
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -135,6 +158,7 @@ class OperatorApi:
         app = web.Application(client_max_size=1 << 16)
         app.router.add_post("/operator/deposit", self.guarded("deposit", self.deposit))
         app.router.add_get("/operator/markets", self.guarded("markets", self.list_markets))
+        app.router.add_get("/operator/funds", self.guarded("funds", self.funds))
         app.router.add_post("/operator/halt", self.guarded("halt", self.control("halt")))
         app.router.add_post("/operator/resume", self.guarded("resume", self.control("resume")))
         app.router.add_get("/health", self.health)

@@ -47,7 +47,19 @@ async def test_halt_refuses_orders_until_resume_and_every_call_is_audited(
         resumed = await c.limit_order(TRADER, 1, True, "3500", "0.01", now + 1)
         assert "resting" in resumed, resumed
 
-    audit = await read_topic(settings, topics.OPERATOR_AUDIT, expect=4, quiet_s=0.5)
+        async with http.get(f"{venue.operator_url}/operator/funds", headers=TOKEN) as r:
+            funds = (await r.json())["response"]
+        assert set(funds) == {"insuranceFund", "backstopVault"}
+        assert funds["insuranceFund"]["marginSummary"]["accountValue"] == "0.0"
+        assert funds["backstopVault"]["assetPositions"] == []
+
+    audit = await read_topic(settings, topics.OPERATOR_AUDIT, expect=5, quiet_s=0.5)
     trail = [(a.value.action, a.value.ok) for a in audit]
-    assert trail == [("halt", False), ("deposit", True), ("halt", True), ("resume", True)]
+    assert trail == [
+        ("halt", False),
+        ("deposit", True),
+        ("halt", True),
+        ("resume", True),
+        ("funds", True),
+    ]
     assert '"reason":"drill"' in audit[2].value.detail
