@@ -337,13 +337,14 @@ async def run(args: argparse.Namespace) -> float:
     else:
         stack = LocalStack.private(work)
         started = time.perf_counter()
-        stack.script("kafka.sh", "start")  # no Redis: the oracle keeps no state there
+        stack.start()  # Kafka, and Redis for the operator overrides the oracle keeps
         bootstrap = stack.bootstrap
         print(f"private Kafka {bootstrap} (cold start {time.perf_counter() - started:.2f} s)")
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     try:
         settings = Settings(
             kafka_bootstrap=bootstrap,
+            redis_url=stack.redis_url if stack else args.redis,
             namespace=f"bench{uuid.uuid4().hex[:8]}.",
             markets_file=markets_toml(work / "markets.toml"),
         )
@@ -352,7 +353,7 @@ async def run(args: argparse.Namespace) -> float:
         latencies, handling = await bench_latency(settings, seconds, args.rate)
     finally:
         if stack:
-            stack.script("kafka.sh", "stop")
+            stack.stop()
     print(
         f"raw bus, {args.rate} timed records/s of 230 bytes (+ as many companions), "
         f"produce -> consume: {summary(raw)}"
@@ -374,6 +375,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0, help="latency phase length")
     parser.add_argument("--rate", type=int, default=200, help="market moves per second")
     parser.add_argument("--bootstrap", help="use this Kafka instead of a private one")
+    parser.add_argument("--redis", default="redis://127.0.0.1:16379/0", help="with --bootstrap")
     p99 = uvloop.run(run(parser.parse_args()))
     print(f"oracle_tick_p99_ms={p99:.2f}")
 
