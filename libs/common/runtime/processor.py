@@ -198,10 +198,6 @@ class PartitionWorker:
         size = self.sizer.observe(staged.live + staged.replayed, elapsed)
         metrics.BATCH_SIZE.labels(proc.service).set(size)
 
-    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply and commit one batch synchronously (no pipelining)."""
-        await self.finish(self.stage(records))
-
     async def persist(self, next_offset: int, changes: dict[str, bytes | None]) -> None:
         """Write changed state and the next offset; on failure retried with the next batch."""
         self.pending.update(changes)
@@ -473,8 +469,3 @@ class Processor:
             await asyncio.gather(*(self._close(tp) for tp in sorted(self.workers)))
         await self.consumer.stop()
         await self.redis.aclose()
-
-
-def owned_cores(processor: Processor) -> dict[int, Any]:
-    """The cores this process owns, by partition (for tests and diagnostics)."""
-    return {tp.partition: w.core for tp, w in processor.workers.items()}
