@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole local stack as processes: Kafka, Redis, topics, and the five services.
+# The whole local stack as processes: Kafka, Redis, topics, and the six services.
 #   stack.sh up       start everything that is not running yet (safe to repeat)
 #   stack.sh down     stop every process this script started, and only those
 #   stack.sh status
@@ -14,7 +14,7 @@ REDIS_PORT="${REDIS_PORT:-16379}"
 GATEWAY_PORT="${GATEWAY_PORT:-18080}"
 OPERATOR_PORT="${OPERATOR_PORT:-18081}"
 METRICS_BASE_PORT="${METRICS_BASE_PORT:-19100}"
-SERVICES=(risk matcher liquidator oracle gateway)
+SERVICES=(risk matcher liquidator oracle marketdata gateway)
 export KAFKA_PORT REDIS_PORT RUN_DIR
 
 service_env() {

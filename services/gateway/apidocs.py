@@ -47,6 +47,7 @@ INFO_TYPES = (
     "userFees",
     "userRateLimit",
     "perpsAtOpenInterestCap",
+    "candleSnapshot",
 )
 
 
@@ -76,6 +77,10 @@ def openapi() -> dict[str, Any]:
             "coin": {"type": "string"},
             "oid": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
             "startTime": {"type": "integer"},
+            "req": {
+                "type": "object",
+                "description": "candleSnapshot: {coin, interval, startTime, endTime}",
+            },
             "endTime": {"type": "integer"},
         },
     }
@@ -171,6 +176,7 @@ def asyncapi() -> dict[str, Any]:
             "disconnected.",
             "x-subscriptions": {
                 "allMids": "{}",
+                "candle": "{coin, interval}",
                 **{t: "{coin}" for t in sorted(COIN_TYPES)},
                 **{t: "{user}" for t in sorted(USER_TYPES)},
             },

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ratio, format_units, format_usd
+from libs.common.schemas import (
+    CANDLE_INTERVALS,
+    CandleView,
+    DayStatsView,
+    candles_key,
+    day_stats_key,
+)
 from libs.common.state import AccountState, MarketContext, OpenOrderState
 from services.gateway.history import History
 from services.gateway.hot import HotState
@@ -21,6 +30,9 @@ from services.gateway.wire import normalize_address
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 PPB = Decimal(1_000_000_000)
+CANDLES_PER_REQUEST = 5000
+_CANDLE = msgspec.msgpack.Decoder(CandleView)
+_DAY_STATS = msgspec.msgpack.Decoder(DayStatsView)
 
 
 class InfoError(ValueError):
@@ -69,6 +81,7 @@ class InfoApi:
             "userFees": self.user_fees,
             "userRateLimit": self.user_rate_limit,
             "perpsAtOpenInterestCap": self.perps_at_open_interest_cap,
+            "candleSnapshot": self.candle_snapshot,
         }
 
     async def answer(self, body: Any) -> Any:
@@ -130,12 +143,16 @@ class InfoApi:
     async def spot_meta(self, body: dict[str, Any]) -> Any:
         return {"universe": [], "tokens": []}  # a perp-only venue
 
-    def _asset_ctx(self, spec: MarketSpec, ctx: MarketContext | None) -> dict[str, Any]:
+    def _asset_ctx(
+        self, spec: MarketSpec, ctx: MarketContext | None, day: DayStatsView | None = None
+    ) -> dict[str, Any]:
+        """A market's context; the 24-hour fields come from the marketdata service."""
         if ctx is None:
             ctx = MarketContext(market=spec.name)
+        open_interest = day.open_interest if day else ctx.open_interest
         return {
             "funding": rate(ctx.funding_rate_ppb),
-            "openInterest": spec.format_size(ctx.open_interest) if ctx.open_interest else "0.0",
+            "openInterest": spec.format_size(open_interest) if open_interest else "0.0",
             "oraclePx": price(spec, ctx.index_px),
             "markPx": price(spec, ctx.mark_px),
             "midPx": price(spec, ctx.mid_px) if ctx.mid_px else None,
@@ -143,13 +160,66 @@ class InfoApi:
             if ctx.impact_bid_px and ctx.impact_ask_px
             else None,
             "premium": rate(ctx.premium_ppb),
-            "dayNtlVlm": "0.0",
-            "prevDayPx": price(spec, ctx.index_px),
+            "dayNtlVlm": format_usd(day.day_ntl_vlm) if day and day.day_ntl_vlm else "0.0",
+            "prevDayPx": price(spec, day.prev_day_px if day else ctx.index_px),
         }
+
+    async def day_stats(self) -> dict[str, DayStatsView]:
+        """Every market's 24-hour statistics, as the marketdata service last wrote them."""
+        raw = cast(
+            dict[bytes, bytes],
+            await self.hot.redis.hgetall(day_stats_key(self.hot.risk.namespace)),
+        )
+        return {key.decode(): _DAY_STATS.decode(blob) for key, blob in raw.items()}
 
     async def meta_and_asset_ctxs(self, body: dict[str, Any]) -> Any:
         contexts = await self.hot.contexts()
-        return [self._meta(), [self._asset_ctx(m, contexts.get(m.name)) for m in self.markets]]
+        days = await self.day_stats()
+        return [
+            self._meta(),
+            [self._asset_ctx(m, contexts.get(m.name), days.get(m.name)) for m in self.markets],
+        ]
+
+    # ------------------------------------------------------------ candles
+
+    def candle_row(self, candle: CandleView) -> dict[str, Any]:
+        spec = self.markets.by_name(candle.market)
+        return {
+            "t": candle.t,
+            "T": candle.close_t,
+            "s": candle.market,
+            "i": candle.interval,
+            "o": spec.format_price(candle.o),
+            "c": spec.format_price(candle.c),
+            "h": spec.format_price(candle.h),
+            "l": spec.format_price(candle.low),
+            "v": spec.format_size(candle.v),
+            "n": candle.n,
+        }
+
+    async def candles(
+        self, market: str, interval: str, start: int, end: int, limit: int
+    ) -> list[CandleView]:
+        """The latest ``limit`` candles opened in ``[start, end]``, oldest first."""
+        key = candles_key(self.hot.risk.namespace, market, interval)
+        raw = cast(
+            list[bytes],
+            await self.hot.redis.zrevrangebyscore(key, end, start, start=0, num=limit),
+        )
+        return [_CANDLE.decode(blob) for blob in reversed(raw)]
+
+    async def candle_snapshot(self, body: dict[str, Any]) -> Any:
+        req = body.get("req")
+        if not isinstance(req, dict):
+            raise InfoError("candleSnapshot needs req: {coin, interval, startTime, endTime}")
+        spec = self._spec(req)
+        interval = req.get("interval")
+        if interval not in CANDLE_INTERVALS:
+            raise InfoError(f"interval must be one of {', '.join(CANDLE_INTERVALS)}")
+        start = self._ms(req, "startTime")
+        end = self._ms(req, "endTime", self.clock())
+        rows = await self.candles(spec.name, interval, start, end, CANDLES_PER_REQUEST)
+        return [self.candle_row(c) for c in rows]
 
     async def all_mids(self, body: dict[str, Any]) -> Any:
         mids: dict[str, str] = {}

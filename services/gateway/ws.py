@@ -3,7 +3,10 @@
 Each client has a bounded outbound queue drained by its own writer task; a client
 whose queue fills up is disconnected, so one slow reader never delays the others.
 Book, mid, context and account snapshots are read from Redis and pushed at most every
-``FLUSH_S`` per key, so a burst of deltas costs one message per subscriber.
+``FLUSH_S`` per key, so a burst of deltas costs one message per subscriber. Candles come
+from the marketdata service's Redis sets: a trade marks its market's candle keys, and every
+``CANDLE_POLL_S`` all subscribed candle keys are re-read (the service writes after the
+trade is seen here); a candle is pushed only when it changed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from libs.common import topics
 from libs.common.markets import MarketRegistry
 from libs.common.money import UnitError, format_usd
 from libs.common.schemas import (
+    CANDLE_INTERVALS,
     AccountFill,
     BookDelta,
     FundingPayment,
@@ -41,6 +45,7 @@ _JSON = msgspec.json.Encoder()
 IDLE_TIMEOUT_S = 60.0
 QUEUE_LIMIT = 2_000
 FLUSH_S = 0.05
+CANDLE_POLL_S = 1.0
 USER_TYPES = frozenset(
     {
         "orderUpdates",
@@ -104,6 +109,17 @@ def key_of(sub: dict[str, Any], markets: MarketRegistry) -> str:
         except UnitError as exc:
             raise SubscriptionError(str(exc)) from None
         return f"{kind}:{coin}"
+    if kind == "candle":
+        coin, interval = sub.get("coin"), sub.get("interval")
+        if not isinstance(coin, str):
+            raise SubscriptionError("candle needs a coin")
+        if interval not in CANDLE_INTERVALS:
+            raise SubscriptionError(f"candle interval must be one of {', '.join(CANDLE_INTERVALS)}")
+        try:
+            markets.by_name(coin)
+        except UnitError as exc:
+            raise SubscriptionError(str(exc)) from None
+        return f"candle:{coin}:{interval}"
     if kind in USER_TYPES:
         try:
             user = normalize_address(str(sub.get("user", "")))
@@ -131,6 +147,7 @@ class Hub:
         self.clock = clock
         self.subs: dict[str, dict[Client, None]] = {}
         self.dirty: dict[str, None] = {}
+        self.last_candle: dict[str, Any] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -147,6 +164,8 @@ class Hub:
     def drop(self, client: Client) -> None:
         for key in list(client.keys):
             self.subs.get(key, {}).pop(client, None)
+            if key.startswith("candle:") and not self.subs.get(key):
+                self.last_candle.pop(key, None)
         client.keys.clear()
 
     # ------------------------------------------------------------ events from the bus
@@ -185,6 +204,8 @@ class Hub:
                     }
                 ],
             )
+            for interval in CANDLE_INTERVALS:
+                self._mark(f"candle:{market}:{interval}")
         elif isinstance(event, BookDelta):
             self._mark(f"l2Book:{market}")
             self._mark(f"bbo:{market}")
@@ -274,6 +295,10 @@ class Hub:
         if kind == "clearinghouseState":
             state = await self.info.clearinghouse_state({"user": arg})
             return "clearinghouseState", {"dex": "", "user": arg, "clearinghouseState": state}
+        if kind == "candle":
+            coin, _, interval = arg.partition(":")
+            latest = await self.info.candles(coin, interval, 0, 2**62, 1)
+            return ("candle", self.info.candle_row(latest[0])) if latest else None
         return None
 
     async def initial(self, client: Client, key: str) -> None:
@@ -291,11 +316,20 @@ class Hub:
         else:
             snap = await self.snapshot(key)
             if snap is not None:
+                if kind == "candle":
+                    self.last_candle[key] = snap[1]
                 client.send(*snap)
 
     async def _flush_loop(self) -> None:
+        ticks_per_poll = max(1, round(CANDLE_POLL_S / FLUSH_S))
+        tick = 0
         while True:
             await asyncio.sleep(FLUSH_S)
+            tick += 1
+            if tick % ticks_per_poll == 0:
+                for key in self.subs:
+                    if key.startswith("candle:"):
+                        self._mark(key)
             keys, self.dirty = list(self.dirty), {}
             for key in keys:
                 if not self.subs.get(key):
@@ -305,8 +339,13 @@ class Hub:
                 except Exception:
                     log.exception("snapshot of %s failed", key)
                     continue
-                if snap is not None:
-                    self._push(key, *snap)
+                if snap is None:
+                    continue
+                if key.startswith("candle:"):
+                    if self.last_candle.get(key) == snap[1]:
+                        continue
+                    self.last_candle[key] = snap[1]
+                self._push(key, *snap)
 
     # ------------------------------------------------------------ the route
 

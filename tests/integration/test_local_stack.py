@@ -17,7 +17,7 @@ from libs.localstack import ROOT, free_ports
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 STACK = ROOT / "deploy" / "local" / "stack.sh"
-SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
+SERVICES = ("risk", "matcher", "liquidator", "oracle", "marketdata", "gateway")
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_up_is_idempotent_and_down_spares_what_it_did_not_start(
 
     again = stack(stack_env, "up")
     assert pids(stack_env) == first, "a second 'up' must not start anything new"
-    assert again.count("already running") == 7
+    assert again.count("already running") == len(SERVICES) + 2  # and Kafka and Redis
 
     # A process this stack did not start, even one that looks like a service, and a
     # stale pid file pointing at it: 'down' must leave it alone.

@@ -1,0 +1,3 @@
+from services.marketdata.service import main
+
+main()
