@@ -13,6 +13,8 @@ topics (exactly-once: table changes, outputs and input offsets commit together):
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any, cast
 
 import faust
@@ -138,6 +140,9 @@ def build_app(settings: Settings, schedule: FeeSchedule | None = None) -> faust.
         f"{settings.namespace}marketdata",
         broker=brokers(settings),
         store="memory://",
+        # Faust keeps a data directory even for in-memory tables; never in the working
+        # directory (the repository, or a read-only root filesystem in a container).
+        datadir=os.path.join(tempfile.gettempdir(), f"{settings.namespace}marketdata-data"),
         processing_guarantee="exactly_once",
         web_enabled=False,
         topic_replication_factor=1,
