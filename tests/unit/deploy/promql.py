@@ -18,7 +18,7 @@ from libs.common.metrics import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
 # The services, each its own scrape job: `job` names the service on every series.
-JOBS = ("gateway", "risk", "matcher", "oracle", "liquidator")
+JOBS = ("gateway", "risk", "matcher", "oracle", "liquidator", "marketdata")
 DASHBOARDS_DIR = ROOT / "deploy" / "grafana" / "dashboards"
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
 

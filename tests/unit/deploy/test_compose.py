@@ -22,7 +22,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
-SERVICES = ("gateway", "matcher", "risk", "oracle", "liquidator")
+SERVICES = ("gateway", "matcher", "risk", "oracle", "liquidator", "marketdata")
 ONE_SHOT = ("topics",)
 EXCHANGE_VARIABLE = re.compile(r"\bEXCHANGE_[A-Z0-9_]+")
 
