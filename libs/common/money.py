@@ -71,6 +71,11 @@ def format_ratio(numerator: int, denominator: int, decimals: int) -> str:
     return format(value.normalize(), "f")
 
 
+def format_ppb(ppb: int) -> str:
+    """A rate in parts per billion as the API shows rates ("0.0000125"; zero as "0.0")."""
+    return format_ratio(ppb, 1_000_000_000, 0) if ppb else "0.0"
+
+
 def usd_to_units(text: str | int | Decimal) -> int:
     """USDC amount (decimal string) to micro-USDC."""
     return to_units(text, USD_DECIMALS, what="usd amount")

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from libs.common import codec, topics
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.money import format_ratio, format_usd
+from libs.common.money import format_ppb, format_usd
 from libs.common.schemas import AccountFill, FundingPayment, FundingRate, OrderUpdate
 from libs.common.settings import Settings
 
@@ -40,8 +40,7 @@ def direction(start: int, is_buy: bool, sz: int) -> str:
     return "Close Short" if is_buy else "Close Long"
 
 
-def rate(ppb: int) -> str:
-    return format_ratio(ppb, 1_000_000_000, 0)
+rate = format_ppb
 
 
 class History:

@@ -13,7 +13,7 @@ from typing import Any, cast
 import msgspec
 
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.money import format_ratio, format_units, format_usd
+from libs.common.money import format_ppb, format_ratio, format_units, format_usd
 from libs.common.schemas import (
     CANDLE_INTERVALS,
     CandleView,
@@ -39,8 +39,7 @@ class InfoError(ValueError):
     """A request the API cannot answer; the message is shown to the client."""
 
 
-def rate(ppb: int) -> str:
-    return format(Decimal(ppb) / PPB, "f") if ppb else "0.0"
+rate = format_ppb
 
 
 def price(spec: MarketSpec, ticks: int) -> str:
