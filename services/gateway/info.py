@@ -7,7 +7,6 @@ the gateway projects (``history.py``); the state machines are never asked.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any, cast
 
 import msgspec
@@ -29,7 +28,6 @@ from services.gateway.views import clearinghouse_state
 from services.gateway.wire import normalize_address
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-PPB = Decimal(1_000_000_000)
 CANDLES_PER_REQUEST = 5000
 _CANDLE = msgspec.msgpack.Decoder(CandleView)
 _DAY_STATS = msgspec.msgpack.Decoder(DayStatsView)
