@@ -570,17 +570,21 @@ class MarketEngine:
             ts=msg.ts,
             cloid=msg.cloid,
         )
-        self.triggers[msg.oid] = trigger
-        self._track(msg.account, msg.oid, msg.cloid)
+        self._place_trigger(trigger, ctx, req_id=msg.req_id)
+
+    def _place_trigger(self, trigger: TriggerOrder, ctx: Context, req_id: str = "") -> None:
+        """Rest a TP/SL off the book until the mark crosses it, and say so."""
+        self.triggers[trigger.oid] = trigger
+        self._track(trigger.account, trigger.oid, trigger.cloid)
         self._result(
             ctx,
-            msg.account,
-            msg.oid,
+            trigger.account,
+            trigger.oid,
             "resting",
-            execution=Execution(status="resting", resting=msg.sz),
-            req_id=msg.req_id,
-            cloid=msg.cloid,
-            px=msg.px,
+            execution=Execution(status="resting", resting=trigger.sz),
+            req_id=req_id,
+            cloid=trigger.cloid,
+            px=trigger.px,
         )
 
     def _hold_children(
@@ -638,17 +642,7 @@ class MarketEngine:
                 ts=self.ts,
                 cloid=child.cloid,
             )
-            self.triggers[child.oid] = trigger
-            self._track(group.account, child.oid, child.cloid)
-            self._result(
-                ctx,
-                group.account,
-                child.oid,
-                "resting",
-                execution=Execution(status="resting", resting=trigger.sz),
-                cloid=child.cloid,
-                px=child.px,
-            )
+            self._place_trigger(trigger, ctx)
 
     def _fire_triggers(self, ctx: Context) -> None:
         mark = self.mark_px
