@@ -324,6 +324,7 @@ class Processor:
         self.snapshots = SnapshotStore(self.redis, settings.namespace, service)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.wake = asyncio.Event()
+        self.fatal: BaseException | None = None
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         # Never assigned: polling it keeps the group membership alive while idle.
@@ -350,7 +351,15 @@ class Processor:
             for tp in sorted(assigned):
                 worker = self.workers.get(tp)
                 if worker is None:
-                    await self._open(tp)
+                    try:
+                        await self._open(tp)
+                    except Exception as exc:
+                        # aiokafka would swallow this and leave the partition unowned: a
+                        # silent stall. Stop the process instead, loudly.
+                        log.exception("cannot open %s", tp)
+                        self.fatal = exc
+                        self.wake.set()
+                        return
                 else:  # kept across the rebalance: continue exactly where we are
                     self.consumer.seek(tp, worker.position)
             self._owned("assigned")
@@ -389,7 +398,21 @@ class Processor:
                 f"{tp}: Redis offset {stored} is ahead of committed offset {committed}"
             )
         core = self.core_factory(tp.partition)
-        core.restore(entries)
+        try:
+            core.restore(entries)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
+            # The snapshot is derived state (for example written by an older state
+            # schema): drop it and rebuild the partition from its input log, which keeps
+            # its whole history. The replay produces nothing already committed.
+            log.warning(
+                "state of %s cannot be restored (%s); rebuilding it from offset 0",
+                tp,
+                exc,
+                extra={"partition": tp.partition, "event": "rebuild"},
+            )
+            await self.snapshots.reset(tp.partition)
+            core = self.core_factory(tp.partition)
+            stored = 0
         self.consumer.seek(tp, stored)
         self.consumer.resume(tp)
         worker = PartitionWorker(self, tp, core, producer, replay_until=committed, position=stored)
@@ -432,6 +455,8 @@ class Processor:
             await self.consumer.getmany(self._idle_tp, timeout_ms=200)
             if self.wake.is_set():
                 self.wake.clear()
+                if self.fatal is not None:
+                    raise self.fatal
                 await self._recover_failed()
             self._export_lag()
             metrics.HEALTH.beat(partitions=len(self.workers))

@@ -41,6 +41,10 @@ class SnapshotStore:
         state = {k.decode(): v for k, v in raw_state.items()}
         return offset, state
 
+    async def reset(self, partition: int) -> None:
+        """Forget a partition's snapshot (state and offset) so it is rebuilt from offset 0."""
+        await self.client.delete(self.state_key(partition), self.offset_key(partition))
+
     async def stored_offset(self, partition: int) -> int:
         raw = await self.client.get(self.offset_key(partition))
         return int(raw) if raw is not None else 0
