@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import msgspec
 
+from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
 from libs.common.schemas import (
@@ -24,7 +25,6 @@ from libs.common.state import AccountState, MarketContext, OpenOrderState
 from services.gateway.history import History
 from services.gateway.hot import HotState
 from services.gateway.ratelimit import AddressRateLimiter
-from services.gateway.views import clearinghouse_state
 from services.gateway.wire import normalize_address
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
