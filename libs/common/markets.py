@@ -116,9 +116,21 @@ class MarketRegistry:
 
     def __init__(self, markets: list[MarketSpec]) -> None:
         self._list = list(markets)
-        self._by_name: Mapping[str, MarketSpec] = {m.name: m for m in self._list}
+        self._by_name: dict[str, MarketSpec] = {m.name: m for m in self._list}
         if len(self._by_name) != len(self._list):
             raise ValueError("duplicate market names in configuration")
+
+    def copy(self) -> MarketRegistry:
+        """A registry of its own (a state machine changes its copy at its own offset)."""
+        return MarketRegistry(self._list)
+
+    def update(self, spec: MarketSpec) -> None:
+        """Replace a listed market's parameters (same name, same asset id)."""
+        current = self.by_name(spec.name)
+        if current.asset != spec.asset or current.sz_decimals != spec.sz_decimals:
+            raise UnitError(f"{spec.name}: a change cannot move the asset id or the lot size")
+        self._list[spec.asset] = spec
+        self._by_name[spec.name] = spec
 
     def __iter__(self) -> Iterator[MarketSpec]:
         return iter(self._list)
@@ -168,60 +180,219 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
         doc = tomllib.load(fh)
     markets = []
     for asset, raw in enumerate(doc.get("market", [])):
+        name = str(raw["name"])
         sz_decimals = int(raw["sz_decimals"])
         if not 0 <= sz_decimals <= USD_DECIMALS:
-            raise ValueError(f"{raw['name']}: sz_decimals must be within 0..{USD_DECIMALS}")
+            raise ValueError(f"{name}: sz_decimals must be within 0..{USD_DECIMALS}")
         max_lev = int(raw["max_leverage"])
-        default_lev = int(raw.get("default_leverage", max_lev))
-        if not 1 <= default_lev <= max_lev:
-            raise ValueError(f"{raw['name']}: default_leverage must be within 1..max_leverage")
-        extra: dict[str, int] = {}
-        for key in _OPTIONAL_USD:
-            if key in raw:
-                extra[key] = usd_to_units(str(raw[key]))
-        markets.append(
-            MarketSpec(
-                **extra,
-                name=str(raw["name"]),
-                asset=asset,
-                sz_decimals=sz_decimals,
-                max_leverage=max_lev,
-                default_leverage=default_lev,
-                taker_fee_ppm=int(raw["taker_fee_ppm"]),
-                maker_fee_ppm=int(raw["maker_fee_ppm"]),
-                min_order_usd=usd_to_units(str(raw.get("min_order_usd", "10"))),
-                margin_tiers=_margin_tiers(str(raw["name"]), max_lev, raw.get("margin_tiers")),
-                **{k: int(raw[k]) for k in _OPTIONAL_INTS if k in raw},
-            )
+        tiers = raw.get("margin_tiers")
+        spec = MarketSpec(
+            name=name,
+            asset=asset,
+            sz_decimals=sz_decimals,
+            max_leverage=max_lev,
+            default_leverage=int(raw.get("default_leverage", max_lev)),
+            taker_fee_ppm=int(raw["taker_fee_ppm"]),
+            maker_fee_ppm=int(raw["maker_fee_ppm"]),
+            min_order_usd=usd_to_units(str(raw.get("min_order_usd", "10"))),
+            margin_tiers=(MarginTier(lower_bound=0, max_leverage=max_lev),)
+            if tiers is None
+            else _parse_tiers(name, tiers),
+            **_optional_fields(raw),
         )
+        check_spec(spec)
+        markets.append(spec)
     return MarketRegistry(markets)
 
 
-def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier, ...]:
-    """The tier table: starts at 0 with the market's max leverage, bounds rising and
-    leverage never rising with them (Hyperliquid's ``marginTables``)."""
-    if raw is None:
-        return (MarginTier(lower_bound=0, max_leverage=max_leverage),)
+def _optional_fields(raw: Mapping[str, object]) -> dict[str, int]:
+    """The optional parameters a market table names, in MarketSpec's units."""
+    fields = {k: int(str(raw[k])) for k in _OPTIONAL_INTS if k in raw}
+    fields.update({k: usd_to_units(str(raw[k])) for k in _OPTIONAL_USD if k in raw})
+    return fields
+
+
+def _parse_tiers(name: str, raw: object) -> tuple[MarginTier, ...]:
     if not isinstance(raw, list) or not raw:
         raise ValueError(f"{name}: margin_tiers must be a non-empty list")
     tiers = []
     for entry in raw:
-        if not isinstance(entry, dict):
-            raise ValueError(f"{name}: each margin tier is a table")
+        if not isinstance(entry, dict) or set(entry) != {"lower_bound_usd", "max_leverage"}:
+            raise ValueError(f"{name}: each margin tier has lower_bound_usd and max_leverage")
         tiers.append(
             MarginTier(
                 lower_bound=usd_to_units(str(entry["lower_bound_usd"])),
                 max_leverage=int(entry["max_leverage"]),
             )
         )
-    if tiers[0].lower_bound != 0 or tiers[0].max_leverage != max_leverage:
+    return tuple(tiers)
+
+
+# Bounds of the parameters (inclusive; None: unbounded), checked on load and on every
+# change at run time.
+_LIMITS: dict[str, tuple[int | None, int | None]] = {
+    "taker_fee_ppm": (0, 100_000),
+    "min_order_usd": (0, None),
+    "price_band_ppm": (1, 10_000_000),
+    "max_open_orders": (1, 100_000),
+    "market_slippage_ppm": (1, 999_999),
+    "transfer_fee_ppm": (0, 100_000),
+    "mark_ema_ms": (1, None),
+    "impact_notional_usd": (1, None),
+    "premium_sample_ms": (1, None),
+    "funding_interval_ms": (1, None),
+    "premium_clamp_ppb": (0, None),
+    "funding_cap_hourly_ppb": (1, None),
+    "funding_smoothing": (1, 1_000),
+    "book_snapshot_ms": (1, None),
+    "open_interest_cap": (0, None),
+    "max_position_usd": (0, None),
+}
+
+
+def check_spec(spec: MarketSpec) -> None:
+    """Refuse a market whose parameters contradict each other or leave their bounds."""
+    name = spec.name
+    for field, (low, high) in _LIMITS.items():
+        value = getattr(spec, field)
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+            raise ValueError(f"{name}: {field} must be within {span}, got {value}")
+    if not -spec.taker_fee_ppm <= spec.maker_fee_ppm <= spec.taker_fee_ppm:
+        raise ValueError(
+            f"{name}: maker_fee_ppm must be within -taker_fee_ppm..taker_fee_ppm "
+            "(a larger rebate would pay out more than the venue takes)"
+        )
+    if not 1 <= spec.max_leverage <= 1_000:
+        raise ValueError(f"{name}: max_leverage must be within 1..1000")
+    if not 1 <= spec.default_leverage <= spec.max_leverage:
+        raise ValueError(f"{name}: default_leverage must be within 1..max_leverage")
+    tiers = spec.margin_tiers
+    if not tiers:
+        return  # one tier at max_leverage
+    if tiers[0].lower_bound != 0 or tiers[0].max_leverage != spec.max_leverage:
         raise ValueError(f"{name}: the first margin tier starts at 0 with max_leverage")
     for lower, upper in pairwise(tiers):
         if upper.lower_bound <= lower.lower_bound or not 1 <= upper.max_leverage:
             raise ValueError(f"{name}: margin tier bounds must rise")
         if upper.max_leverage > lower.max_leverage:
             raise ValueError(f"{name}: margin tier leverage must not rise with the bound")
-    return tuple(tiers)
 
 
-__all__ = ["MarginTier", "MarketRegistry", "MarketSpec", "format_units", "load_markets"]
+class MarketParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """A change to a listed market, in MarketSpec's units; ``None`` keeps the value.
+
+    Only what can change under open orders and positions is here. The name, asset id and
+    lot size fix the units of every order and position; the funding interval and premium
+    sampling fix the weights of samples already taken: those need a new listing."""
+
+    taker_fee_ppm: int | None = None
+    maker_fee_ppm: int | None = None
+    min_order_usd: int | None = None
+    price_band_ppm: int | None = None
+    max_open_orders: int | None = None
+    market_slippage_ppm: int | None = None
+    transfer_fee_ppm: int | None = None
+    mark_ema_ms: int | None = None
+    impact_notional_usd: int | None = None
+    interest_8h_ppb: int | None = None
+    premium_clamp_ppb: int | None = None
+    funding_cap_hourly_ppb: int | None = None
+    funding_smoothing: int | None = None
+    book_snapshot_ms: int | None = None
+    max_leverage: int | None = None
+    default_leverage: int | None = None
+    margin_tiers: tuple[MarginTier, ...] | None = None
+    open_interest_cap: int | None = None
+    max_position_usd: int | None = None
+
+    def changes(self) -> dict[str, object]:
+        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not None}
+
+
+_FIXED = {
+    "name": "the name identifies the market",
+    "asset": "the asset id identifies the market",
+    "sz_decimals": "the lot size fixes the units of every order and position",
+    "funding_interval_ms": "the funding clock is fixed for a listed market",
+    "premium_sample_ms": "the premium sampling clock is fixed for a listed market",
+}
+
+
+def parse_params(raw: Mapping[str, object]) -> MarketParams:
+    """A change as an operator writes it (the market table's keys and units: USD amounts
+    as decimal strings, margin_tiers with lower_bound_usd) to MarketParams."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError("changes must be a non-empty object")
+    for key in raw:
+        if key in _FIXED:
+            raise ValueError(f"{key} cannot change on a listed market: {_FIXED[key]}")
+        if key not in MarketParams.__struct_fields__:
+            raise ValueError(f"unknown market parameter {key!r}")
+    fields: dict[str, object] = {}
+    try:
+        for key, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, (int, str, list)):
+                raise ValueError(f"{key} must be a number, a decimal string or a list")
+            if key == "margin_tiers":
+                fields[key] = _parse_tiers("changes", value)
+            elif key in _OPTIONAL_USD or key == "min_order_usd":
+                fields[key] = usd_to_units(str(value))
+            elif isinstance(value, int):
+                fields[key] = value
+            else:
+                raise ValueError(f"{key} must be an integer")
+    except (UnitError, ArithmeticError, KeyError, TypeError) as exc:
+        raise ValueError(f"invalid market parameter: {exc}") from None
+    return MarketParams(**fields)  # type: ignore[arg-type]
+
+
+def differences(base: MarketSpec, spec: MarketSpec) -> MarketParams:
+    """The changeable parameters in which ``spec`` differs from ``base``."""
+    fields = {
+        f: value
+        for f in MarketParams.__struct_fields__
+        if (value := getattr(spec, f)) != getattr(base, f)
+    }
+    return MarketParams(**fields)
+
+
+def with_overrides(base: MarketSpec, overrides: MarketParams) -> MarketSpec:
+    """The market table's entry with the operator's run-time changes on top."""
+    return reconfigure(base, overrides) if overrides.changes() else base
+
+
+def reconfigure(spec: MarketSpec, params: MarketParams) -> MarketSpec:
+    """The market with ``params`` applied, checked as a whole (ValueError otherwise)."""
+    changes = params.changes()
+    if not changes:
+        raise ValueError("no parameter to change")
+    if "max_leverage" in changes and "margin_tiers" not in changes:
+        if len(spec.margin_tiers) > 1:
+            raise ValueError(
+                f"{spec.name}: give margin_tiers with max_leverage (the market has "
+                f"{len(spec.margin_tiers)} tiers)"
+            )
+        if spec.margin_tiers:
+            lev = changes["max_leverage"]
+            changes["margin_tiers"] = (MarginTier(lower_bound=0, max_leverage=lev),)  # type: ignore[arg-type]
+    new = msgspec.structs.replace(spec, **changes)
+    check_spec(new)
+    return new
+
+
+__all__ = [
+    "MarginTier",
+    "MarketParams",
+    "MarketRegistry",
+    "MarketSpec",
+    "check_spec",
+    "differences",
+    "format_units",
+    "load_markets",
+    "parse_params",
+    "reconfigure",
+    "with_overrides",
+]

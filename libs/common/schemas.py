@@ -17,6 +17,8 @@ from typing import Literal
 
 import msgspec
 
+from libs.common.markets import MarketParams, MarketSpec
+
 Tif = Literal["Gtc", "Ioc", "Alo"]
 
 
@@ -307,6 +309,17 @@ class MarketControl(Message, frozen=True, tag="market_control.v1"):
     reason: str = ""
 
 
+class ConfigureMarket(Message, frozen=True, tag="configure_market.v1"):
+    """Operator change of a listed market's parameters, applied by its matcher on top of
+    the market's current parameters (so concurrent changes never lose each other)."""
+
+    market: str
+    params: MarketParams
+    operator: str = ""
+    reason: str = ""
+    req_id: str = ""
+
+
 class PositionTransfer(Message, frozen=True, tag="position_transfer.v1"):
     """A backstop takeover or an ADL close, executed by the matcher as a pair of fills.
 
@@ -483,6 +496,22 @@ class MarketStatus(Message, frozen=True, tag="market_status.v1"):
     market: str
     state: str
     reason: str = ""
+
+
+class MarketConfigured(Message, frozen=True, tag="market_configured.v1"):
+    """A market's parameters as they stand after an operator's change (``error`` when the
+    change was refused; ``spec`` is then the unchanged market). The matcher publishes it
+    on market.events and to every risk partition, which apply it at this point of their
+    input. ``overrides`` are every run-time change on top of the market table (what a
+    state machine keeps, so a restart applies them to the table it reads)."""
+
+    market: str
+    spec: MarketSpec
+    overrides: MarketParams = msgspec.field(default_factory=MarketParams)
+    operator: str = ""
+    reason: str = ""
+    error: str = ""
+    req_id: str = ""
 
 
 # ---------------------------------------------------------------- oracle.prices
@@ -694,6 +723,7 @@ RiskIn = (
     | InsuranceClaim
     | InsuranceCredit
     | AdlQuery
+    | MarketConfigured
 )
 MatcherIn = (
     NewOrder
@@ -704,11 +734,14 @@ MatcherIn = (
     | MarketControl
     | PositionTransfer
     | IndexTick
+    | ConfigureMarket
 )
 AccountEvent = (
     OrderUpdate | AccountFill | BalanceUpdate | ActionResult | FundingPayment | MarginCall
 )
-MarketEvent = Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus
+MarketEvent = (
+    Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus | MarketConfigured
+)
 OracleEvent = OraclePrice | OracleOverride
 LiquidationsIn = (
     LiquidationTrigger | LiquidationStatus | LiquidationReport | InsuranceAnswer | AdlCandidates

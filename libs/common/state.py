@@ -156,6 +156,7 @@ VENUE_ACCOUNTS = frozenset({INSURANCE_FUND_ACCOUNT, BACKSTOP_VAULT_ACCOUNT})
 
 L2_PREFIX = "l2:"
 MARKET_CTX_PREFIX = "ctx:"
+MARKET_SPEC_PREFIX = "spec:"  # a MarketSpec changed at run time (absent: the table's)
 L2_DEPTH = 20
 
 

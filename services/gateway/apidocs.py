@@ -17,7 +17,13 @@ from typing import Any
 import msgspec
 
 from libs.common import codec, topics
-from services.gateway.wire import ActionModel, DepositRequest, Envelope, MarketControlRequest
+from services.gateway.wire import (
+    ActionModel,
+    ConfigureMarketRequest,
+    DepositRequest,
+    Envelope,
+    MarketControlRequest,
+)
 from services.gateway.ws import COIN_TYPES, USER_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +74,7 @@ def openapi() -> dict[str, Any]:
     defs["Envelope"] = envelope
     defs["DepositRequest"] = DepositRequest.model_json_schema()
     defs["MarketControlRequest"] = MarketControlRequest.model_json_schema()
+    defs["ConfigureMarketRequest"] = ConfigureMarketRequest.model_json_schema()
     info_request = {
         "type": "object",
         "required": ["type"],
@@ -134,6 +141,22 @@ def openapi() -> dict[str, Any]:
                 "get": {
                     "summary": "The market table; audited",
                     "responses": {"200": _answer("Markets"), "401": _answer("No token")},
+                }
+            },
+            "/operator/markets/configure": {
+                "post": {
+                    "summary": "Change a listed market's fees, limits, leverage tiers or mark "
+                    "and funding parameters at run time (the market table's keys and units; "
+                    "name, lot size, funding interval and premium sampling are fixed); "
+                    "applied by the market's matcher and every risk partition; audited",
+                    "requestBody": _json_body(
+                        {"$ref": "#/components/schemas/ConfigureMarketRequest"}
+                    ),
+                    "responses": {
+                        "200": _answer("The market as it now stands, and every run-time change"),
+                        "400": _answer("The change and why it cannot apply; nothing changed"),
+                        "504": _answer("The matcher did not answer in time"),
+                    },
                 }
             },
             "/operator/funds": {

@@ -15,7 +15,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from libs.common import metrics
+from libs.common import metrics, topics
+from libs.common.schemas import MarketConfigured
 from libs.common.settings import Settings
 from services.gateway.agents import AgentStore
 from services.gateway.bus import Bus
@@ -92,10 +93,19 @@ class Gateway:
         self.operator = OperatorApi(settings, self.bus, clock, new_id, self.hot)
         self.hub = Hub(self.info, self.exchange, self.history, settings.markets, clock)
         self.bus.replies.listeners.append(self.hub.on_event)
+        self.bus.replies.listeners.append(self.on_market_event)
 
     async def start(self, app: web.Application | None = None) -> None:
         await self.bus.start()
+        # Markets changed at run time before this start; later changes arrive as events.
+        for spec in await self.hot.changed_specs():
+            self.settings.markets.update(spec)
         self.hub.start()
+
+    def on_market_event(self, topic: str, event: Any) -> None:
+        """Every API of this gateway sees a market's parameters as its matcher set them."""
+        if topic == topics.MARKET_EVENTS and type(event) is MarketConfigured and not event.error:
+            self.settings.markets.update(event.spec)
 
     async def stop(self, app: web.Application | None = None) -> None:
         await self.hub.stop()

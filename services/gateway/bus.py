@@ -61,6 +61,18 @@ class Bus:
             for req_id in req_ids:
                 self.replies.forget(req_id)
 
+    async def ask_market(self, market: str, message: Message) -> Any:
+        """An operator command for a market's matcher, answered on market.events by the
+        event with its req_id (None on timeout)."""
+        req_id = getattr(message, "req_id")  # noqa: B009
+        waiter = self.replies.expect(req_id)
+        try:
+            await self.to_market(market, message)
+            done, _ = await asyncio.wait([waiter], timeout=self.timeout_s)
+            return waiter.result() if done else None
+        finally:
+            self.replies.forget(req_id)
+
     async def to_market(self, market: str, message: Message) -> None:
         """An operator control for a market's matcher (no answer is awaited)."""
         topic = self.topics.name(topics.MATCHER_IN)

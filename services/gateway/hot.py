@@ -14,7 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from libs.common import topics
-from libs.common.markets import MarketRegistry
+from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.runtime.snapshot import SnapshotStore
 from libs.common.settings import Settings
 from libs.common.state import (
@@ -22,6 +22,7 @@ from libs.common.state import (
     L2_PREFIX,
     MARK_PREFIX,
     MARKET_CTX_PREFIX,
+    MARKET_SPEC_PREFIX,
     AccountState,
     L2View,
     MarketContext,
@@ -33,6 +34,7 @@ _ACCOUNT = msgspec.msgpack.Decoder(AccountState)
 _MARK = msgspec.msgpack.Decoder(MarkState)
 _L2 = msgspec.msgpack.Decoder(L2View)
 _CTX = msgspec.msgpack.Decoder(MarketContext)
+_SPEC = msgspec.msgpack.Decoder(MarketSpec)
 
 
 class HotState:
@@ -84,3 +86,11 @@ class HotState:
             for name, raw in zip(self.markets.names, raws, strict=True)
             if raw
         }
+
+    async def changed_specs(self) -> list[MarketSpec]:
+        """The markets an operator changed at run time, as their matchers apply them."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in self.markets.names:
+                pipe.hget(self.matcher_key(name), MARKET_SPEC_PREFIX + name)
+            raws = cast(list[bytes | None], await pipe.execute())
+        return [_SPEC.decode(raw) for raw in raws if raw]

@@ -15,15 +15,22 @@ from pydantic import ValidationError
 
 from libs.common import codec, topics
 from libs.common.margin import clearinghouse_state
-from libs.common.markets import MarketRegistry
+from libs.common.markets import MarketRegistry, parse_params, reconfigure
 from libs.common.money import UnitError, format_usd, usd_to_units
-from libs.common.schemas import BalanceUpdate, Deposit, MarketControl, OperatorAudit
+from libs.common.schemas import (
+    BalanceUpdate,
+    ConfigureMarket,
+    Deposit,
+    MarketConfigured,
+    MarketControl,
+    OperatorAudit,
+)
 from libs.common.settings import Settings
 from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
 from services.gateway.bus import Bus
 from services.gateway.exchange import describe
 from services.gateway.hot import HotState
-from services.gateway.wire import DepositRequest, MarketControlRequest
+from services.gateway.wire import ConfigureMarketRequest, DepositRequest, MarketControlRequest
 
 Clock = Callable[[], int]
 Route = Callable[[web.Request], Awaitable[web.Response]]
@@ -114,6 +121,47 @@ class OperatorApi:
         rows = [msgspec.to_builtins(m) for m in self.markets]
         return web.json_response({"status": "ok", "response": {"markets": rows}})
 
+    async def configure_market(self, request: web.Request) -> web.Response:
+        """Change a listed market's parameters. Checked here for a quick answer, applied
+        by the market's matcher (which checks again on top of the market as it stands)
+        and by every risk partition at the same point of their input."""
+        try:
+            req = ConfigureMarketRequest.model_validate(request["body"])
+            spec = self.markets.by_name(req.coin)
+            params = parse_params(req.changes)
+            reconfigure(spec, params)
+        except ValidationError as exc:
+            return err(describe(exc), 400)
+        except (UnitError, ValueError) as exc:
+            return err(str(exc), 400)
+        outcome = await self.bus.ask_market(
+            spec.name,
+            ConfigureMarket(
+                ts=self.clock(),
+                market=spec.name,
+                params=params,
+                operator="token",
+                reason=req.reason,
+                req_id=self.new_id(),
+            ),
+        )
+        if outcome is None:
+            return err("timed out waiting for the market's matcher to apply the change", 504)
+        assert isinstance(outcome, MarketConfigured)
+        if outcome.error:
+            return err(outcome.error, 400)
+        self.markets.update(outcome.spec)  # also done by the listener; now for this answer
+        return web.json_response(
+            {
+                "status": "ok",
+                "response": {
+                    "type": "configure",
+                    "market": msgspec.to_builtins(outcome.spec),
+                    "overrides": msgspec.to_builtins(outcome.overrides),
+                },
+            }
+        )
+
     def control(self, action: str) -> Route:
         async def route(request: web.Request) -> web.Response:
             try:
@@ -158,6 +206,9 @@ class OperatorApi:
         app = web.Application(client_max_size=1 << 16)
         app.router.add_post("/operator/deposit", self.guarded("deposit", self.deposit))
         app.router.add_get("/operator/markets", self.guarded("markets", self.list_markets))
+        app.router.add_post(
+            "/operator/markets/configure", self.guarded("configure", self.configure_market)
+        )
         app.router.add_get("/operator/funds", self.guarded("funds", self.funds))
         app.router.add_post("/operator/halt", self.guarded("halt", self.control("halt")))
         app.router.add_post("/operator/resume", self.guarded("resume", self.control("resume")))

@@ -205,6 +205,16 @@ class DepositRequest(Strict):
     _norm = field_validator("user")(classmethod(lambda cls, v: normalize_address(v)))
 
 
+class ConfigureMarketRequest(Strict):
+    """Operator change of a listed market: ``changes`` in the market table's keys and
+    units (config/markets.toml), for example ``{"taker_fee_ppm": 400,
+    "min_order_usd": "20"}``."""
+
+    coin: str
+    changes: dict[str, Any]
+    reason: str = Field("", max_length=500)
+
+
 class MarketControlRequest(Strict):
     coin: str
     reason: str = Field("", max_length=500)

@@ -20,6 +20,7 @@ from libs.common.runtime import Context
 from libs.common.schemas import (
     CancelAll,
     CancelRequest,
+    ConfigureMarket,
     IndexTick,
     MarketControl,
     ModifyRequest,
@@ -28,7 +29,7 @@ from libs.common.schemas import (
     PositionTransfer,
     ScheduleCancel,
 )
-from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX
+from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX, MARKET_SPEC_PREFIX
 from services.matcher.market import MarketEngine, MarketSnapshot
 
 BOOK_PREFIX = "book:"
@@ -41,6 +42,7 @@ _HANDLERS: dict[type, Callable[[MarketEngine, Any, Context], None]] = {
     IndexTick: MarketEngine.index_tick,
     MarketControl: MarketEngine.control,
     PositionTransfer: MarketEngine.transfer,
+    ConfigureMarket: MarketEngine.configure,
 }
 SCHEDULE_KEY = "schedule"
 
@@ -116,6 +118,9 @@ class MatcherCore:
             if engine.l2_dirty:
                 changes[L2_PREFIX + market] = encode(engine.l2_view())
                 engine.l2_dirty = False
+            if engine.spec_dirty:  # the gateway's view of a market changed at run time
+                changes[MARKET_SPEC_PREFIX + market] = encode(engine.spec)
+                engine.spec_dirty = False
         self._dirty.clear()
         if self._schedules_dirty:
             changes[SCHEDULE_KEY] = encode(self.schedules)

@@ -10,18 +10,26 @@ from __future__ import annotations
 import msgspec
 
 from libs.common import metrics, topics
-from libs.common.markets import MarketSpec
+from libs.common.markets import (
+    MarketParams,
+    MarketSpec,
+    differences,
+    reconfigure,
+    with_overrides,
+)
 from libs.common.runtime import Context
 from libs.common.schemas import (
     BookDelta,
     BookSnapshot,
     CancelRequest,
     ChildOrder,
+    ConfigureMarket,
     FillLeg,
     FundingRate,
     FundingUpdate,
     IndexTick,
     Level,
+    MarketConfigured,
     MarketControl,
     MarketStatus,
     MarkPrice,
@@ -92,6 +100,7 @@ class MarketSnapshot(msgspec.Struct, kw_only=True):
     last_snapshot_ts: int = 0
     ts: int = 0
     book_ts: int = 0
+    overrides: MarketParams = msgspec.field(default_factory=MarketParams)  # run-time changes
 
 
 class Execution(msgspec.Struct, kw_only=True):
@@ -108,7 +117,10 @@ class MarketEngine:
     """The matching state of one market and the handlers of its commands."""
 
     def __init__(self, spec: MarketSpec) -> None:
-        self.spec = spec
+        self.base = spec  # the market table's entry
+        self.spec = spec  # with the operator's run-time changes
+        self.overrides = MarketParams()
+        self.spec_dirty = False  # changed at run time since the last snapshot
         self.market = spec.name
         self.book = Book(spec.name)
         self.triggers: dict[int, TriggerOrder] = {}
@@ -158,11 +170,20 @@ class MarketEngine:
             last_snapshot_ts=self.last_snapshot_ts,
             ts=self.ts,
             book_ts=self.book_ts,
+            overrides=self.overrides,
         )
 
     @classmethod
     def restore(cls, spec: MarketSpec, snap: MarketSnapshot) -> MarketEngine:
         engine = cls(spec)
+        try:
+            engine.spec = with_overrides(spec, snap.overrides)
+        except ValueError as exc:
+            raise RuntimeError(
+                f"{spec.name}: the operator's run-time changes no longer fit the market "
+                f"table ({exc}); fix config/markets.toml"
+            ) from None
+        engine.overrides = snap.overrides
         for order in snap.orders:
             engine.book.rest(order)
             engine._track(order.account, order.oid, order.cloid)
@@ -846,6 +867,34 @@ class MarketEngine:
                     reason=msg.reason or f"{msg.action} by {msg.operator or 'operator'}",
                 ),
             )
+
+    def configure(self, msg: ConfigureMarket, ctx: Context) -> None:
+        """An operator's change of the market's parameters, from this record on. Orders
+        already resting stay; every new command meets the new rules. Risk partitions get
+        the result in the same transaction and apply it at the same point."""
+        self.ts = msg.ts
+        error = ""
+        try:
+            spec = reconfigure(self.spec, msg.params)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            self.overrides = differences(self.base, spec)
+            self.spec = spec
+            self.spec_dirty = True
+        event = MarketConfigured(
+            ts=msg.ts,
+            market=self.market,
+            spec=self.spec,
+            overrides=self.overrides,
+            operator=msg.operator,
+            reason=msg.reason,
+            error=error,
+            req_id=msg.req_id,
+        )
+        ctx.emit(topics.MARKET_EVENTS, self.market, event)
+        if not error:
+            ctx.broadcast(topics.RISK_IN, self.market, event)
 
     def transfer(self, msg: PositionTransfer, ctx: Context) -> None:
         """A backstop takeover or ADL close: two fill legs at the given price."""

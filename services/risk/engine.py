@@ -24,7 +24,7 @@ from libs.common.margin import (
     position_terms,
     signed_basis,
 )
-from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.markets import MarketParams, MarketRegistry, MarketSpec, with_overrides
 from libs.common.money import div_ceil
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
@@ -51,6 +51,7 @@ from libs.common.schemas import (
     LiquidationStatus,
     LiquidationTrigger,
     MarginCall,
+    MarketConfigured,
     MarkUpdate,
     ModifyOrder,
     ModifyRequest,
@@ -89,6 +90,15 @@ from services.risk.revaluation import Exposures, call_level
 from services.risk.settlement import settle_fill, settle_funding
 
 VENUE_KEY = "v:venue"
+MARKETS_KEY = "v:markets"
+
+
+class MarketOverrides(msgspec.Struct, kw_only=True):
+    """The operator's run-time changes per market, on top of the market table."""
+
+    by_market: dict[str, MarketParams] = msgspec.field(default_factory=dict)
+
+
 VALID = "valid"
 SCHEDULE_MIN_LEAD_MS = 5_000
 NO_ORDER = "Order was never placed, already canceled, or filled."
@@ -108,13 +118,16 @@ class RiskCore:
     def __init__(
         self, markets: MarketRegistry, partition: int, config: RiskConfig | None = None
     ) -> None:
-        self.markets = markets
+        self.table = markets  # the market table; self.markets adds run-time changes
+        self.markets = markets.copy()
+        self.overrides = MarketOverrides()
+        self._overrides_dirty = False
         self.partition = partition
         self.config = config or RiskConfig()
         self.accounts: ChangeTracked[AccountState] = ChangeTracked(ACCOUNT_PREFIX, AccountState)
         self.marks: ChangeTracked[MarkState] = ChangeTracked(MARK_PREFIX, MarkState)
         self.venue = VenueLedger()
-        self.exposures = Exposures(markets, self.config.margin_call_levels)
+        self.exposures = Exposures(self.markets, self.config.margin_call_levels)
         self._specs = {spec.name: spec for spec in markets}
         self._venue_dirty = False
         # Accounts with a cross or isolated liquidation open: derived from the flags.
@@ -140,6 +153,7 @@ class RiskCore:
             InsuranceClaim: self._insurance_claim,
             InsuranceCredit: self._insurance_credit,
             AdlQuery: self._adl_query,
+            MarketConfigured: self._market_configured,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -156,6 +170,9 @@ class RiskCore:
         if self._venue_dirty:
             changes[VENUE_KEY] = self._encoder.encode(self.venue)
             self._venue_dirty = False
+        if self._overrides_dirty:
+            changes[MARKETS_KEY] = self._encoder.encode(self.overrides)
+            self._overrides_dirty = False
         return changes
 
     def restore(self, entries: Mapping[str, bytes]) -> None:
@@ -163,6 +180,15 @@ class RiskCore:
         self.marks.restore(entries)
         raw = entries.get(VENUE_KEY)
         self.venue = msgspec.msgpack.decode(raw, type=VenueLedger) if raw else VenueLedger()
+        raw = entries.get(MARKETS_KEY)
+        self.overrides = (
+            msgspec.msgpack.decode(raw, type=MarketOverrides) if raw else MarketOverrides()
+        )
+        self.markets = self.table.copy()
+        self.exposures.registry = self.markets
+        self._specs = {spec.name: spec for spec in self.markets}
+        for name, params in self.overrides.by_market.items():
+            self._use_spec(with_overrides(self.table.by_name(name), params))
         marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
         self.exposures.rebuild(self.accounts.values(), marks)
         self._in_liquidation = {
@@ -570,14 +596,25 @@ class RiskCore:
         holds fit the account's free margin (otherwise everything is as it was)."""
         available = self._available(acct) if known else 0
         before = acct.holds
+        kept = self._holds_in(acct, spec.name)
         acct.orders[order.oid] = order
         self._reprice(acct, spec)
         added = acct.holds - before
         if added > 0 and added > available:
             del acct.orders[order.oid]
-            self._reprice(acct, spec)
+            self._restore_holds(kept)
             return False
         return True
+
+    @staticmethod
+    def _holds_in(acct: AccountState, market: str) -> list[tuple[OpenOrderState, int]]:
+        return [(o, o.hold) for o in acct.orders.values() if o.market == market]
+
+    @staticmethod
+    def _restore_holds(kept: list[tuple[OpenOrderState, int]]) -> None:
+        """Undo a reprice: a refused order or modify changes nothing."""
+        for order, hold in kept:
+            order.hold = hold
 
     def _find(
         self, acct: AccountState | None, market: str, oid: int, cloid: str | None
@@ -647,6 +684,7 @@ class RiskCore:
             return
         available = self._available(acct)
         before = acct.holds
+        kept = self._holds_in(acct, spec.name)
         order.modify = PendingModify(
             req_id=msg.req_id,
             is_buy=msg.is_buy,
@@ -661,7 +699,7 @@ class RiskCore:
         added = acct.holds - before
         if added > 0 and added > available:
             order.modify = None
-            self._reprice(acct, spec)
+            self._restore_holds(kept)
             self._answer(ctx, msg, pretrade.margin_refusal(spec))
             return
         self._changed(acct, msg.ts)
@@ -714,6 +752,8 @@ class RiskCore:
         self.venue.bad_debt += outcome.bad_debt
         self._venue_dirty = True
         order = acct.orders.get(msg.oid) if msg.oid else None
+        if order is not None and order.market != msg.market:
+            order = None  # an oid of another market's order: not this fill's order
         filled_sz, filled_ntl = msg.sz, notional
         if order is not None:
             order.filled_ntl += notional
@@ -1333,6 +1373,25 @@ class RiskCore:
                 case_id=msg.case_id,
             ),
         )
+
+    # ------------------------------------------------------------ market configuration
+
+    def _market_configured(self, msg: MarketConfigured, ctx: Context) -> None:
+        """An operator's change of a market, as its matcher applied it: the new limits,
+        fees and margin tiers hold from this record on; positions are revalued with the
+        new tiers at once and reviewed on the market's next mark."""
+        if msg.error or msg.market not in self._specs:
+            return
+        self.overrides.by_market[msg.market] = msg.overrides
+        self._overrides_dirty = True
+        self._use_spec(with_overrides(self.table.by_name(msg.market), msg.overrides))
+        marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
+        self.exposures.rebuild(self.accounts.values(), marks)
+
+    def _use_spec(self, spec: MarketSpec) -> None:
+        self.markets.update(spec)
+        self._specs[spec.name] = spec
+        self.exposures.registry = self.markets
 
     def _export_venue_account(self, acct: AccountState, ctx: Context) -> None:
         """The fund's balance and the vault's equity as gauges (live only)."""

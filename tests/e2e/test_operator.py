@@ -63,3 +63,76 @@ async def test_halt_refuses_orders_until_resume_and_every_call_is_audited(
         ("funds", True),
     ]
     assert '"reason":"drill"' in audit[2].value.detail
+
+
+async def test_a_market_changed_at_run_time_holds_for_every_service_and_is_audited(
+    venue: Venue, settings: Settings
+) -> None:
+    configure = f"{venue.operator_url}/operator/markets/configure"
+    async with aiohttp.ClientSession() as http, VenueClient(venue.url, venue.operator_url) as c:
+        await c.deposit(TRADER.address, "10000")
+        now = int(time.time() * 1000)
+        assert "resting" in await c.limit_order(TRADER, 0, True, "90000", "0.0002", now)  # $18
+
+        async with http.post(configure, json={"coin": "BTC", "changes": {}}) as r:
+            assert r.status == 401
+        async with http.post(
+            configure, json={"coin": "BTC", "changes": {"sz_decimals": 3}}, headers=TOKEN
+        ) as r:
+            assert r.status == 400
+            assert (await r.json())["response"].startswith("sz_decimals cannot change")
+        async with http.post(
+            configure,
+            json={"coin": "BTC", "changes": {"min_order_usd": "50"}, "reason": "drill"},
+            headers=TOKEN,
+        ) as r:
+            assert r.status == 200, await r.text()
+            body = (await r.json())["response"]
+        assert body["market"]["min_order_usd"] == 50_000_000
+        assert body["overrides"] == {"min_order_usd": 50_000_000}
+
+        # the matcher refuses what the old minimum allowed; the resting order stays
+        small = await c.limit_order(TRADER, 0, True, "90000", "0.0002", now + 1)
+        assert small == {"error": "Order must have minimum value of $50."}
+        assert "resting" in await c.limit_order(TRADER, 0, True, "90000", "0.0006", now + 2)
+        orders = await c.info("openOrders", user=TRADER.address)
+        assert sorted(o["sz"] for o in orders) == ["0.0002", "0.0006"]
+
+        # a leverage cap reaches risk (which refuses 20x) and the public meta
+        sol_tiers = [
+            {"lower_bound_usd": "0", "max_leverage": 10},
+            {"lower_bound_usd": "2000000", "max_leverage": 5},
+        ]
+        async with http.post(
+            configure,
+            json={"coin": "SOL", "changes": {"max_leverage": 10, "margin_tiers": sol_tiers}},
+            headers=TOKEN,
+        ) as r:
+            assert r.status == 200, await r.text()
+        meta = await c.info("meta")
+        assert [(m["name"], m["maxLeverage"]) for m in meta["universe"]] == [
+            ("BTC", 50),
+            ("ETH", 50),
+            ("SOL", 10),
+        ]
+        lev = {"type": "updateLeverage", "asset": 2, "isCross": True, "leverage": 20}
+        refused = await c.action(TRADER, lev, now + 3)
+        assert refused == {
+            "status": "err",
+            "response": "Invalid leverage value: 20x (at most 10x at this size).",
+        }
+        async with http.get(f"{venue.operator_url}/operator/markets", headers=TOKEN) as r:
+            listed = {m["name"]: m for m in (await r.json())["response"]["markets"]}
+        assert (listed["SOL"]["max_leverage"], listed["BTC"]["min_order_usd"]) == (10, 50_000_000)
+
+    audit = await read_topic(settings, topics.OPERATOR_AUDIT, expect=6, quiet_s=0.5)
+    trail = [(a.value.action, a.value.ok) for a in audit]
+    assert trail == [
+        ("deposit", True),
+        ("configure", False),
+        ("configure", False),
+        ("configure", True),
+        ("configure", True),
+        ("markets", True),
+    ]
+    assert '"reason":"drill"' in audit[3].value.detail

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from libs.common import codec, topics
+from libs.common.markets import MarketParams, load_markets
 from libs.common.schemas import (
     AccountFill,
     ActionResult,
@@ -19,6 +20,7 @@ from libs.common.schemas import (
     CancelOrder,
     CancelRequest,
     ChildOrder,
+    ConfigureMarket,
     DeadLetter,
     Deposit,
     FeeTier,
@@ -37,6 +39,7 @@ from libs.common.schemas import (
     LiquidationStep,
     LiquidationTrigger,
     MarginCall,
+    MarketConfigured,
     MarketControl,
     MarketStatus,
     MarkPrice,
@@ -187,6 +190,26 @@ SAMPLES: list[tuple[str, Message]] = [
         MarginCall(ts=10, account=ALICE, level_pct=80, equity=10_000_000, maintenance=8_100_000),
     ),
     (topics.MATCHER_IN, MarketControl(ts=10, market="ETH", action="halt", reason="drill")),
+    (
+        topics.MATCHER_IN,
+        ConfigureMarket(
+            ts=10, market="BTC", params=MarketParams(min_order_usd=50_000_000), req_id="c1"
+        ),
+    ),
+    (
+        topics.MARKET_EVENTS,
+        MarketConfigured(
+            ts=10,
+            market="BTC",
+            spec=load_markets().by_name("BTC"),
+            overrides=MarketParams(min_order_usd=50_000_000),
+            req_id="c1",
+        ),
+    ),
+    (
+        topics.RISK_IN,
+        MarketConfigured(ts=10, market="SOL", spec=load_markets().by_name("SOL"), error="no"),
+    ),
     (
         topics.MATCHER_IN,
         PositionTransfer(

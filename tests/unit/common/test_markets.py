@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -241,3 +242,109 @@ def test_notional_in_micro_dollars_is_price_times_size_exactly(
     price = Decimal(spec.format_price(ticks))
     size = Decimal(spec.format_size(lots))
     assert MarketSpec.notional(ticks, lots) == usd_to_units(price * size)
+
+
+# ------------------------------------------------------------------ changes at run time
+
+
+def test_an_operator_change_reads_the_tables_keys_and_units() -> None:
+    from libs.common.markets import MarginTier, parse_params, reconfigure
+
+    params = parse_params(
+        {
+            "taker_fee_ppm": 500,
+            "min_order_usd": "12.5",
+            "max_leverage": 40,
+            "margin_tiers": [
+                {"lower_bound_usd": "0", "max_leverage": 40},
+                {"lower_bound_usd": "5000000", "max_leverage": 20},
+            ],
+        }
+    )
+    spec = reconfigure(BTC, params)
+    assert (spec.taker_fee_ppm, spec.min_order_usd, spec.max_leverage) == (500, 12_500_000, 40)
+    assert spec.margin_tiers == (
+        MarginTier(lower_bound=0, max_leverage=40),
+        MarginTier(lower_bound=5_000_000_000_000, max_leverage=20),
+    )
+    assert (spec.name, spec.asset, spec.sz_decimals) == ("BTC", 0, 5)
+    # a single-tier market's tier follows its max leverage
+    flat = msgspec.structs.replace(SOL, margin_tiers=(MarginTier(lower_bound=0, max_leverage=20),))
+    assert reconfigure(flat, parse_params({"max_leverage": 15})).margin_tiers == (
+        MarginTier(lower_bound=0, max_leverage=15),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({}, "changes must be a non-empty object"),
+        ({"sz_decimals": 3}, "sz_decimals cannot change on a listed market"),
+        ({"funding_interval_ms": 60_000}, "funding_interval_ms cannot change"),
+        ({"fee": 1}, "unknown market parameter 'fee'"),
+        ({"taker_fee_ppm": "500"}, "taker_fee_ppm must be an integer"),
+        ({"taker_fee_ppm": True}, "taker_fee_ppm must be a number"),
+        ({"min_order_usd": "ten"}, "invalid market parameter"),
+        ({"taker_fee_ppm": 200_000}, "taker_fee_ppm must be within 0..100000, got 200000"),
+        ({"maker_fee_ppm": -500}, "maker_fee_ppm must be within -taker_fee_ppm..taker_fee_ppm"),
+        ({"default_leverage": 60}, "default_leverage must be within 1..max_leverage"),
+        ({"max_leverage": 20}, "give margin_tiers with max_leverage"),
+        (
+            {"margin_tiers": [{"lower_bound_usd": "0", "max_leverage": 50}, {"x": 1}]},
+            "each margin tier has lower_bound_usd and max_leverage",
+        ),
+        (
+            {
+                "margin_tiers": [
+                    {"lower_bound_usd": "0", "max_leverage": 50},
+                    {"lower_bound_usd": "100", "max_leverage": 60},
+                ]
+            },
+            "margin tier leverage must not rise with the bound",
+        ),
+    ],
+)
+def test_a_change_that_cannot_apply_is_refused_with_the_reason(
+    changes: dict[str, object], error: str
+) -> None:
+    from libs.common.markets import parse_params, reconfigure
+
+    with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(".", r"\.")):
+        reconfigure(BTC, parse_params(changes))
+
+
+@given(
+    market=market_specs,
+    taker=st.integers(0, 2_000),
+    maker=st.integers(-500, 500),
+    band=st.integers(1, 1_000_000),
+    lev=st.integers(1, 60),
+    min_usd=st.integers(0, 10**9),
+)
+@FAST
+def test_overrides_rebuild_exactly_the_changed_market(
+    market: MarketSpec, taker: int, maker: int, band: int, lev: int, min_usd: int
+) -> None:
+    from libs.common.markets import (
+        MarginTier,
+        MarketParams,
+        differences,
+        reconfigure,
+        with_overrides,
+    )
+
+    params = MarketParams(
+        taker_fee_ppm=taker,
+        maker_fee_ppm=max(-taker, min(maker, taker)),
+        price_band_ppm=band,
+        max_leverage=lev,
+        default_leverage=min(lev, market.default_leverage),
+        margin_tiers=(MarginTier(lower_bound=0, max_leverage=lev),),
+        min_order_usd=min_usd,
+    )
+    changed = reconfigure(market, params)
+    kept = differences(market, changed)
+    # what a state machine keeps rebuilds the same market from the table
+    assert with_overrides(market, kept) == changed
+    assert set(kept.changes()) <= set(params.changes())
+    assert differences(market, market) == MarketParams()
