@@ -37,6 +37,7 @@ PUBLIC_TOPICS = (
 )
 INFO_TYPES = (
     "meta",
+    "marginTable",
     "spotMeta",
     "metaAndAssetCtxs",
     "allMids",

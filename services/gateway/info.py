@@ -12,7 +12,7 @@ from typing import Any, cast
 import msgspec
 
 from libs.common.margin import clearinghouse_state
-from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.markets import MarginTier, MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
 from libs.common.schemas import (
     CANDLE_INTERVALS,
@@ -62,6 +62,7 @@ class InfoApi:
         self.clock = clock
         self.handlers: dict[str, Handler] = {
             "meta": self.meta,
+            "marginTable": self.margin_table,
             "spotMeta": self.spot_meta,
             "metaAndAssetCtxs": self.meta_and_asset_ctxs,
             "allMids": self.all_mids,
@@ -116,23 +117,44 @@ class InfoApi:
 
     # ------------------------------------------------------------ markets
 
-    def _meta(self) -> dict[str, Any]:
+    @staticmethod
+    def _table_id(m: MarketSpec) -> int:
+        """Hyperliquid's margin table ids: a one-tier table is its leverage; a tiered one
+        gets an id of its own (1000 + the asset id)."""
+        return m.max_leverage if len(m.margin_tiers) <= 1 else 1000 + m.asset
+
+    @staticmethod
+    def _table(m: MarketSpec) -> dict[str, Any]:
+        tiers = m.margin_tiers or (MarginTier(lower_bound=0, max_leverage=m.max_leverage),)
         return {
-            "universe": [
-                {"name": m.name, "szDecimals": m.sz_decimals, "maxLeverage": m.max_leverage}
-                for m in self.markets
-            ],
-            "marginTables": [
-                [
-                    m.max_leverage,
-                    {
-                        "description": "",
-                        "marginTiers": [{"lowerBound": "0.0", "maxLeverage": m.max_leverage}],
-                    },
-                ]
-                for m in self.markets
+            "description": "" if len(tiers) == 1 else f"tiered {m.name}",
+            "marginTiers": [
+                {"lowerBound": _decimal(format_usd(t.lower_bound)), "maxLeverage": t.max_leverage}
+                for t in tiers
             ],
         }
+
+    def _meta(self) -> dict[str, Any]:
+        tables = {self._table_id(m): self._table(m) for m in self.markets}
+        return {
+            "universe": [
+                {
+                    "name": m.name,
+                    "szDecimals": m.sz_decimals,
+                    "maxLeverage": m.max_leverage,
+                    "marginTableId": self._table_id(m),
+                }
+                for m in self.markets
+            ],
+            "marginTables": [[table_id, table] for table_id, table in sorted(tables.items())],
+        }
+
+    async def margin_table(self, body: dict[str, Any]) -> Any:
+        table_id = body.get("id")
+        for m in self.markets:
+            if self._table_id(m) == table_id:
+                return self._table(m)
+        raise InfoError(f"unknown margin table id {table_id!r}")
 
     async def meta(self, body: dict[str, Any]) -> Any:
         return self._meta()
@@ -373,6 +395,11 @@ class InfoApi:
 
     async def user_rate_limit(self, body: dict[str, Any]) -> Any:
         return await self.address_limits.user_rate_limit(self._user(body))
+
+
+def _decimal(text: str) -> str:
+    """A whole amount as Hyperliquid writes it in tables: ``10000000.0``."""
+    return text if "." in text else text + ".0"
 
 
 __all__ = ["InfoApi", "InfoError", "format_units", "format_usd"]
