@@ -33,6 +33,7 @@ from libs.common.schemas import (
     AdlCandidate,
     AdlCandidates,
     AdlQuery,
+    BadDebtNotice,
     BalanceUpdate,
     CancelAll,
     CancelOrder,
@@ -92,6 +93,7 @@ VENUE_KEY = "v:venue"
 VALID = "valid"
 SCHEDULE_MIN_LEAD_MS = 5_000
 NO_ORDER = "Order was never placed, already canceled, or filled."
+BAD_DEBT_OPEN = "Withdrawals wait while the venue absorbs a liquidation's bad debt."
 CANNOT_MODIFY = "Cannot modify canceled or filled order"
 # Answers to a modify that the matcher gives before touching the order: it rests as it was.
 MODIFY_REFUSALS = frozenset(
@@ -140,6 +142,7 @@ class RiskCore:
             InsuranceClaim: self._insurance_claim,
             InsuranceCredit: self._insurance_credit,
             AdlQuery: self._adl_query,
+            BadDebtNotice: self._bad_debt_notice,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -183,6 +186,9 @@ class RiskCore:
         acct.updated = ts
         self.accounts.touch(acct.address)
         self.exposures.sync(acct)
+        if acct.address == INSURANCE_FUND_ACCOUNT and acct.collateral > self.venue.insurance_peak:
+            self.venue.insurance_peak = acct.collateral
+            self._venue_dirty = True
 
     def _mark_px(self, market: str) -> int:
         state = self.marks.get(market)
@@ -283,6 +289,9 @@ class RiskCore:
             error = "Insufficient balance."
             self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
             return
+        if self.venue.open_bad_debt:
+            self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, BAD_DEBT_OPEN)
+            return
         acct.collateral -= msg.usd
         self._changed(acct, msg.ts)
         self._balance(ctx, msg.ts, msg.account, -msg.usd, "withdraw", msg.req_id)
@@ -297,6 +306,8 @@ class RiskCore:
             error = "Invalid destination."
         elif acct is None or msg.usd > self._withdrawable(acct):
             error = "Insufficient balance."
+        elif self.venue.open_bad_debt:
+            error = BAD_DEBT_OPEN
         if error is not None or acct is None:
             self._action(ctx, msg, "usdTransfer", error)
             return
@@ -1236,25 +1247,25 @@ class RiskCore:
         )
 
     def _insurance_claim(self, msg: InsuranceClaim, ctx: Context) -> None:
-        """On the fund's partition: grant the whole claim from the fund's balance, or
-        refuse it (the liquidator then turns to ADL)."""
+        """On the fund's partition: pay what the fund can of the claim, down to its floor
+        (``insurance_floor``); the liquidator turns to ADL for the rest."""
         fund = self.accounts.get(msg.account)
         balance = fund.collateral if fund is not None else 0
-        granted = (
-            fund is not None and msg.account == INSURANCE_FUND_ACCOUNT and 0 < msg.usd <= balance
-        )
-        if fund is not None and granted:
-            fund.collateral -= msg.usd
+        paid = 0
+        if fund is not None and msg.account == INSURANCE_FUND_ACCOUNT and msg.usd > 0:
+            paid = min(msg.usd, max(0, balance - self.config.insurance_floor))
+        if fund is not None and paid > 0:
+            fund.collateral -= paid
             balance = fund.collateral
             self._changed(fund, msg.ts)
-            self._balance(ctx, msg.ts, fund.address, -msg.usd, "insuranceClaim", msg.case_id)
+            self._balance(ctx, msg.ts, fund.address, -paid, "insuranceClaim", msg.case_id)
             ctx.emit(
                 topics.RISK_IN,
                 msg.beneficiary,
                 InsuranceCredit(
                     ts=msg.ts,
                     account=msg.beneficiary,
-                    usd=msg.usd,
+                    usd=paid,
                     market=msg.market,
                     case_id=msg.case_id,
                 ),
@@ -1267,12 +1278,26 @@ class RiskCore:
                 ts=msg.ts,
                 account=msg.beneficiary,
                 usd=msg.usd,
-                granted=granted,
+                granted=paid == msg.usd,
                 balance=balance,
                 market=msg.market,
                 case_id=msg.case_id,
+                paid=paid,
             ),
         )
+
+    def _bad_debt_notice(self, msg: BadDebtNotice, ctx: Context) -> None:
+        """The liquidator's notice that a case with negative equity opened or ended:
+        withdrawals and transfers out wait while any is open (on every partition)."""
+        if msg.open:
+            self.venue.open_bad_debt[msg.case_id] = msg.usd
+        elif self.venue.open_bad_debt.pop(msg.case_id, None) is None:
+            return
+        self._venue_dirty = True
+        if ctx.live:
+            metrics.OPEN_BAD_DEBT_CASES.labels(str(self.partition)).set(
+                len(self.venue.open_bad_debt)
+            )
 
     def _insurance_credit(self, msg: InsuranceCredit, ctx: Context) -> None:
         if msg.usd <= 0:
@@ -1341,6 +1366,11 @@ class RiskCore:
         row = self.exposures.row(acct.address)
         if acct.address == INSURANCE_FUND_ACCOUNT:
             metrics.INSURANCE_FUND.set(acct.collateral / 1_000_000)
+            peak = max(self.venue.insurance_peak, acct.collateral)
+            metrics.INSURANCE_FUND_DRAWDOWN.set((peak - acct.collateral) / 1_000_000)
+            metrics.INSURANCE_FUND_DRAWDOWN_RATIO.set(
+                (peak - acct.collateral) / peak if peak > 0 else 0.0
+            )
         elif acct.address == BACKSTOP_VAULT_ACCOUNT:
             metrics.VAULT_EQUITY.set(self.exposures.equity(row) / 1_000_000)
 
