@@ -43,6 +43,7 @@ INFO_TYPES = (
     "userFillsByTime",
     "fundingHistory",
     "userFunding",
+    "liquidationHistory",
     "predictedFundings",
     "userFees",
     "userRateLimit",
