@@ -47,10 +47,13 @@ from libs.common.state import (
     INSURANCE_FUND_ACCOUNT,
     liquidation_order_id,
 )
-from services.liquidator import adl, waterfall
+from services.liquidator import adl, unwind, waterfall
 from services.liquidator.config import LiquidatorConfig
+from services.liquidator.unwind import VaultUnwind
 
 CASE_PREFIX = "case:"
+UNWIND_PREFIX = "unwind:"
+MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
 METERED_STAGES = frozenset({"cancel", "book", "backstop", "insurance", "adl"})
 
 
@@ -98,6 +101,7 @@ class LiquidatorCore:
         self.partition = partition
         self.config = config or LiquidatorConfig()
         self.cases: ChangeTracked[LiquidationCase] = ChangeTracked(CASE_PREFIX, LiquidationCase)
+        self.unwinds: ChangeTracked[VaultUnwind] = ChangeTracked(UNWIND_PREFIX, VaultUnwind)
 
     # ------------------------------------------------------------ runtime protocol
 
@@ -116,10 +120,12 @@ class LiquidatorCore:
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
         self.cases.take_changes(changes)
+        self.unwinds.take_changes(changes)
         return changes
 
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.cases.restore(entries)
+        self.unwinds.restore(entries)
 
     # ------------------------------------------------------------ inputs
 
@@ -150,6 +156,9 @@ class LiquidatorCore:
         self._watch_debt(ctx, case, msg.ts)
 
     def _status(self, msg: LiquidationStatus, ctx: Context) -> None:
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._unwind(msg, ctx)
+            return
         key = case_key(msg.account, msg.market)
         case = self.cases.get(key)
         if case is None:
@@ -176,6 +185,9 @@ class LiquidatorCore:
         self._advance(ctx, case, key, msg.ts)
 
     def _report(self, msg: LiquidationReport, ctx: Context) -> None:
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._unwind_report(msg, ctx)
+            return
         case = self._case_of_report(msg)
         if case is None:
             return
@@ -264,6 +276,118 @@ class LiquidatorCore:
         if len(case.adl_answers) < ctx.topics.partitions(topics.RISK_IN):
             return
         self._deleverage(ctx, case, msg.ts)
+
+    # ------------------------------------------------------------ the vault's unwind
+
+    def _unwind(self, msg: LiquidationStatus, ctx: Context) -> None:
+        """The vault's positions after a fill or a mark: each market without an order
+        in flight gets its next reduce-only IOC slice, within the interval's cap."""
+        cfg = self.config
+        if not cfg.unwind_slice_ppm:
+            return
+        held = {p.market for p in msg.positions if p.szi}
+        for market in self.unwinds.keys():
+            state = self.unwinds[market]
+            if market not in held and not state.pending_oid:
+                self.unwinds.delete(market)
+        slot = 0
+        for pos in sorted(msg.positions, key=lambda p: p.market):
+            if not pos.szi or pos.mark_px <= 0 or slot == MAX_UNWIND_ORDERS:
+                continue
+            state = self.unwinds.get(pos.market)
+            if state is None:
+                state = VaultUnwind(market=pos.market)
+                self.unwinds.put(pos.market, state)
+            if state.pending_oid:
+                continue
+            sz = unwind.slice_lots(pos, state, msg.ts, cfg)
+            if sz == 0:
+                continue
+            window = msg.ts // cfg.unwind_interval_ms
+            if window != state.window:
+                state.window, state.window_ntl = window, 0
+            slot += 1
+            px = unwind.limit_px(pos, cfg)
+            oid = liquidation_order_id(ctx.offset, ctx.partition, slot)
+            state.pending_oid, state.pending_sz, state.pending_mark = oid, sz, pos.mark_px
+            state.window_ntl += sz * pos.mark_px
+            state.orders += 1
+            self.unwinds.touch(pos.market)
+            ctx.emit(
+                topics.MATCHER_IN,
+                pos.market,
+                NewOrder(
+                    ts=msg.ts,
+                    oid=oid,
+                    account=BACKSTOP_VAULT_ACCOUNT,
+                    market=pos.market,
+                    is_buy=pos.szi < 0,
+                    px=px,
+                    sz=sz,
+                    tif="Ioc",
+                    reduce_only=True,
+                    req_id=f"unwind:{pos.market}:{state.orders}",
+                ),
+            )
+            self._unwind_audit(
+                ctx,
+                state,
+                msg.ts,
+                f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}; "
+                f"{state.window_ntl} of {cfg.unwind_max_notional} this interval",
+                px=px,
+                sz=sz,
+                equity=msg.equity,
+            )
+
+    def _unwind_report(self, msg: LiquidationReport, ctx: Context) -> None:
+        state = self.unwinds.get(msg.market)
+        if state is None or not msg.oid or msg.oid != state.pending_oid:
+            return
+        self._unwind_audit(
+            ctx,
+            state,
+            msg.ts,
+            f"order {msg.status}: filled {msg.filled_sz} of {state.pending_sz}",
+            sz=msg.filled_sz,
+        )
+        if msg.ts // self.config.unwind_interval_ms == state.window:
+            unfilled = max(0, state.pending_sz - msg.filled_sz)
+            state.window_ntl = max(0, state.window_ntl - unfilled * state.pending_mark)
+        state.pending_oid = state.pending_sz = state.pending_mark = 0
+        self.unwinds.touch(msg.market)
+
+    def _unwind_audit(
+        self,
+        ctx: Context,
+        state: VaultUnwind,
+        ts: int,
+        detail: str,
+        *,
+        px: int = 0,
+        sz: int = 0,
+        equity: int = 0,
+    ) -> None:
+        state.steps += 1
+        ctx.emit(
+            topics.LIQUIDATION_AUDIT,
+            BACKSTOP_VAULT_ACCOUNT,
+            LiquidationStep(
+                ts=ts,
+                account=BACKSTOP_VAULT_ACCOUNT,
+                stage="unwind",
+                detail=detail,
+                market=state.market,
+                case_id=f"unwind/{state.market}",
+                px=px,
+                sz=sz,
+                equity=equity,
+                equity_after=equity,
+                step=state.steps,
+            ),
+        )
+        if ctx.live:
+            metrics.LIQUIDATIONS.labels("unwind").inc()
 
     # ------------------------------------------------------------ the waterfall
 

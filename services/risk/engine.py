@@ -739,7 +739,11 @@ class RiskCore:
                     order.sz -= msg.sz
         self._reprice(acct, spec)
         self._changed(acct, msg.ts)
-        if msg.kind == "trade" and is_liquidation_order(msg.oid):
+        if (
+            msg.kind == "trade"
+            and is_liquidation_order(msg.oid)
+            and msg.account != BACKSTOP_VAULT_ACCOUNT  # the vault's own unwind pays no fee
+        ):
             fee += self._liquidation_fee(acct, msg.market, notional, msg.ts, ctx)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
@@ -777,6 +781,8 @@ class RiskCore:
         self._review([acct.address], msg.ts, ctx, msg.kind, {acct.address: before})
         if msg.account in VENUE_ACCOUNTS:
             self._export_venue_account(acct, ctx)
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._vault_status(acct, msg.kind, msg.ts, ctx)
 
     def _order_result(self, msg: OrderResult, ctx: Context) -> None:
         self._forward_liquidation_result(msg, ctx)
@@ -886,6 +892,10 @@ class RiskCore:
         for address in watched:
             if address not in found:  # the review above reported the others
                 self._report(self.accounts[address], before[address], "mark", msg.ts, ctx)
+        vault = self.accounts.get(BACKSTOP_VAULT_ACCOUNT)
+        held = vault.positions.get(msg.market) if vault is not None else None
+        if vault is not None and held is not None and held.szi:
+            self._vault_status(vault, "mark", msg.ts, ctx)
 
     def _funding(self, msg: FundingUpdate, ctx: Context) -> None:
         spec = self._specs.get(msg.market)
@@ -1166,6 +1176,32 @@ class RiskCore:
                 collateral=acct.collateral,
                 positions=tuple(positions),
                 below=below,
+                reason=reason,
+            ),
+        )
+
+    def _vault_status(self, vault: AccountState, reason: str, ts: int, ctx: Context) -> None:
+        """The backstop vault's positions at their marks, to the liquidator (which
+        unwinds them through the book) after each of its fills and each mark of a market
+        it holds; ``below`` is always false: the vault is never liquidated."""
+        ex = self.exposures
+        row = ex.row(vault.address)
+        positions = tuple(
+            self._liquidated_position(name, vault.positions[name])
+            for name in sorted(vault.positions)
+            if vault.positions[name].szi
+        )
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            vault.address,
+            LiquidationStatus(
+                ts=ts,
+                account=vault.address,
+                equity=ex.equity(row),
+                maintenance=int(ex.maintenance[row]),
+                collateral=vault.collateral,
+                positions=positions,
+                below=False,
                 reason=reason,
             ),
         )

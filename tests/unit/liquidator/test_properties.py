@@ -65,6 +65,7 @@ def scenarios(draw: Any) -> dict[str, Any]:
         "marks": draw(st.lists(st.integers(90_000, 110_000), min_size=1, max_size=8)),
         "slices": draw(st.booleans()),
         "cap": draw(st.sampled_from([0, 15_000, 60_000])),  # USD per second, 0: none
+        "unwind": draw(st.booleans()),  # the vault sends what it took over to the book
     }
 
 
@@ -73,6 +74,10 @@ def run(case: dict[str, Any]) -> tuple[Bus, int]:
         slice_threshold=usd("50000") if case["slices"] else usd("10000000"),
         max_book_notional=usd(str(case["cap"])),
         book_interval_ms=1_000,
+        unwind_slice_ppm=250_000 if case["unwind"] else 0,
+        unwind_max_notional=usd("50000"),
+        unwind_interval_ms=2_000,
+        unwind_max_distance_ppm=20_000,
     )
     bus = exchange(config)
     deposits = 0
@@ -130,7 +135,7 @@ def test_no_account_pushes_more_than_the_cap_into_the_book_in_one_interval(
     sent: dict[tuple[str, int], int] = {}
     for out in bus.log:
         msg = out.message
-        if isinstance(msg, NewOrder) and is_liquidation_order(msg.oid):
+        if isinstance(msg, NewOrder) and is_liquidation_order(msg.oid) and msg.account != VAULT:
             window = (msg.account, msg.ts // 1_000)
             sent[window] = sent.get(window, 0) + msg.sz * marks[msg.ts]
     if case["cap"]:
@@ -161,6 +166,8 @@ def test_only_the_accounts_own_partition_acts_on_it(case: dict[str, Any]) -> Non
         elif isinstance(msg, PositionTransfer):
             owner = msg.to_account if msg.kind == "adl" else msg.from_account
             assert source == partition_for(owner, 4)
+        elif isinstance(msg, LiquidationStep) and msg.stage == "unwind":
+            assert source == partition_for(VAULT, 4)  # the vault's own partition
         elif isinstance(msg, LiquidationStep):
             assert int(msg.case_id.split("/")[1]) == source
     # and every case sits on its account's partition
