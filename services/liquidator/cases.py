@@ -287,8 +287,7 @@ class LiquidatorCore:
             return
         held = {p.market for p in msg.positions if p.szi}
         for market in self.unwinds.keys():
-            state = self.unwinds[market]
-            if market not in held and not state.pending_oid:
+            if market not in held and not self.unwinds[market].pending_oid:
                 self.unwinds.delete(market)
         slot = 0
         for pos in sorted(msg.positions, key=lambda p: p.market):
