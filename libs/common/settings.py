@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     )
     liquidator_book_interval_ms: int = Field(1_000, description="Interval of the book cap")
     liquidator_unwind_slice_ppm: int = Field(
-        0, description="Vault unwind: largest slice (ppm of the position; 0: no unwind)"
+        100_000, description="Vault unwind: largest slice (ppm of the position; 0: no unwind)"
     )
     liquidator_unwind_max_notional_per_interval_usd: int = Field(
         100_000, description="Vault unwind: notional sent into the book per interval"

@@ -297,7 +297,9 @@ class LiquidatorCore:
             if state is None:
                 state = VaultUnwind(market=pos.market)
                 self.unwinds.put(pos.market, state)
-            if state.pending_oid:
+            if state.pending_oid or (
+                state.last_ts >= 0 and msg.ts < state.last_ts + cfg.cooldown_ms
+            ):
                 continue
             sz = unwind.slice_lots(pos, state, msg.ts, cfg)
             if sz == 0:
@@ -310,7 +312,7 @@ class LiquidatorCore:
             oid = liquidation_order_id(ctx.offset, ctx.partition, slot)
             state.pending_oid, state.pending_sz, state.pending_mark = oid, sz, pos.mark_px
             state.window_ntl += sz * pos.mark_px
-            state.orders += 1
+            state.orders, state.last_ts = state.orders + 1, msg.ts
             self.unwinds.touch(pos.market)
             ctx.emit(
                 topics.MATCHER_IN,

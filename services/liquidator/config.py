@@ -23,7 +23,8 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     holds back waits for the next window. The vault unwinds a position it took over in
     reduce-only IOC slices of at most ``unwind_slice_ppm`` of it and at most
     ``unwind_max_notional`` per ``unwind_interval_ms``, its limit at most
-    ``unwind_max_distance_ppm`` from the mark (``unwind_slice_ppm`` 0 = no unwind)."""
+    ``unwind_max_distance_ppm`` from the mark, one per ``cooldown_ms`` and market
+    (``unwind_slice_ppm`` 0 = no unwind)."""
 
     slice_threshold: int = 100_000 * USD
     slice_ppm: int = 200_000

@@ -16,7 +16,9 @@ from services.liquidator.waterfall import PPM, lots_within
 class VaultUnwind(msgspec.Struct, kw_only=True):
     """The unwind of one market's vault position: the notional sent in the current
     interval (``window`` = event time // interval; what an order did not fill is given
-    back) and the order awaiting its result (``pending_mark``: the mark it was sent at)."""
+    back), the order awaiting its result (``pending_mark``: the mark it was sent at) and
+    when the last one went out (one per ``cooldown_ms``, so an empty book is not asked at
+    every mark)."""
 
     market: str
     window: int = -1
@@ -24,6 +26,7 @@ class VaultUnwind(msgspec.Struct, kw_only=True):
     pending_oid: int = 0
     pending_sz: int = 0
     pending_mark: int = 0
+    last_ts: int = -1
     orders: int = 0
     steps: int = 0
 
