@@ -54,7 +54,7 @@ from services.liquidator.unwind import VaultUnwind
 CASE_PREFIX = "case:"
 UNWIND_PREFIX = "unwind:"
 MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
-METERED_STAGES = frozenset({"cancel", "book", "backstop", "insurance", "adl"})
+METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "insurance", "adl"})
 
 
 class LiquidationCase(msgspec.Struct, kw_only=True):
@@ -340,6 +340,8 @@ class LiquidatorCore:
                 sz=sz,
                 equity=msg.equity,
             )
+            if ctx.live:
+                metrics.LIQUIDATIONS.labels("unwind").inc()
 
     def _unwind_report(self, msg: LiquidationReport, ctx: Context) -> None:
         state = self.unwinds.get(msg.market)
@@ -387,8 +389,6 @@ class LiquidatorCore:
                 step=state.steps,
             ),
         )
-        if ctx.live:
-            metrics.LIQUIDATIONS.labels("unwind").inc()
 
     # ------------------------------------------------------------ the waterfall
 
