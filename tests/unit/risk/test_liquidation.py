@@ -207,3 +207,31 @@ def test_withdrawals_and_transfers_wait_while_a_case_has_unabsorbed_bad_debt() -
     r.send(BadDebtNotice(ts=5, account=BOB, case_id="liquidations/2/9", open=False))
     done = only(r.send(withdraw(ALICE, "100")), BalanceUpdate)
     assert (done.delta, done.error, done.collateral) == (-usd("100"), None, usd("900"))
+
+
+def test_the_vaults_positions_go_to_the_liquidator_after_its_fills_and_marks() -> None:
+    r = risk()
+    r.send(deposit(BACKSTOP_VAULT_ACCOUNT, "100000"))
+    r.send(deposit(ALICE, "100000"))
+    taken = of_type(
+        r.send(leg(BACKSTOP_VAULT_ACCOUNT, "buy", "94500", "2", maker=True, kind="backstop")),
+        LiquidationStatus,
+    )
+    assert [(s.account, s.reason, s.below) for s in taken] == [
+        (BACKSTOP_VAULT_ACCOUNT, "backstop", False)
+    ]
+    (pos,) = taken[0].positions
+    assert (pos.market, pos.szi, pos.entry_ntl) == ("BTC", lots("2"), usd("189000"))
+    # the mark of a market it holds: its positions at the new mark, its equity
+    (marked,) = of_type(r.send(mark("94000")), LiquidationStatus)
+    assert (marked.reason, marked.positions[0].mark_px, marked.equity) == (
+        "mark",
+        940_000,
+        usd("99000"),
+    )
+    # an ordinary account's fill sends nothing; nor a mark of a market the vault lacks
+    assert (
+        of_type(r.send(leg(ALICE, "buy", "3500", "1", maker=True, market="ETH")), LiquidationStatus)
+        == []
+    )
+    assert of_type(r.send(mark("3400", "ETH")), LiquidationStatus) == []
