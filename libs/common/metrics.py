@@ -183,6 +183,22 @@ BOOK_ORDERS = Gauge(
     "exchange_book_resting_orders", "Resting orders per market", ["market"], registry=REGISTRY
 )
 INSURANCE_FUND = Gauge("exchange_insurance_fund_usd", "Insurance fund balance", registry=REGISTRY)
+INSURANCE_FUND_DRAWDOWN = Gauge(
+    "exchange_insurance_fund_drawdown_usd",
+    "Insurance fund: its highest balance minus its balance",
+    registry=REGISTRY,
+)
+INSURANCE_FUND_DRAWDOWN_RATIO = Gauge(
+    "exchange_insurance_fund_drawdown_ratio",
+    "Insurance fund: drawdown over its highest balance (0 to 1)",
+    registry=REGISTRY,
+)
+OPEN_BAD_DEBT_CASES = Gauge(
+    "exchange_open_bad_debt_cases",
+    "Liquidation cases with unabsorbed negative equity (withdrawals wait while above 0)",
+    ["partition"],
+    registry=REGISTRY,
+)
 VAULT_EQUITY = Gauge(
     "exchange_backstop_vault_equity_usd", "Backstop vault equity at mark", registry=REGISTRY
 )

@@ -598,7 +598,7 @@ class LiquidationReport(Message, frozen=True, tag="liquidation_report.v1"):
 
 class InsuranceClaim(Message, frozen=True, tag="insurance_claim.v1"):
     """The liquidator asks the insurance fund (``account``, its risk account) to cover
-    ``usd`` of a case's negative equity; all or nothing."""
+    ``usd`` of a case's negative equity; the fund pays what it can, down to its floor."""
 
     account: str
     beneficiary: str
@@ -619,7 +619,8 @@ class InsuranceCredit(Message, frozen=True, tag="insurance_credit.v1"):
 
 class InsuranceAnswer(Message, frozen=True, tag="insurance_answer.v1"):
     """The fund's answer to a claim, to the case (``account`` = the beneficiary):
-    ``balance`` is the fund's balance after it."""
+    ``paid`` of the ``usd`` claimed (``granted`` when all of it), ``balance`` is the
+    fund's balance after it."""
 
     account: str
     usd: int
@@ -627,6 +628,7 @@ class InsuranceAnswer(Message, frozen=True, tag="insurance_answer.v1"):
     balance: int
     market: str = ""
     case_id: str = ""
+    paid: int = 0
 
 
 class AdlQuery(Message, frozen=True, tag="adl_query.v1"):
@@ -660,9 +662,12 @@ class AdlCandidates(Message, frozen=True, tag="adl_candidates.v1"):
 
 
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
-    """One step of the waterfall with its reason. ``stage``: triggered, cancel, book,
-    backstop, insurance, adl, closed, recovered; prices in ticks, sizes in lots, money
-    in micro-USDC; ``counterparty`` is the vault, the fund or the ADL'd account."""
+    """One step of the waterfall with its reason. ``stage``: triggered, stale, cancel,
+    book, backstop, insurance, adl, closed, recovered, and unwind (the vault's own orders);
+    prices in ticks, sizes in lots, money in micro-USDC; ``counterparty`` is the vault,
+    the fund or the ADL'd account. ``equity`` is the equity before the step and
+    ``equity_after`` what it left (the same when its effect is a later step's); ``step``
+    numbers the steps of one case."""
 
     account: str
     stage: str
@@ -675,6 +680,19 @@ class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     maintenance: int = 0
     shortfall: int = 0
     counterparty: str = ""
+    equity_after: int = 0
+    step: int = 0
+
+
+class BadDebtNotice(Message, frozen=True, tag="bad_debt_notice.v1"):
+    """Broadcast by the liquidator to every risk partition: a case with negative equity
+    opened (``open``) or ended (its deficit absorbed, or ``usd`` left as the venue's bad
+    debt). While any case is open, risk holds withdrawals and transfers out."""
+
+    account: str
+    case_id: str
+    open: bool
+    usd: int = 0
 
 
 # ---------------------------------------------------------------- operator audit
@@ -724,6 +742,7 @@ RiskIn = (
     | InsuranceCredit
     | AdlQuery
     | MarketConfigured
+    | BadDebtNotice
 )
 MatcherIn = (
     NewOrder

@@ -89,6 +89,23 @@ class Settings(BaseSettings):
     liquidator_max_slippage_ppm: int = Field(
         50_000, description="Worst price of a liquidation order, away from the mark (ppm)"
     )
+    liquidator_max_book_notional_per_interval_usd: int = Field(
+        1_000_000, description="Notional one case may send into the book per interval (0: no cap)"
+    )
+    liquidator_book_interval_ms: int = Field(1_000, description="Interval of the book cap")
+    liquidator_unwind_slice_ppm: int = Field(
+        100_000, description="Vault unwind: largest slice (ppm of the position; 0: no unwind)"
+    )
+    liquidator_unwind_max_notional_per_interval_usd: int = Field(
+        100_000, description="Vault unwind: notional sent into the book per interval"
+    )
+    liquidator_unwind_interval_ms: int = Field(10_000, description="Interval of the vault unwind")
+    liquidator_unwind_max_distance_ppm: int = Field(
+        5_000, description="Vault unwind: worst limit price, away from the mark (ppm)"
+    )
+    risk_insurance_floor_usd: int = Field(
+        0, description="The insurance fund pays claims down to this balance, never below"
+    )
     oracle_config_file: Path | None = Field(
         None, description="Oracle sources, weights and rules (default config/oracle.toml)"
     )

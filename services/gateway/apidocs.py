@@ -50,6 +50,7 @@ INFO_TYPES = (
     "userFillsByTime",
     "fundingHistory",
     "userFunding",
+    "liquidationHistory",
     "predictedFundings",
     "userFees",
     "userRateLimit",

@@ -1,6 +1,8 @@
-"""Event history for the read API: fills, order outcomes and funding, kept in Redis.
+"""Event history for the read API: fills, order outcomes, funding and liquidation steps,
+kept in Redis.
 
-A consumer group of the gateway instances reads account.events and market.events and
+A consumer group of the gateway instances reads account.events, market.events and
+liquidation.audit and
 writes each event once per key, in the API's own shape, to sorted sets scored by event
 time. Writes are idempotent (a record replayed after a crash writes the same member),
 so at-least-once delivery gives exactly the history.
@@ -20,13 +22,20 @@ from aiokafka import AIOKafkaConsumer
 from libs.common import codec, topics
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_usd
-from libs.common.schemas import AccountFill, FundingPayment, FundingRate, OrderUpdate
+from libs.common.schemas import (
+    AccountFill,
+    FundingPayment,
+    FundingRate,
+    LiquidationStep,
+    OrderUpdate,
+)
 from libs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 _JSON = msgspec.json.Encoder()
 KEEP_FILLS = 10_000
 KEEP_FUNDING = 5_000
+KEEP_LIQUIDATION_STEPS = 5_000
 ORDER_TTL_S = 7 * 24 * 3600
 
 
@@ -92,6 +101,26 @@ class History:
             order["cloid"] = e.cloid
         return {"order": order, "status": e.status, "statusTimestamp": e.ts}
 
+    def liquidation_row(self, e: LiquidationStep) -> dict[str, Any]:
+        """A step of a liquidation as ``liquidationHistory`` answers it (our extension):
+        prices and sizes in the market's decimals, money in USDC."""
+        spec = self.markets.by_name(e.market) if e.market in self.markets.names else None
+        return {
+            "time": e.ts,
+            "caseId": e.case_id,
+            "step": e.step,
+            "stage": e.stage,
+            "coin": e.market,
+            "px": spec.format_price(e.px) if spec and e.px else "0.0",
+            "sz": spec.format_size(e.sz) if spec and e.sz else "0.0",
+            "equityBefore": format_usd(e.equity),
+            "equityAfter": format_usd(e.equity_after),
+            "maintenance": format_usd(e.maintenance),
+            "shortfall": format_usd(e.shortfall),
+            "counterparty": e.counterparty,
+            "detail": e.detail,
+        }
+
     async def project(self, events: Iterable[msgspec.Struct]) -> None:
         """Write a batch of events to their histories in one pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -131,6 +160,10 @@ class History:
                     }
                     key = self.market_key(e.market, "funding")
                     pipe.zadd(key, {_JSON.encode(row): e.ts})
+                elif isinstance(e, LiquidationStep):
+                    key = self.user_key(e.account, "liquidations")
+                    pipe.zadd(key, {_JSON.encode(self.liquidation_row(e)): e.ts})
+                    pipe.zremrangebyrank(key, 0, -KEEP_LIQUIDATION_STEPS - 1)
             await pipe.execute()
 
     # ------------------------------------------------------------ reads
@@ -145,6 +178,11 @@ class History:
     async def fills(self, user: str, start: int, end: int, limit: int) -> list[Any]:
         rows = await self._range(self.user_key(user, "fills"), start, end, limit)
         return sorted(rows, key=lambda r: (-r["time"], -r["tid"]))
+
+    async def liquidations(self, user: str, start: int, end: int, limit: int) -> list[Any]:
+        """The account's liquidation steps in order: by time, case, then step."""
+        rows = await self._range(self.user_key(user, "liquidations"), start, end, limit)
+        return sorted(rows, key=lambda r: (r["time"], r["caseId"], r["step"]))
 
     async def fundings(self, user: str, start: int, end: int) -> list[Any]:
         return await self._range(self.user_key(user, "funding"), start, end, 500)
@@ -166,11 +204,12 @@ class History:
 
 
 async def run_projector(history: History, stop: asyncio.Event) -> None:
-    """Project account.events and market.events until stopped (at-least-once)."""
+    """Project account.events, market.events and liquidation.audit until stopped
+    (at-least-once)."""
     settings = history.settings
     names = {
-        settings.topics.name(topics.ACCOUNT_EVENTS): codec.decoder(topics.ACCOUNT_EVENTS),
-        settings.topics.name(topics.MARKET_EVENTS): codec.decoder(topics.MARKET_EVENTS),
+        settings.topics.name(logical): codec.decoder(logical)
+        for logical in (topics.ACCOUNT_EVENTS, topics.MARKET_EVENTS, topics.LIQUIDATION_AUDIT)
     }
     consumer = AIOKafkaConsumer(
         *names,

@@ -75,6 +75,7 @@ class InfoApi:
             "userFillsByTime": self.user_fills_by_time,
             "fundingHistory": self.funding_history,
             "userFunding": self.user_funding,
+            "liquidationHistory": self.liquidation_history,
             "predictedFundings": self.predicted_fundings,
             "userFees": self.user_fees,
             "userRateLimit": self.user_rate_limit,
@@ -372,6 +373,13 @@ class InfoApi:
         start = self._ms(body, "startTime")
         end = self._ms(body, "endTime", self.clock())
         return await self.history.fundings(self._user(body), start, end)
+
+    async def liquidation_history(self, body: dict[str, Any]) -> Any:
+        """Our extension: every step of the user's liquidations (and ADL closes against
+        it), oldest first, optionally within ``startTime``..``endTime``."""
+        start = self._ms(body, "startTime", 0)
+        end = self._ms(body, "endTime", self.clock())
+        return await self.history.liquidations(self._user(body), start, end, limit=2000)
 
     async def user_fees(self, body: dict[str, Any]) -> Any:
         account, _ = await self.hot.account(self._user(body))

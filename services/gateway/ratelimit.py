@@ -53,6 +53,7 @@ INFO_ITEMS_PER_EXTRA_WEIGHT: Final[Mapping[str, int]] = {
             "twapHistory",
             "userTwapSliceFills",
             "userTwapSliceFillsByTime",
+            "liquidationHistory",
         ),
         20,
     ),

@@ -30,6 +30,7 @@ from libs.common.schemas import (
     AdlCandidate,
     AdlCandidates,
     AdlQuery,
+    BadDebtNotice,
     CancelAll,
     InsuranceAnswer,
     InsuranceClaim,
@@ -46,11 +47,14 @@ from libs.common.state import (
     INSURANCE_FUND_ACCOUNT,
     liquidation_order_id,
 )
-from services.liquidator import adl, waterfall
+from services.liquidator import adl, unwind, waterfall
 from services.liquidator.config import LiquidatorConfig
+from services.liquidator.unwind import VaultUnwind
 
 CASE_PREFIX = "case:"
-METERED_STAGES = frozenset({"cancel", "book", "backstop", "insurance", "adl"})
+UNWIND_PREFIX = "unwind:"
+MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
+METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "insurance", "adl"})
 
 
 class LiquidationCase(msgspec.Struct, kw_only=True):
@@ -79,6 +83,13 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     adl_answers: list[AdlCandidates] = msgspec.field(default_factory=list)
     adl_request: str = ""
     requests: int = 0
+    credit_seen: bool = False
+    debt_open: bool = False
+    order_equity: int = 0
+    window: int = -1
+    window_ntl: int = 0
+    held_window: int = -1
+    steps: int = 0
 
 
 def case_key(account: str, market: str) -> str:
@@ -90,6 +101,7 @@ class LiquidatorCore:
         self.partition = partition
         self.config = config or LiquidatorConfig()
         self.cases: ChangeTracked[LiquidationCase] = ChangeTracked(CASE_PREFIX, LiquidationCase)
+        self.unwinds: ChangeTracked[VaultUnwind] = ChangeTracked(UNWIND_PREFIX, VaultUnwind)
 
     # ------------------------------------------------------------ runtime protocol
 
@@ -108,10 +120,12 @@ class LiquidatorCore:
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
         self.cases.take_changes(changes)
+        self.unwinds.take_changes(changes)
         return changes
 
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.cases.restore(entries)
+        self.unwinds.restore(entries)
 
     # ------------------------------------------------------------ inputs
 
@@ -139,17 +153,27 @@ class LiquidatorCore:
             msg.ts,
             f"equity={msg.equity} maintenance={msg.maintenance}",
         )
+        self._watch_debt(ctx, case, msg.ts)
 
     def _status(self, msg: LiquidationStatus, ctx: Context) -> None:
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._unwind(msg, ctx)
+            return
         key = case_key(msg.account, msg.market)
         case = self.cases.get(key)
         if case is None:
             return
         self.cases.touch(key)
+        if case.stage == "triggered" and msg.equity >= 0 and not (msg.below and msg.positions):
+            self._stale(ctx, case, key, msg)
+            return
         case.equity, case.maintenance = msg.equity, msg.maintenance
         case.collateral, case.positions = msg.collateral, list(msg.positions)
         if msg.reason in ("backstop", "adl") and case.awaiting:
             case.awaiting -= 1
+        if msg.reason == "credit":
+            case.credit_seen = True
+        self._watch_debt(ctx, case, msg.ts)
         if not msg.below:
             if case.positions or case.equity >= 0:
                 self._close(ctx, case, key, "recovered" if case.positions else "closed", msg.ts)
@@ -161,6 +185,9 @@ class LiquidatorCore:
         self._advance(ctx, case, key, msg.ts)
 
     def _report(self, msg: LiquidationReport, ctx: Context) -> None:
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._unwind_report(msg, ctx)
+            return
         case = self._case_of_report(msg)
         if case is None:
             return
@@ -176,6 +203,7 @@ class LiquidatorCore:
                 msg.ts,
                 f"order {msg.status}: filled {msg.filled_sz} of {case.pending_sz}",
                 sz=msg.filled_sz,
+                before=case.order_equity,
             )
             case.pending_oid = case.pending_sz = 0
         elif msg.status == "transferRejected" and case.awaiting:
@@ -203,16 +231,28 @@ class LiquidatorCore:
         if case is None or not case.claim or msg.case_id != case.case_id:
             return
         self.cases.touch(key)
+        paid = msg.usd if msg.granted else min(max(msg.paid, 0), msg.usd)
+        if case.credit_seen:  # the credit's own status came first: equity includes it
+            before = case.equity - paid
+        else:
+            before = case.equity
+            case.equity += paid
         case.claim = 0
-        verdict = "covered" if msg.granted else "cannot cover"
+        if msg.granted:
+            verdict = f"covered {msg.usd}"
+        elif paid:
+            verdict = f"paid {paid} of {msg.usd}, {msg.usd - paid} left"
+        else:
+            verdict = f"cannot cover {msg.usd}"
         self._audit(
             ctx,
             case,
             "insurance",
             msg.ts,
-            f"fund {verdict} {msg.usd}; fund balance {msg.balance}",
+            f"fund {verdict}; fund balance {msg.balance}",
             shortfall=msg.usd,
             counterparty=INSURANCE_FUND_ACCOUNT,
+            before=before,
         )
         if msg.granted:
             self._to_vault(ctx, case, case.positions, msg.ts)
@@ -237,6 +277,119 @@ class LiquidatorCore:
             return
         self._deleverage(ctx, case, msg.ts)
 
+    # ------------------------------------------------------------ the vault's unwind
+
+    def _unwind(self, msg: LiquidationStatus, ctx: Context) -> None:
+        """The vault's positions after a fill or a mark: each market without an order
+        in flight gets its next reduce-only IOC slice, within the interval's cap."""
+        cfg = self.config
+        if not cfg.unwind_slice_ppm:
+            return
+        held = {p.market for p in msg.positions if p.szi}
+        for market in self.unwinds.keys():
+            if market not in held and not self.unwinds[market].pending_oid:
+                self.unwinds.delete(market)
+        slot = 0
+        for pos in sorted(msg.positions, key=lambda p: p.market):
+            if not pos.szi or pos.mark_px <= 0 or slot == MAX_UNWIND_ORDERS:
+                continue
+            state = self.unwinds.get(pos.market)
+            if state is None:
+                state = VaultUnwind(market=pos.market)
+                self.unwinds.put(pos.market, state)
+            if state.pending_oid or (
+                state.last_ts >= 0 and msg.ts < state.last_ts + cfg.cooldown_ms
+            ):
+                continue
+            sz = unwind.slice_lots(pos, state, msg.ts, cfg)
+            if sz == 0:
+                continue
+            window = msg.ts // cfg.unwind_interval_ms
+            if window != state.window:
+                state.window, state.window_ntl = window, 0
+            slot += 1
+            px = unwind.limit_px(pos, cfg)
+            oid = liquidation_order_id(ctx.offset, ctx.partition, slot)
+            state.pending_oid, state.pending_sz, state.pending_mark = oid, sz, pos.mark_px
+            state.window_ntl += sz * pos.mark_px
+            state.orders, state.last_ts = state.orders + 1, msg.ts
+            self.unwinds.touch(pos.market)
+            ctx.emit(
+                topics.MATCHER_IN,
+                pos.market,
+                NewOrder(
+                    ts=msg.ts,
+                    oid=oid,
+                    account=BACKSTOP_VAULT_ACCOUNT,
+                    market=pos.market,
+                    is_buy=pos.szi < 0,
+                    px=px,
+                    sz=sz,
+                    tif="Ioc",
+                    reduce_only=True,
+                    req_id=f"unwind:{pos.market}:{state.orders}",
+                ),
+            )
+            self._unwind_audit(
+                ctx,
+                state,
+                msg.ts,
+                f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}; "
+                f"{state.window_ntl} of {cfg.unwind_max_notional} this interval",
+                px=px,
+                sz=sz,
+                equity=msg.equity,
+            )
+            if ctx.live:
+                metrics.LIQUIDATIONS.labels("unwind").inc()
+
+    def _unwind_report(self, msg: LiquidationReport, ctx: Context) -> None:
+        state = self.unwinds.get(msg.market)
+        if state is None or not msg.oid or msg.oid != state.pending_oid:
+            return
+        self._unwind_audit(
+            ctx,
+            state,
+            msg.ts,
+            f"order {msg.status}: filled {msg.filled_sz} of {state.pending_sz}",
+            sz=msg.filled_sz,
+        )
+        if msg.ts // self.config.unwind_interval_ms == state.window:
+            unfilled = max(0, state.pending_sz - msg.filled_sz)
+            state.window_ntl = max(0, state.window_ntl - unfilled * state.pending_mark)
+        state.pending_oid = state.pending_sz = state.pending_mark = 0
+        self.unwinds.touch(msg.market)
+
+    def _unwind_audit(
+        self,
+        ctx: Context,
+        state: VaultUnwind,
+        ts: int,
+        detail: str,
+        *,
+        px: int = 0,
+        sz: int = 0,
+        equity: int = 0,
+    ) -> None:
+        state.steps += 1
+        ctx.emit(
+            topics.LIQUIDATION_AUDIT,
+            BACKSTOP_VAULT_ACCOUNT,
+            LiquidationStep(
+                ts=ts,
+                account=BACKSTOP_VAULT_ACCOUNT,
+                stage="unwind",
+                detail=detail,
+                market=state.market,
+                case_id=f"unwind/{state.market}",
+                px=px,
+                sz=sz,
+                equity=equity,
+                equity_after=equity,
+                step=state.steps,
+            ),
+        )
+
     # ------------------------------------------------------------ the waterfall
 
     def _advance(self, ctx: Context, case: LiquidationCase, key: str, ts: int) -> None:
@@ -260,6 +413,17 @@ class LiquidatorCore:
             return  # the next status at or after the cooldown sends the next slice
         pos = waterfall.largest(case.positions)
         sz = waterfall.slice_size(pos, cfg)
+        capped = ""
+        if cfg.max_book_notional:
+            window = ts // cfg.book_interval_ms
+            if window != case.window:
+                case.window, case.window_ntl = window, 0
+            room = waterfall.lots_within(cfg.max_book_notional - case.window_ntl, pos.mark_px)
+            if room < sz:
+                if room == 0:
+                    self._hold(ctx, case, pos, window, ts)
+                    return
+                sz, capped = room, f", capped at {cfg.max_book_notional} per interval"
         px = waterfall.limit_px(pos, sz, case.equity, cfg)
         if px == 0:  # no price the book could give leaves the account solvent
             case.book_failed = True
@@ -267,6 +431,9 @@ class LiquidatorCore:
             return
         oid = liquidation_order_id(ctx.offset, ctx.partition)
         case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
+        case.order_equity = case.equity
+        if cfg.max_book_notional:
+            case.window_ntl += sz * pos.mark_px
         ctx.emit(
             topics.MATCHER_IN,
             pos.market,
@@ -288,10 +455,30 @@ class LiquidatorCore:
             case,
             "book",
             ts,
-            f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}",
+            f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}" + capped,
             market=pos.market,
             px=px,
             sz=sz,
+        )
+
+    def _hold(
+        self, ctx: Context, case: LiquidationCase, pos: LiquidatedPosition, window: int, ts: int
+    ) -> None:
+        """The interval's cap is used up: the rest waits for the next interval (audited
+        once per interval)."""
+        if case.held_window == window:
+            return
+        case.held_window = window
+        resume = (window + 1) * self.config.book_interval_ms
+        self._audit(
+            ctx,
+            case,
+            "capped",
+            ts,
+            f"{case.window_ntl} of {self.config.max_book_notional} sent this interval: "
+            f"{abs(pos.szi)} lots wait until {resume}",
+            market=pos.market,
+            sz=abs(pos.szi),
         )
 
     def _cancel_orders(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
@@ -306,7 +493,7 @@ class LiquidatorCore:
         self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
 
     def _claim(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
-        case.stage, case.claim = "insurance", -case.equity
+        case.stage, case.claim, case.credit_seen = "insurance", -case.equity, False
         ctx.emit(
             topics.RISK_IN,
             INSURANCE_FUND_ACCOUNT,
@@ -486,7 +673,52 @@ class LiquidatorCore:
         if case.equity < 0:
             detail += f"; bad debt {-case.equity}"
         self._audit(ctx, case, stage, ts, detail, shortfall=max(0, -case.equity))
+        self._end(ctx, case, key, ts)
+
+    def _stale(self, ctx: Context, case: LiquidationCase, key: str, msg: LiquidationStatus) -> None:
+        """The account recovered (or has nothing to liquidate) before its case was
+        handled: the trigger is dropped and no order goes out."""
+        why = "above maintenance" if not msg.below else "no position"
+        before = case.equity
+        case.equity, case.maintenance = msg.equity, msg.maintenance
+        self._audit(
+            ctx,
+            case,
+            "stale",
+            msg.ts,
+            f"trigger dropped: {why} (equity={msg.equity} maintenance={msg.maintenance})",
+            before=before,
+        )
+        self._end(ctx, case, key, msg.ts)
+
+    def _end(self, ctx: Context, case: LiquidationCase, key: str, ts: int) -> None:
+        if case.debt_open:
+            ctx.broadcast(
+                topics.RISK_IN,
+                case.account,
+                BadDebtNotice(
+                    ts=ts,
+                    account=case.account,
+                    case_id=case.case_id,
+                    open=False,
+                    usd=max(0, -case.equity),
+                ),
+            )
         self.cases.delete(key)
+
+    def _watch_debt(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        """The first time a case's equity is negative, every risk partition holds
+        withdrawals until the case ends."""
+        if case.equity >= 0 or case.debt_open:
+            return
+        case.debt_open = True
+        ctx.broadcast(
+            topics.RISK_IN,
+            case.account,
+            BadDebtNotice(
+                ts=ts, account=case.account, case_id=case.case_id, open=True, usd=-case.equity
+            ),
+        )
 
     def _audit(
         self,
@@ -502,8 +734,11 @@ class LiquidatorCore:
         shortfall: int = 0,
         counterparty: str = "",
         to: str = "",
+        before: int | None = None,
+        after: int | None = None,
     ) -> None:
         account = to or case.account
+        case.steps += 1
         ctx.emit(
             topics.LIQUIDATION_AUDIT,
             account,
@@ -516,10 +751,12 @@ class LiquidatorCore:
                 case_id=case.case_id,
                 px=px,
                 sz=sz,
-                equity=case.equity,
+                equity=case.equity if before is None else before,
                 maintenance=case.maintenance,
                 shortfall=shortfall or max(0, case.maintenance - case.equity),
                 counterparty=counterparty,
+                equity_after=case.equity if after is None else after,
+                step=case.steps,
             ),
         )
         if ctx.live and stage in METERED_STAGES and account == case.account:

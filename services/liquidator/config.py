@@ -1,4 +1,5 @@
-"""The liquidator's parameters: slicing, cooldown, price limits, the backstop threshold."""
+"""The liquidator's parameters: slicing, cooldown, price limits, the backstop threshold,
+the per-interval cap on what one account pushes into the book, and the vault's unwind."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     order is limited to ``max_slippage_ppm`` from the mark. Below
     ``backstop_num / backstop_den`` of maintenance (2/3) the backstop vault takes over.
     ``fee_allowance_ppm`` of a slice's notional is kept back for its fees when the order's
-    limit is set short of the price that would leave the account below zero."""
+    limit is set short of the price that would leave the account below zero.
+
+    ``max_book_notional`` (micro-USDC at the mark, 0 = no cap) bounds what one case sends
+    into the book per ``book_interval_ms`` of event time (epoch-aligned windows); what it
+    holds back waits for the next window. The vault unwinds a position it took over in
+    reduce-only IOC slices of at most ``unwind_slice_ppm`` of it and at most
+    ``unwind_max_notional`` per ``unwind_interval_ms``, its limit at most
+    ``unwind_max_distance_ppm`` from the mark, one per ``cooldown_ms`` and market
+    (``unwind_slice_ppm`` 0 = no unwind)."""
 
     slice_threshold: int = 100_000 * USD
     slice_ppm: int = 200_000
@@ -24,6 +33,12 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     fee_allowance_ppm: int = 3_000
     backstop_num: int = 2
     backstop_den: int = 3
+    max_book_notional: int = 1_000_000 * USD
+    book_interval_ms: int = 1_000
+    unwind_slice_ppm: int = 0
+    unwind_max_notional: int = 100_000 * USD
+    unwind_interval_ms: int = 10_000
+    unwind_max_distance_ppm: int = 5_000
 
     def __post_init__(self) -> None:
         if not 0 < self.slice_ppm <= 1_000_000:
@@ -32,6 +47,12 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("slippage must be below 100% and the cooldown non-negative")
         if not 0 < self.backstop_num < self.backstop_den:
             raise ValueError("the backstop threshold must be a fraction below 1")
+        if self.max_book_notional < 0 or self.book_interval_ms <= 0:
+            raise ValueError("the book cap must be non-negative and its interval positive")
+        if not 0 <= self.unwind_slice_ppm <= 1_000_000 or self.unwind_interval_ms <= 0:
+            raise ValueError("an unwind slice must be within 0..100% and its interval positive")
+        if self.unwind_max_notional <= 0 or not 0 < self.unwind_max_distance_ppm < 1_000_000:
+            raise ValueError("the unwind cap must be positive and its distance within 0..100%")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiquidatorConfig:
@@ -40,4 +61,10 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             slice_ppm=settings.liquidator_slice_ppm,
             cooldown_ms=settings.liquidator_cooldown_ms,
             max_slippage_ppm=settings.liquidator_max_slippage_ppm,
+            max_book_notional=settings.liquidator_max_book_notional_per_interval_usd * USD,
+            book_interval_ms=settings.liquidator_book_interval_ms,
+            unwind_slice_ppm=settings.liquidator_unwind_slice_ppm,
+            unwind_max_notional=settings.liquidator_unwind_max_notional_per_interval_usd * USD,
+            unwind_interval_ms=settings.liquidator_unwind_interval_ms,
+            unwind_max_distance_ppm=settings.liquidator_unwind_max_distance_ppm,
         )

@@ -33,6 +33,11 @@ def slice_size(pos: LiquidatedPosition, config: LiquidatorConfig) -> int:
     return max(1, size * config.slice_ppm // PPM)
 
 
+def lots_within(budget: int, mark_px: int) -> int:
+    """Whole lots whose notional at ``mark_px`` fits in ``budget`` (none if it is spent)."""
+    return max(0, budget) // mark_px if mark_px > 0 else 0
+
+
 def limit_px(pos: LiquidatedPosition, sz: int, equity: int, config: LiquidatorConfig) -> int:
     """The worst price a liquidation order of ``sz`` lots accepts: ``max_slippage_ppm``
     from the mark, and never past the price at which the slice would take the account's

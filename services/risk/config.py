@@ -11,12 +11,14 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``margin_call_levels``: maintenance usage (percent of equity) whose crossing is
     announced; fee shares (ppm of every fee) to the insurance fund and the backstop
     vault, the rest to the venue; ``liquidation_fee_ppm`` of a liquidation fill's notional
-    goes to the insurance fund, at most the account's equity left after it."""
+    goes to the insurance fund, at most the account's equity left after it;
+    ``insurance_floor`` (micro-USDC) is the balance the fund never pays claims below."""
 
     margin_call_levels: tuple[int, ...] = (50, 80)
     insurance_fee_share_ppm: int = 200_000
     vault_fee_share_ppm: int = 300_000
     liquidation_fee_ppm: int = 2_500
+    insurance_floor: int = 0
 
     def __post_init__(self) -> None:
         levels = self.margin_call_levels
@@ -25,6 +27,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
         shares = (self.insurance_fee_share_ppm, self.vault_fee_share_ppm)
         if min(shares) < 0 or sum(shares) > 1_000_000:
             raise ValueError("fee shares must be non-negative and add up to at most 100%")
+        if self.insurance_floor < 0:
+            raise ValueError("the insurance fund's floor must be non-negative")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskConfig:
@@ -34,4 +38,5 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True):
             insurance_fee_share_ppm=settings.risk_insurance_fee_share_ppm,
             vault_fee_share_ppm=settings.risk_vault_fee_share_ppm,
             liquidation_fee_ppm=settings.risk_liquidation_fee_ppm,
+            insurance_floor=settings.risk_insurance_floor_usd * 1_000_000,
         )

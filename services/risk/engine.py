@@ -33,6 +33,7 @@ from libs.common.schemas import (
     AdlCandidate,
     AdlCandidates,
     AdlQuery,
+    BadDebtNotice,
     BalanceUpdate,
     CancelAll,
     CancelOrder,
@@ -102,6 +103,7 @@ class MarketOverrides(msgspec.Struct, kw_only=True):
 VALID = "valid"
 SCHEDULE_MIN_LEAD_MS = 5_000
 NO_ORDER = "Order was never placed, already canceled, or filled."
+BAD_DEBT_OPEN = "Withdrawals wait while the venue absorbs a liquidation's bad debt."
 CANNOT_MODIFY = "Cannot modify canceled or filled order"
 # Answers to a modify that the matcher gives before touching the order: it rests as it was.
 MODIFY_REFUSALS = frozenset(
@@ -154,6 +156,7 @@ class RiskCore:
             InsuranceCredit: self._insurance_credit,
             AdlQuery: self._adl_query,
             MarketConfigured: self._market_configured,
+            BadDebtNotice: self._bad_debt_notice,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -209,6 +212,9 @@ class RiskCore:
         acct.updated = ts
         self.accounts.touch(acct.address)
         self.exposures.sync(acct)
+        if acct.address == INSURANCE_FUND_ACCOUNT and acct.collateral > self.venue.insurance_peak:
+            self.venue.insurance_peak = acct.collateral
+            self._venue_dirty = True
 
     def _mark_px(self, market: str) -> int:
         state = self.marks.get(market)
@@ -309,6 +315,9 @@ class RiskCore:
             error = "Insufficient balance."
             self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
             return
+        if self.venue.open_bad_debt:
+            self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, BAD_DEBT_OPEN)
+            return
         acct.collateral -= msg.usd
         self._changed(acct, msg.ts)
         self._balance(ctx, msg.ts, msg.account, -msg.usd, "withdraw", msg.req_id)
@@ -323,6 +332,8 @@ class RiskCore:
             error = "Invalid destination."
         elif acct is None or msg.usd > self._withdrawable(acct):
             error = "Insufficient balance."
+        elif self.venue.open_bad_debt:
+            error = BAD_DEBT_OPEN
         if error is not None or acct is None:
             self._action(ctx, msg, "usdTransfer", error)
             return
@@ -768,7 +779,11 @@ class RiskCore:
                     order.sz -= msg.sz
         self._reprice(acct, spec)
         self._changed(acct, msg.ts)
-        if msg.kind == "trade" and is_liquidation_order(msg.oid):
+        if (
+            msg.kind == "trade"
+            and is_liquidation_order(msg.oid)
+            and msg.account != BACKSTOP_VAULT_ACCOUNT  # the vault's own unwind pays no fee
+        ):
             fee += self._liquidation_fee(acct, msg.market, notional, msg.ts, ctx)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
@@ -806,6 +821,8 @@ class RiskCore:
         self._review([acct.address], msg.ts, ctx, msg.kind, {acct.address: before})
         if msg.account in VENUE_ACCOUNTS:
             self._export_venue_account(acct, ctx)
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            self._vault_status(acct, msg.kind, msg.ts, ctx)
 
     def _order_result(self, msg: OrderResult, ctx: Context) -> None:
         self._forward_liquidation_result(msg, ctx)
@@ -915,6 +932,10 @@ class RiskCore:
         for address in watched:
             if address not in found:  # the review above reported the others
                 self._report(self.accounts[address], before[address], "mark", msg.ts, ctx)
+        vault = self.accounts.get(BACKSTOP_VAULT_ACCOUNT)
+        held = vault.positions.get(msg.market) if vault is not None else None
+        if vault is not None and held is not None and held.szi:
+            self._vault_status(vault, "mark", msg.ts, ctx)
 
     def _funding(self, msg: FundingUpdate, ctx: Context) -> None:
         spec = self._specs.get(msg.market)
@@ -1199,6 +1220,32 @@ class RiskCore:
             ),
         )
 
+    def _vault_status(self, vault: AccountState, reason: str, ts: int, ctx: Context) -> None:
+        """The backstop vault's positions at their marks, to the liquidator (which
+        unwinds them through the book) after each of its fills and each mark of a market
+        it holds; ``below`` is always false: the vault is never liquidated."""
+        ex = self.exposures
+        row = ex.row(vault.address)
+        positions = tuple(
+            self._liquidated_position(name, vault.positions[name])
+            for name in sorted(vault.positions)
+            if vault.positions[name].szi
+        )
+        ctx.emit(
+            topics.LIQUIDATIONS,
+            vault.address,
+            LiquidationStatus(
+                ts=ts,
+                account=vault.address,
+                equity=ex.equity(row),
+                maintenance=int(ex.maintenance[row]),
+                collateral=vault.collateral,
+                positions=positions,
+                below=False,
+                reason=reason,
+            ),
+        )
+
     def _liquidated_position(self, market: str, pos: PositionState) -> LiquidatedPosition:
         spec = self._specs[market]
         mark = self._mark_px(market) or pos.entry_ntl // abs(pos.szi)
@@ -1276,25 +1323,25 @@ class RiskCore:
         )
 
     def _insurance_claim(self, msg: InsuranceClaim, ctx: Context) -> None:
-        """On the fund's partition: grant the whole claim from the fund's balance, or
-        refuse it (the liquidator then turns to ADL)."""
+        """On the fund's partition: pay what the fund can of the claim, down to its floor
+        (``insurance_floor``); the liquidator turns to ADL for the rest."""
         fund = self.accounts.get(msg.account)
         balance = fund.collateral if fund is not None else 0
-        granted = (
-            fund is not None and msg.account == INSURANCE_FUND_ACCOUNT and 0 < msg.usd <= balance
-        )
-        if fund is not None and granted:
-            fund.collateral -= msg.usd
+        paid = 0
+        if fund is not None and msg.account == INSURANCE_FUND_ACCOUNT and msg.usd > 0:
+            paid = min(msg.usd, max(0, balance - self.config.insurance_floor))
+        if fund is not None and paid > 0:
+            fund.collateral -= paid
             balance = fund.collateral
             self._changed(fund, msg.ts)
-            self._balance(ctx, msg.ts, fund.address, -msg.usd, "insuranceClaim", msg.case_id)
+            self._balance(ctx, msg.ts, fund.address, -paid, "insuranceClaim", msg.case_id)
             ctx.emit(
                 topics.RISK_IN,
                 msg.beneficiary,
                 InsuranceCredit(
                     ts=msg.ts,
                     account=msg.beneficiary,
-                    usd=msg.usd,
+                    usd=paid,
                     market=msg.market,
                     case_id=msg.case_id,
                 ),
@@ -1307,12 +1354,26 @@ class RiskCore:
                 ts=msg.ts,
                 account=msg.beneficiary,
                 usd=msg.usd,
-                granted=granted,
+                granted=paid == msg.usd,
                 balance=balance,
                 market=msg.market,
                 case_id=msg.case_id,
+                paid=paid,
             ),
         )
+
+    def _bad_debt_notice(self, msg: BadDebtNotice, ctx: Context) -> None:
+        """The liquidator's notice that a case with negative equity opened or ended:
+        withdrawals and transfers out wait while any is open (on every partition)."""
+        if msg.open:
+            self.venue.open_bad_debt[msg.case_id] = msg.usd
+        elif self.venue.open_bad_debt.pop(msg.case_id, None) is None:
+            return
+        self._venue_dirty = True
+        if ctx.live:
+            metrics.OPEN_BAD_DEBT_CASES.labels(str(self.partition)).set(
+                len(self.venue.open_bad_debt)
+            )
 
     def _insurance_credit(self, msg: InsuranceCredit, ctx: Context) -> None:
         if msg.usd <= 0:
@@ -1400,6 +1461,11 @@ class RiskCore:
         row = self.exposures.row(acct.address)
         if acct.address == INSURANCE_FUND_ACCOUNT:
             metrics.INSURANCE_FUND.set(acct.collateral / 1_000_000)
+            peak = max(self.venue.insurance_peak, acct.collateral)
+            metrics.INSURANCE_FUND_DRAWDOWN.set((peak - acct.collateral) / 1_000_000)
+            metrics.INSURANCE_FUND_DRAWDOWN_RATIO.set(
+                (peak - acct.collateral) / peak if peak > 0 else 0.0
+            )
         elif acct.address == BACKSTOP_VAULT_ACCOUNT:
             metrics.VAULT_EQUITY.set(self.exposures.equity(row) / 1_000_000)
 

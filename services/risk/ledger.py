@@ -18,7 +18,10 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     """Accrual buckets in micro-USDC. ``fees = insurance + vault + venue``; rebates are
     paid out of the venue's share; ``bad_debt`` is a loss nobody has covered yet;
     ``insurance_paid`` and ``vault_paid`` are the shares already moved to the fund's and
-    the vault's accounts."""
+    the vault's accounts. ``open_bad_debt`` holds the liquidation cases with negative
+    equity not yet absorbed (case id to deficit, from the liquidator's notices): while
+    any is open, withdrawals and transfers out wait. ``insurance_peak`` is the highest
+    balance the fund's account reached (on the fund's partition), for its drawdown."""
 
     fees: int = 0
     insurance: int = 0
@@ -28,6 +31,8 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     bad_debt: int = 0
     insurance_paid: int = 0
     vault_paid: int = 0
+    open_bad_debt: dict[str, int] = msgspec.field(default_factory=dict)
+    insurance_peak: int = 0
 
     def accrue_fee(self, fee: int, insurance_ppm: int, vault_ppm: int) -> None:
         self.fees += fee

@@ -13,6 +13,7 @@ from libs.common.schemas import (
     AdlCandidate,
     AdlCandidates,
     AdlQuery,
+    BadDebtNotice,
     BalanceUpdate,
     BookDelta,
     BookSnapshot,
@@ -210,6 +211,7 @@ SAMPLES: list[tuple[str, Message]] = [
         topics.RISK_IN,
         MarketConfigured(ts=10, market="SOL", spec=load_markets().by_name("SOL"), error="no"),
     ),
+    (topics.RISK_IN, BadDebtNotice(ts=10, account=ALICE, case_id="c1", open=True, usd=-5)),
     (
         topics.MATCHER_IN,
         PositionTransfer(

@@ -24,6 +24,7 @@ from libs.common.topics import partition_for
 from services.liquidator.cases import LiquidatorCore
 from services.liquidator.config import LiquidatorConfig
 from services.matcher.engine import MatcherCore
+from services.risk.config import RiskConfig
 from services.risk.engine import RiskCore
 from tests.unit.cores import Bus, of_type
 
@@ -51,9 +52,9 @@ def lots(text: str, market: str = "BTC") -> int:
     return MARKETS.by_name(market).size_units(text)
 
 
-def exchange(config: LiquidatorConfig | None = None) -> Bus:
+def exchange(config: LiquidatorConfig | None = None, risk: RiskConfig | None = None) -> Bus:
     bus = Bus()
-    bus.attach(topics.RISK_IN, lambda p: RiskCore(MARKETS, p))
+    bus.attach(topics.RISK_IN, lambda p: RiskCore(MARKETS, p, risk))
     bus.attach(topics.MATCHER_IN, lambda p: MatcherCore(MARKETS, p))
     bus.attach(topics.LIQUIDATIONS, lambda p: LiquidatorCore(p, config))
     return bus

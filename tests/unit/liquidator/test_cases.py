@@ -5,19 +5,25 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import msgspec
+
 from libs.common import topics
 from libs.common.schemas import (
     AdlCandidate,
+    BadDebtNotice,
     Deposit,
     LiquidatedPosition,
+    LiquidationReport,
+    LiquidationStatus,
     LiquidationStep,
     LiquidationTrigger,
+    NewOrder,
 )
 from libs.common.topics import partition_for
 from services.liquidator import adl, waterfall
 from services.liquidator.cases import LiquidatorCore
 from services.liquidator.config import LiquidatorConfig
-from tests.unit.cores import Driver, comparable, only
+from tests.unit.cores import Driver, comparable, of_type, only
 
 ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b2" * 20
@@ -44,6 +50,8 @@ def test_a_first_trigger_opens_a_case_and_audits_it() -> None:
         equity=88_500_000,
         maintenance=94_900_000,
         shortfall=6_400_000,
+        equity_after=88_500_000,
+        step=1,
     )
     core: LiquidatorCore = d.core  # type: ignore[assignment]
     case = core.cases[ALICE]
@@ -166,3 +174,99 @@ def test_adl_ranks_profit_times_leverage_and_breaks_ties_by_account() -> None:
 def test_a_long_candidate_scores_mark_over_entry_times_leverage() -> None:
     winner = AdlCandidate(account=ALICE, szi=10, entry_ntl=900, account_value=100)
     assert adl.score(winner, 100) == Fraction(1000, 900) * Fraction(1000, 100)
+
+
+def status(
+    account: str,
+    ts: int,
+    equity: int,
+    maintenance: int,
+    positions: tuple[LiquidatedPosition, ...],
+    *,
+    below: bool = True,
+    reason: str = "trigger",
+) -> LiquidationStatus:
+    return LiquidationStatus(
+        ts=ts,
+        account=account,
+        equity=equity,
+        maintenance=maintenance,
+        collateral=0,
+        positions=positions,
+        below=below,
+        reason=reason,
+    )
+
+
+def test_a_trigger_whose_account_recovered_is_dropped_as_stale_and_sends_nothing() -> None:
+    d = liquidator()
+    d.send(trigger(ALICE, 1_000, 1_510_000_000, 1_896_000_000))
+    # the first status already says Alice is above maintenance (the mark came back)
+    back = status(ALICE, 1_000, 1_950_000_000, 1_896_000_000, (position(200_000, 948_000),))
+    outs = d.send(msgspec.structs.replace(back, below=False))
+    assert [(o.topic, o.message.stage) for o in outs] == [("liquidation.audit", "stale")]
+    step = outs[0].message
+    assert step.detail == (
+        "trigger dropped: above maintenance (equity=1950000000 maintenance=1896000000)"
+    )
+    assert (step.equity, step.equity_after, step.shortfall) == (1_510_000_000, 1_950_000_000, 0)
+    core: LiquidatorCore = d.core  # type: ignore[assignment]
+    assert core.cases.keys() == []
+    # a trigger whose account has no position left is stale too
+    d.send(trigger(BOB, 2_000, 5_000_000, 9_000_000))
+    (flat,) = d.send(status(BOB, 2_000, 5_000_000, 0, ()))
+    assert flat.message.stage == "stale" and "no position" in flat.message.detail
+    assert core.cases.keys() == []
+
+
+def test_negative_equity_holds_withdrawals_on_every_risk_partition_until_the_case_ends() -> None:
+    d = liquidator()
+    outs = d.send(trigger(ALICE, 1_000, -90_000_000, 1_880_000_000))
+    notices = [o for o in outs if isinstance(o.message, BadDebtNotice)]
+    assert [(o.topic, o.partition) for o in notices] == [("risk.in", p) for p in range(4)]
+    assert {(n.message.open, n.message.usd) for n in notices} == {(True, 90_000_000)}
+    # a second negative status does not notify again; the case's end clears it
+    flat = status(ALICE, 1_100, -40_000_000, 0, ())
+    assert of_type(d.send(flat), BadDebtNotice) == []
+    core: LiquidatorCore = d.core  # type: ignore[assignment]
+    assert core.cases[ALICE].debt_open
+    done = d.send(msgspec.structs.replace(flat, ts=1_200, equity=0, below=False))
+    cleared = of_type(done, BadDebtNotice)
+    assert [(n.open, n.usd, n.case_id) for n in cleared] == [(False, 0, "liquidations/0/0")] * 4
+    assert core.cases.keys() == []
+
+
+def report(oid: int, sz: int, ts: int) -> LiquidationReport:
+    return LiquidationReport(
+        ts=ts, account=ALICE, market="BTC", oid=oid, status="filled", filled_sz=sz
+    )
+
+
+def test_the_per_interval_cap_holds_back_what_exceeds_it_until_the_next_interval() -> None:
+    config = LiquidatorConfig(cooldown_ms=0, max_book_notional=50_000_000_000)
+    d = Driver(LiquidatorCore(0, config), topics.LIQUIDATIONS)
+    equity, maintenance = 1_510_000_000, 1_896_000_000
+    d.send(trigger(ALICE, 1_000, equity, maintenance))
+    outs = d.send(status(ALICE, 1_000, equity, maintenance, (position(200_000, 948_000),)))
+    (first,) = of_type(outs, NewOrder)
+    assert first.sz == 40_000  # 0.4 BTC at 94,800: $37,920 of the $50,000
+    # her status after the fill, then the order's result: the next slice at once
+    d.send(status(ALICE, 1_100, equity, maintenance, (position(160_000, 948_000),), reason="trade"))
+    outs = d.send(report(first.oid, 40_000, 1_100))
+    (second,) = of_type(outs, NewOrder)
+    # 20% of 1.6 BTC would be 0.32; $12,080 left in the interval buys 0.12742 BTC
+    assert second.sz == 12_742
+    assert "capped at 50000000000 per interval" in of_type(outs, LiquidationStep)[1].detail
+    d.send(status(ALICE, 1_200, equity, maintenance, (position(147_258, 948_000),), reason="trade"))
+    outs = d.send(report(second.oid, 12_742, 1_200))
+    assert of_type(outs, NewOrder) == []
+    (held,) = of_type(outs, LiquidationStep)[1:]
+    assert held.stage == "capped"
+    assert held.detail == (
+        "49999416000 of 50000000000 sent this interval: 147258 lots wait until 2000"
+    )
+    # still within the interval: nothing, and no second audit
+    assert d.send(status(ALICE, 1_900, equity, maintenance, (position(147_258, 948_000),))) == []
+    # the next interval: 20% of what is left
+    outs = d.send(status(ALICE, 2_000, equity, maintenance, (position(147_258, 948_000),)))
+    assert [o.sz for o in of_type(outs, NewOrder)] == [29_451]

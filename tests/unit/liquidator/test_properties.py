@@ -17,6 +17,7 @@ from libs.common.schemas import (
     NewOrder,
     PositionTransfer,
 )
+from libs.common.state import is_liquidation_order
 from libs.common.topics import partition_for
 from services.liquidator.config import LiquidatorConfig
 from tests.unit.cores import Bus
@@ -34,6 +35,8 @@ from tests.unit.liquidator.support import (
     money,
     open_cases,
     place,
+    px,
+    risk_cores,
     usd,
 )
 
@@ -61,11 +64,21 @@ def scenarios(draw: Any) -> dict[str, Any]:
         "fund": draw(st.integers(0, 2_000)),
         "marks": draw(st.lists(st.integers(90_000, 110_000), min_size=1, max_size=8)),
         "slices": draw(st.booleans()),
+        "cap": draw(st.sampled_from([0, 15_000, 60_000])),  # USD per second, 0: none
+        "unwind": draw(st.booleans()),  # the vault sends what it took over to the book
     }
 
 
 def run(case: dict[str, Any]) -> tuple[Bus, int]:
-    config = LiquidatorConfig(slice_threshold=usd("50000") if case["slices"] else usd("10000000"))
+    config = LiquidatorConfig(
+        slice_threshold=usd("50000") if case["slices"] else usd("10000000"),
+        max_book_notional=usd(str(case["cap"])),
+        book_interval_ms=1_000,
+        unwind_slice_ppm=250_000 if case["unwind"] else 0,
+        unwind_max_notional=usd("50000"),
+        unwind_interval_ms=2_000,
+        unwind_max_distance_ppm=20_000,
+    )
     bus = exchange(config)
     deposits = 0
     for who, cash in zip(TRADERS, case["cash"], strict=True):
@@ -109,6 +122,32 @@ def test_the_waterfall_conserves_money_and_spares_accounts_without_positions(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
+def test_no_account_pushes_more_than_the_cap_into_the_book_in_one_interval(
+    case: dict[str, Any],
+) -> None:
+    bus, _ = run(case)
+    ts, marks = 1_000, {}
+    for price in case["marks"]:
+        for _ in range(3):
+            mark(bus, str(price), ts)
+            marks[ts] = px(str(price))
+            ts += 1_000
+    sent: dict[tuple[str, int], int] = {}
+    for out in bus.log:
+        msg = out.message
+        if isinstance(msg, NewOrder) and is_liquidation_order(msg.oid) and msg.account != VAULT:
+            window = (msg.account, msg.ts // 1_000)
+            sent[window] = sent.get(window, 0) + msg.sz * marks[msg.ts]
+    if case["cap"]:
+        assert all(ntl <= usd(str(case["cap"])) for ntl in sent.values())
+    # withdrawals wait only while a case is open: none is left holding them
+    still_open = {key.split("/")[0] for key in open_cases(bus)}
+    for core in risk_cores(bus):
+        assert len(core.venue.open_bad_debt) <= len(still_open)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
 def test_only_the_accounts_own_partition_acts_on_it(case: dict[str, Any]) -> None:
     bus, _ = run(case)
     ts = 1_000
@@ -127,6 +166,8 @@ def test_only_the_accounts_own_partition_acts_on_it(case: dict[str, Any]) -> Non
         elif isinstance(msg, PositionTransfer):
             owner = msg.to_account if msg.kind == "adl" else msg.from_account
             assert source == partition_for(owner, 4)
+        elif isinstance(msg, LiquidationStep) and msg.stage == "unwind":
+            assert source == partition_for(VAULT, 4)  # the vault's own partition
         elif isinstance(msg, LiquidationStep):
             assert int(msg.case_id.split("/")[1]) == source
     # and every case sits on its account's partition

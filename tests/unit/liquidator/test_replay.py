@@ -4,7 +4,10 @@ restart from the persisted cases."""
 from __future__ import annotations
 
 from libs.common import codec, topics
+from libs.common.schemas import NewOrder
+from libs.common.state import BACKSTOP_VAULT_ACCOUNT
 from services.liquidator.cases import LiquidatorCore
+from services.liquidator.config import LiquidatorConfig
 from tests.support.workload import liquidator_workload
 from tests.unit.cores import Driver, comparable, restart_midway
 
@@ -46,3 +49,26 @@ def test_a_restart_mid_waterfall_continues_exactly() -> None:
         restarted = restart_midway(d, LiquidatorCore, inputs, split, set(range(0, split, 7)))
         assert restarted.core.take_changes() == d.core.take_changes()
         assert len(expected) > 0
+
+
+def test_a_restart_mid_unwind_continues_exactly() -> None:
+    config = LiquidatorConfig(unwind_slice_ppm=250_000, unwind_interval_ms=1_000)
+
+    def factory(partition: int) -> LiquidatorCore:
+        return LiquidatorCore(partition, config)
+
+    unwound = 0
+    for partition in range(4):
+        inputs = partition_log(partition)
+        whole = Driver(factory(partition), topics.LIQUIDATIONS, partition)
+        outs = [out for m in inputs for out in whole.send(m)]
+        unwound += sum(
+            1
+            for o in outs
+            if isinstance(o.message, NewOrder) and o.message.account == BACKSTOP_VAULT_ACCOUNT
+        )
+        d = Driver(factory(partition), topics.LIQUIDATIONS, partition)
+        split = len(inputs) // 2
+        restarted = restart_midway(d, factory, inputs, split, set(range(0, split, 5)))
+        assert restarted.core.take_changes() == d.core.take_changes()
+    assert unwound > 0  # the vault's partition did send its positions back to the book

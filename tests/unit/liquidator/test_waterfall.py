@@ -6,9 +6,17 @@ $200,000. Maintenance is 1% of her notional at the mark (BTC tier 0)."""
 
 from __future__ import annotations
 
-from libs.common.schemas import AccountFill, CancelAll, LiquidationStep, NewOrder
+from libs.common.schemas import (
+    AccountFill,
+    BadDebtNotice,
+    BalanceUpdate,
+    CancelAll,
+    LiquidationStep,
+    NewOrder,
+)
 from libs.common.state import is_liquidation_order
 from services.liquidator.config import LiquidatorConfig
+from services.risk.config import RiskConfig
 from tests.unit.cores import Bus, of_type
 from tests.unit.liquidator.support import (
     ALICE,
@@ -29,6 +37,7 @@ from tests.unit.liquidator.support import (
     open_cases,
     place,
     px,
+    risk_cores,
     steps,
     szi,
     usd,
@@ -136,8 +145,8 @@ def test_negative_equity_after_the_takeover_is_covered_by_the_insurance_fund() -
     assert money(bus) == DEPOSITS + usd("1000")
 
 
-def test_a_loss_beyond_the_fund_deleverages_the_most_profitable_most_leveraged_first() -> None:
-    bus = alice_long_two_btc(fund="50")
+def test_a_loss_beyond_an_empty_fund_deleverages_the_most_profitable_most_leveraged_first() -> None:
+    bus = alice_long_two_btc(fund="0")
     got = mark(bus, "94000", 1_000)
     assert [s.stage for s in got if s.account == ALICE] == [
         "triggered",
@@ -149,6 +158,7 @@ def test_a_loss_beyond_the_fund_deleverages_the_most_profitable_most_leveraged_f
         "adl",
         "closed",
     ]
+    assert got[3].detail == "fund cannot cover 90000000; fund balance 0"
     # bankruptcy price: 94,000 + $90 / 2 BTC = 94,045
     assert got[4].px == px("94045")
     # Dave: entry 80,000 / value 9,788 = 8.17; Bob: 120,000 / 27,182 = 4.41: Dave first
@@ -159,14 +169,75 @@ def test_a_loss_beyond_the_fund_deleverages_the_most_profitable_most_leveraged_f
     assert collateral(bus, BOB) == usd("19982") + usd("7146")
     assert (collateral(bus, ALICE), szi(bus, ALICE)) == (0, 0)
     assert (szi(bus, BOB), szi(bus, DAVE)) == (0, 0)
-    assert collateral(bus, FUND) == usd("50")  # all or nothing: the fund keeps its $50
     assert collateral(bus, CAROL) == usd("100000")  # no position, no loss
     notices = [f for f in of_type(bus.log, AccountFill) if f.kind == "adl"]
     assert sorted(f.account for f in notices) == sorted([ALICE, ALICE, BOB, DAVE])
     bob_notice = [s for s in steps(bus, BOB) if s.stage == "adl"]
     assert len(bob_notice) == 1 and bob_notice[0].sz == lots("1.2")
+    assert money(bus) == DEPOSITS
+    assert bad_debt(bus) == 0
+
+
+def test_a_fund_smaller_than_the_deficit_pays_what_it_has_and_adl_covers_the_rest() -> None:
+    bus = alice_long_two_btc(fund="50")
+    got = [s for s in mark(bus, "94000", 1_000) if s.account == ALICE]
+    assert [s.stage for s in got] == [
+        "triggered",
+        "cancel",
+        "insurance",
+        "insurance",
+        "adl",
+        "adl",
+        "adl",
+        "closed",
+    ]
+    # the fund pays its $50 of the $90: Alice is at -$40 when ADL starts
+    answer = got[3]
+    assert answer.detail == "fund paid 50000000 of 90000000, 40000000 left; fund balance 0"
+    assert (answer.equity, answer.equity_after) == (-usd("90"), -usd("40"))
+    # bankruptcy price for the $40 left: 94,000 + $40 / 2 BTC = 94,020
+    assert (got[4].px, got[4].shortfall) == (px("94020"), usd("40"))
+    closes = [(s.counterparty, s.sz, s.px) for s in got[5:7]]
+    assert closes == [(DAVE, lots("0.8"), px("94020")), (BOB, lots("1.2"), px("94020"))]
+    # $20 a BTC against the mark: Dave gives up $16, Bob $24: with the fund's $50, $90
+    assert collateral(bus, DAVE) == usd("4988") + usd("4784")
+    assert collateral(bus, BOB) == usd("19982") + usd("7176")
+    assert (collateral(bus, ALICE), szi(bus, ALICE)) == (0, 0)
+    assert collateral(bus, FUND) == 0
+    paid = [b for b in of_type(bus.log, BalanceUpdate) if b.reason == "insuranceClaim"]
+    assert [(b.account, b.delta, b.collateral) for b in paid] == [(FUND, -usd("50"), 0)]
+    assert collateral(bus, CAROL) == usd("100000")
     assert money(bus) == DEPOSITS + usd("50")
     assert bad_debt(bus) == 0
+    # every risk partition held withdrawals from the -$90 until the case closed
+    notices = of_type(bus.log, BadDebtNotice)
+    assert [(n.open, n.usd) for n in notices] == [(True, usd("90"))] * 4 + [(False, 0)] * 4
+    assert all(not core.venue.open_bad_debt for core in risk_cores(bus))
+
+
+def test_the_fund_never_pays_below_its_floor() -> None:
+    bus = exchange(risk=RiskConfig(insurance_floor=usd("30")))
+    for who, amount in (
+        (ALICE, "12000"),
+        (BOB, "20000"),
+        (DAVE, "5000"),
+        (CAROL, "100000"),
+        (FUND, "50"),
+        (VAULT, "100000"),
+    ):
+        deposit(bus, who, amount)
+    place(bus, BOB, "sell", "100000", "1.2")
+    place(bus, DAVE, "sell", "100000", "0.8")
+    place(bus, ALICE, "buy", "100000", "2", tif="Ioc")
+    got = [s for s in mark(bus, "94000", 1_000) if s.account == ALICE]
+    # $20 above the $30 floor: ADL covers $70 at 94,000 + $70 / 2 = 94,035
+    assert got[3].detail == "fund paid 20000000 of 90000000, 70000000 left; fund balance 30000000"
+    assert got[4].px == px("94035")
+    assert collateral(bus, FUND) == usd("30")
+    assert collateral(bus, DAVE) == usd("4988") + usd("4772")  # 0.8 x $35 = $28 given up
+    assert collateral(bus, BOB) == usd("19982") + usd("7158")  # 1.2 x $35 = $42
+    assert (collateral(bus, ALICE), szi(bus, ALICE)) == (0, 0)
+    assert money(bus) == DEPOSITS + usd("50")
 
 
 def test_a_cross_account_sells_the_underwater_position_and_keeps_the_other() -> None:

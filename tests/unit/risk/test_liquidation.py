@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from libs.common import metrics
 from libs.common.schemas import (
+    ActionResult,
+    BadDebtNotice,
+    BalanceUpdate,
     Deposit,
+    InsuranceAnswer,
+    InsuranceClaim,
+    InsuranceCredit,
     LiquidationReport,
     LiquidationStatus,
     LiquidationTrigger,
     MarginCall,
+    TransferIn,
+    UsdTransfer,
 )
 from libs.common.state import (
     BACKSTOP_VAULT_ACCOUNT,
@@ -15,19 +24,24 @@ from libs.common.state import (
     liquidation_order_id,
     order_id,
 )
-from tests.unit.cores import Driver, of_type
+from services.risk.config import RiskConfig
+from services.risk.engine import BAD_DEBT_OPEN, RiskCore
+from tests.unit.cores import Driver, of_type, only
 from tests.unit.risk.support import (
     ALICE,
     BOB,
     CAROL,
+    MARKETS,
     account,
     deposit,
+    ledger,
     leg,
     lots,
     mark,
     result,
     risk,
     usd,
+    withdraw,
 )
 
 
@@ -118,3 +132,106 @@ def test_results_of_liquidation_orders_go_back_to_the_liquidator() -> None:
         lots("0.05"),
     )
     assert of_type(r.send(result(ALICE, order_id(7, 2), "filled")), LiquidationReport) == []
+
+
+def _claim(usd_text: str) -> InsuranceClaim:
+    return InsuranceClaim(
+        ts=5,
+        account=INSURANCE_FUND_ACCOUNT,
+        beneficiary=ALICE,
+        usd=usd(usd_text),
+        case_id="liquidations/1/7",
+    )
+
+
+def test_a_fund_smaller_than_the_claim_pays_all_it_has() -> None:
+    r = risk()
+    r.send(deposit(INSURANCE_FUND_ACCOUNT, "50"))
+    outs = r.send(_claim("90"))
+    answer = only(outs, InsuranceAnswer)
+    assert (answer.usd, answer.paid, answer.granted, answer.balance) == (
+        usd("90"),
+        usd("50"),
+        False,
+        0,
+    )
+    credit = only(outs, InsuranceCredit)
+    assert (credit.account, credit.usd) == (ALICE, usd("50"))
+    paid = only(outs, BalanceUpdate)  # the fund's own history on account.events
+    assert (paid.account, paid.delta, paid.collateral, paid.reason, paid.req_id) == (
+        INSURANCE_FUND_ACCOUNT,
+        -usd("50"),
+        0,
+        "insuranceClaim",
+        "liquidations/1/7",
+    )
+    # an empty fund pays nothing and moves nothing
+    outs = r.send(_claim("90"))
+    assert (only(outs, InsuranceAnswer).paid, of_type(outs, InsuranceCredit)) == (0, [])
+
+
+def test_the_fund_pays_down_to_its_floor_and_reports_its_drawdown() -> None:
+    r = risk(config=RiskConfig(insurance_floor=usd("300")))
+    r.send(deposit(INSURANCE_FUND_ACCOUNT, "1000"))
+    answer = only(r.send(_claim("400")), InsuranceAnswer)
+    assert (answer.paid, answer.granted, answer.balance) == (usd("400"), True, usd("600"))
+    answer = only(r.send(_claim("400")), InsuranceAnswer)
+    assert (answer.paid, answer.granted, answer.balance) == (usd("300"), False, usd("300"))
+    assert ledger(r).insurance_peak == usd("1000")
+    assert metrics.INSURANCE_FUND_DRAWDOWN._value.get() == 700.0
+    assert metrics.INSURANCE_FUND_DRAWDOWN_RATIO._value.get() == 0.7
+    # fees refill it: the drawdown shrinks, the peak stays
+    r.send(
+        TransferIn(
+            ts=6, account=INSURANCE_FUND_ACCOUNT, source="venue", usd=usd("200"), transfer_id="f"
+        )
+    )
+    assert metrics.INSURANCE_FUND_DRAWDOWN._value.get() == 500.0
+    assert ledger(r).insurance_peak == usd("1000")
+
+
+def test_withdrawals_and_transfers_wait_while_a_case_has_unabsorbed_bad_debt() -> None:
+    r = risk()
+    r.send(deposit(ALICE, "1000"))
+    opened = BadDebtNotice(ts=3, account=BOB, case_id="liquidations/2/9", open=True, usd=7)
+    r.send(opened)
+    held = only(r.send(withdraw(ALICE, "100")), BalanceUpdate)
+    assert (held.delta, held.error) == (0, BAD_DEBT_OPEN)
+    move = UsdTransfer(ts=4, account=ALICE, destination=CAROL, usd=usd("100"), req_id="t")
+    assert only(r.send(move), ActionResult).error == BAD_DEBT_OPEN
+    assert account(r, ALICE).collateral == usd("1000")
+    # the hold survives a restart: it is in the snapshot
+    r.commit()
+    r = r.restarted(lambda p: RiskCore(MARKETS, p))
+    assert only(r.send(withdraw(ALICE, "100")), BalanceUpdate).error == BAD_DEBT_OPEN
+    r.send(BadDebtNotice(ts=5, account=BOB, case_id="liquidations/2/9", open=False))
+    done = only(r.send(withdraw(ALICE, "100")), BalanceUpdate)
+    assert (done.delta, done.error, done.collateral) == (-usd("100"), None, usd("900"))
+
+
+def test_the_vaults_positions_go_to_the_liquidator_after_its_fills_and_marks() -> None:
+    r = risk()
+    r.send(deposit(BACKSTOP_VAULT_ACCOUNT, "100000"))
+    r.send(deposit(ALICE, "100000"))
+    taken = of_type(
+        r.send(leg(BACKSTOP_VAULT_ACCOUNT, "buy", "94500", "2", maker=True, kind="backstop")),
+        LiquidationStatus,
+    )
+    assert [(s.account, s.reason, s.below) for s in taken] == [
+        (BACKSTOP_VAULT_ACCOUNT, "backstop", False)
+    ]
+    (pos,) = taken[0].positions
+    assert (pos.market, pos.szi, pos.entry_ntl) == ("BTC", lots("2"), usd("189000"))
+    # the mark of a market it holds: its positions at the new mark, its equity
+    (marked,) = of_type(r.send(mark("94000")), LiquidationStatus)
+    assert (marked.reason, marked.positions[0].mark_px, marked.equity) == (
+        "mark",
+        940_000,
+        usd("99000"),
+    )
+    # an ordinary account's fill sends nothing; nor a mark of a market the vault lacks
+    assert (
+        of_type(r.send(leg(ALICE, "buy", "3500", "1", maker=True, market="ETH")), LiquidationStatus)
+        == []
+    )
+    assert of_type(r.send(mark("3400", "ETH")), LiquidationStatus) == []
