@@ -179,6 +179,13 @@ class VaultShares(msgspec.Struct, kw_only=True):
     stakes: dict[str, VaultStake] = msgspec.field(default_factory=dict)
     updated: int = 0
 
+    def worth(self, shares: int, equity: int) -> int:
+        """What ``shares`` are worth at a vault equity, rounded down (the vault's way);
+        nothing when the vault has no shares or no equity."""
+        if self.total_shares <= 0 or equity <= 0:
+            return 0
+        return shares * equity // self.total_shares
+
 
 L2_PREFIX = "l2:"
 MARKET_CTX_PREFIX = "ctx:"

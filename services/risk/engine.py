@@ -1525,7 +1525,7 @@ class RiskCore:
             burnt = "Amount must be positive."
         elif ledger is not None and acct is not None:
             stake = ledger.stakes.get(msg.depositor)
-            burnt = vault.price_withdrawal(msg.usd, stake, value, ledger.total_shares, msg.ts)
+            burnt = vault.price_withdrawal(msg.usd, stake, value, ledger, msg.ts)
             if not isinstance(burnt, str) and msg.usd > free:
                 burnt = (
                     f"The vault cannot pay ${format_usd(msg.usd)} now: only "

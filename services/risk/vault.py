@@ -30,13 +30,6 @@ class Minted(NamedTuple):
     seed: int
 
 
-def lp_equity(shares: int, equity: int, total_shares: int) -> int:
-    """What ``shares`` are worth, rounded down (0 when the vault has nothing)."""
-    if total_shares <= 0 or equity <= 0:
-        return 0
-    return shares * equity // total_shares
-
-
 def price_deposit(usd: int, equity: int, total_shares: int) -> Minted | str:
     """The shares ``usd`` buys at NAV, or why it cannot be priced."""
     if total_shares == 0:
@@ -50,7 +43,7 @@ def price_deposit(usd: int, equity: int, total_shares: int) -> Minted | str:
 
 
 def price_withdrawal(
-    usd: int, stake: VaultStake | None, equity: int, total_shares: int, now: int
+    usd: int, stake: VaultStake | None, equity: int, ledger: VaultShares, now: int
 ) -> int | str:
     """The shares to burn to pay ``usd`` to the stake's owner, or why it is refused.
     Taking the whole of one's equity burns every share (the sub-micro-dollar remainder
@@ -59,14 +52,14 @@ def price_withdrawal(
         return NO_SHARES
     if now < stake.locked_until:
         return f"Vault deposit is locked until {stake.locked_until}."
-    worth = lp_equity(stake.shares, equity, total_shares)
+    worth = ledger.worth(stake.shares, equity)
     if usd > worth:
         return (
             f"Withdrawal of ${format_usd(usd)} exceeds your vault equity of ${format_usd(worth)}."
         )
     if usd == worth:
         return stake.shares
-    return div_ceil(usd * total_shares, equity)
+    return div_ceil(usd * ledger.total_shares, equity)
 
 
 def mint(
