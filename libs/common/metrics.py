@@ -202,6 +202,14 @@ OPEN_BAD_DEBT_CASES = Gauge(
 VAULT_EQUITY = Gauge(
     "exchange_backstop_vault_equity_usd", "Backstop vault equity at mark", registry=REGISTRY
 )
+VAULT_NAV_PER_SHARE = Gauge(
+    "exchange_backstop_vault_nav_per_share",
+    "Backstop vault NAV per LP share: equity at mark (micro-USDC) / shares; 1 at the first deposit",
+    registry=REGISTRY,
+)
+VAULT_SHARES = Gauge(
+    "exchange_backstop_vault_shares", "Backstop vault LP shares outstanding", registry=REGISTRY
+)
 ACCOUNTS_NEAR_LIQUIDATION = Gauge(
     "exchange_accounts_near_liquidation",
     "Accounts whose equity is within 20% above maintenance",

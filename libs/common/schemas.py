@@ -140,6 +140,52 @@ class TransferIn(Message, frozen=True, tag="transfer_in.v1"):
     transfer_id: str
 
 
+class VaultTransfer(Message, frozen=True, tag="vault_transfer.v1"):
+    """An LP's deposit into (``is_deposit``) or withdrawal from a vault, ``usd``
+    micro-USDC, on the LP's own partition. A deposit leaves the LP's collateral here and
+    reaches the vault's partition as ``VaultDeposit``; a withdrawal is asked of the
+    vault's partition as ``VaultWithdrawal``. The answer comes from the vault's side."""
+
+    account: str
+    vault: str
+    is_deposit: bool
+    usd: int
+    req_id: str = ""
+
+
+class VaultDeposit(Message, frozen=True, tag="vault_deposit.v1"):
+    """On the vault's partition (``account`` = the vault): ``usd`` already taken from
+    ``depositor``'s collateral, to be priced into shares at NAV (or refunded)."""
+
+    account: str
+    depositor: str
+    usd: int
+    transfer_id: str
+    req_id: str = ""
+
+
+class VaultWithdrawal(Message, frozen=True, tag="vault_withdrawal.v1"):
+    """On the vault's partition (``account`` = the vault): ``depositor`` asks for
+    ``usd`` of its stake, paid by burning shares at NAV."""
+
+    account: str
+    depositor: str
+    usd: int
+    req_id: str = ""
+
+
+class VaultPayout(Message, frozen=True, tag="vault_payout.v1"):
+    """From the vault's partition to an LP's: ``usd`` to credit to its collateral, a
+    withdrawal (``reason`` ``vaultWithdraw``) or a refused deposit's refund
+    (``vaultRefund``)."""
+
+    account: str
+    vault: str
+    usd: int
+    transfer_id: str
+    reason: Literal["vaultWithdraw", "vaultRefund"]
+
+
 class FeeTier(Message, frozen=True, tag="fee_tier.v1"):
     """An account's fee rates (ppm; a negative maker rate is a rebate), from the fee job."""
 
@@ -432,6 +478,22 @@ class MarginCall(Message, frozen=True, tag="margin_call.v1"):
     equity: int
     maintenance: int
     market: str = ""
+
+
+class VaultUpdate(Message, frozen=True, tag="vault_update.v1"):
+    """An LP's stake after a deposit or withdrawal: ``usd`` moved (positive in),
+    ``shares`` minted (positive) or burnt, the LP's ``lp_shares`` and ``locked_until``
+    after it, and the vault's ``vault_equity`` (micro-USDC at its marks) and
+    ``total_shares`` after it: NAV per share is ``vault_equity / total_shares``."""
+
+    account: str
+    vault: str
+    usd: int
+    shares: int
+    lp_shares: int
+    locked_until: int
+    vault_equity: int
+    total_shares: int
 
 
 # ---------------------------------------------------------------- market.events
@@ -743,6 +805,10 @@ RiskIn = (
     | AdlQuery
     | MarketConfigured
     | BadDebtNotice
+    | VaultTransfer
+    | VaultDeposit
+    | VaultWithdrawal
+    | VaultPayout
 )
 MatcherIn = (
     NewOrder
@@ -756,7 +822,13 @@ MatcherIn = (
     | ConfigureMarket
 )
 AccountEvent = (
-    OrderUpdate | AccountFill | BalanceUpdate | ActionResult | FundingPayment | MarginCall
+    OrderUpdate
+    | AccountFill
+    | BalanceUpdate
+    | ActionResult
+    | FundingPayment
+    | MarginCall
+    | VaultUpdate
 )
 MarketEvent = (
     Trade | MarkPrice | BookDelta | BookSnapshot | FundingRate | MarketStatus | MarketConfigured

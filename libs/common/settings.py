@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     risk_liquidation_fee_ppm: int = Field(
         2_500, description="Fee on liquidation fills paid to the insurance fund (ppm)"
     )
+    risk_vault_liquidation_fee_share_ppm: int = Field(
+        500_000,
+        description="Share of every liquidation fee paid to the backstop vault, the rest "
+        "to the insurance fund (ppm)",
+    )
+    risk_vault_lockup_ms: int = Field(
+        4 * 86_400_000,
+        description="How long an LP's deposit into the backstop vault is locked (ms after "
+        "its last deposit)",
+    )
     liquidator_slice_threshold_usd: int = Field(
         100_000, description="Positions above this notional (USD) are liquidated in slices"
     )

@@ -154,6 +154,39 @@ INSURANCE_FUND_ACCOUNT = "0x" + "00" * 19 + "f1"
 BACKSTOP_VAULT_ACCOUNT = "0x" + "00" * 19 + "b1"
 VENUE_ACCOUNTS = frozenset({INSURANCE_FUND_ACCOUNT, BACKSTOP_VAULT_ACCOUNT})
 
+VAULT_PREFIX = "vault:"
+
+
+class VaultStake(msgspec.Struct, kw_only=True):
+    """One LP's stake in a vault: its shares, the event time its last deposit unlocks,
+    when it first entered, and the micro-USDC it has put in and taken out (for PnL)."""
+
+    shares: int = 0
+    locked_until: int = 0
+    entered: int = 0
+    deposited: int = 0
+    withdrawn: int = 0
+
+
+class VaultShares(msgspec.Struct, kw_only=True):
+    """The LP ledger of a vault account, kept by the vault's own risk partition (field
+    ``vault:<address>``). NAV per share = the vault account's value at its marks /
+    ``total_shares``; ``stakes[vault]`` is the venue's own stake (the vault's equity
+    before its first LP deposit)."""
+
+    vault: str
+    total_shares: int = 0
+    stakes: dict[str, VaultStake] = msgspec.field(default_factory=dict)
+    updated: int = 0
+
+    def worth(self, shares: int, equity: int) -> int:
+        """What ``shares`` are worth at a vault equity, rounded down (the vault's way);
+        nothing when the vault has no shares or no equity."""
+        if self.total_shares <= 0 or equity <= 0:
+            return 0
+        return shares * equity // self.total_shares
+
+
 L2_PREFIX = "l2:"
 MARKET_CTX_PREFIX = "ctx:"
 MARKET_SPEC_PREFIX = "spec:"  # a MarketSpec changed at run time (absent: the table's)

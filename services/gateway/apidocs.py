@@ -56,6 +56,8 @@ INFO_TYPES = (
     "userRateLimit",
     "perpsAtOpenInterestCap",
     "candleSnapshot",
+    "vaultDetails",
+    "userVaultEquities",
 )
 
 
@@ -91,6 +93,12 @@ def openapi() -> dict[str, Any]:
                 "description": "candleSnapshot: {coin, interval, startTime, endTime}",
             },
             "endTime": {"type": "integer"},
+            "vaultAddress": {
+                "type": "string",
+                "pattern": "^0x[0-9a-fA-F]{40}$",
+                "description": "vaultDetails: the vault (the backstop vault is "
+                "0x00000000000000000000000000000000000000b1)",
+            },
         },
     }
     refused = "Refused: {status: err, response: message}; nothing changed"

@@ -32,6 +32,7 @@ from libs.common.schemas import (
     UpdateIsolatedMargin,
     UpdateLeverage,
     UsdTransfer,
+    VaultTransfer,
     Withdraw,
 )
 from libs.common.settings import Settings
@@ -60,6 +61,7 @@ from services.gateway.wire import (
     UpdateIsolatedMarginAction,
     UpdateLeverageAction,
     UsdSendAction,
+    VaultTransferAction,
     WithdrawAction,
     normalize_address,
 )
@@ -114,6 +116,7 @@ class ExchangeApi:
             "scheduleCancel": self.schedule_cancel,
             "usdSend": self.usd_send,
             "withdraw3": self.withdraw,
+            "vaultTransfer": self.vault_transfer,
         }
 
     # ------------------------------------------------------------ admission
@@ -457,6 +460,25 @@ class ExchangeApi:
             account,
             Withdraw(
                 ts=self.clock(), account=account, usd=self._usd(action.amount), req_id=self.new_id()
+            ),
+        )
+
+    async def vault_transfer(self, account: str, action: VaultTransferAction) -> dict[str, Any]:
+        """An LP's deposit into or withdrawal from a vault, answered by the vault's risk
+        partition once the shares are minted or burnt (or with its reason)."""
+        try:
+            vault = normalize_address(action.vaultAddress)
+        except ValueError as exc:
+            raise ExchangeError(f"vaultAddress: {exc}") from None
+        return await self._default(
+            account,
+            VaultTransfer(
+                ts=self.clock(),
+                account=account,
+                vault=vault,
+                is_deposit=action.isDeposit,
+                usd=action.usd,
+                req_id=self.new_id(),
             ),
         )
 

@@ -21,13 +21,20 @@ from libs.common.schemas import (
     candles_key,
     day_stats_key,
 )
-from libs.common.state import AccountState, MarketContext, OpenOrderState
+from libs.common.state import (
+    BACKSTOP_VAULT_ACCOUNT,
+    AccountState,
+    MarketContext,
+    OpenOrderState,
+)
 from services.gateway.history import History
 from services.gateway.hot import HotState
 from services.gateway.ratelimit import AddressRateLimiter
+from services.gateway.vaults import VaultView
 from services.gateway.wire import normalize_address
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+VAULTS = (BACKSTOP_VAULT_ACCOUNT,)  # the venue's vaults LPs can deposit into
 CANDLES_PER_REQUEST = 5000
 _CANDLE = msgspec.msgpack.Decoder(CandleView)
 _DAY_STATS = msgspec.msgpack.Decoder(DayStatsView)
@@ -81,6 +88,8 @@ class InfoApi:
             "userRateLimit": self.user_rate_limit,
             "perpsAtOpenInterestCap": self.perps_at_open_interest_cap,
             "candleSnapshot": self.candle_snapshot,
+            "vaultDetails": self.vault_details,
+            "userVaultEquities": self.user_vault_equities,
         }
 
     async def answer(self, body: Any) -> Any:
@@ -403,6 +412,31 @@ class InfoApi:
 
     async def user_rate_limit(self, body: dict[str, Any]) -> Any:
         return await self.address_limits.user_rate_limit(self._user(body))
+
+    # ------------------------------------------------------------ vaults
+
+    async def _vault(self, address: str) -> VaultView:
+        ledger, account, marks = await self.hot.vault(address)
+        return VaultView(address, ledger, account, marks, self.markets)
+
+    async def vault_details(self, body: dict[str, Any]) -> Any:
+        try:
+            address = normalize_address(str(body.get("vaultAddress", "")))
+        except ValueError as exc:
+            raise InfoError(f"vaultAddress: {exc}") from None
+        user = self._user(body) if body.get("user") is not None else None
+        if address not in VAULTS:
+            return None  # as Hyperliquid answers for an address that is no vault
+        return (await self._vault(address)).details(user, self.clock())
+
+    async def user_vault_equities(self, body: dict[str, Any]) -> Any:
+        user = self._user(body)
+        rows = []
+        for address in VAULTS:
+            row = (await self._vault(address)).user_equity(user)
+            if row is not None:
+                rows.append(row)
+        return rows
 
 
 def _decimal(text: str) -> str:

@@ -139,6 +139,16 @@ class ScheduleCancelAction(Strict):
     time: Annotated[StrictInt, Field(ge=0, lt=2**63)] | None = None
 
 
+class VaultTransferAction(Strict):
+    """Deposit into or withdraw from a vault: ``usd`` is micro-USDC (the SDK's
+    ``vault_usd_transfer`` sends an integer, 1 USDC = 1,000,000)."""
+
+    type: Literal["vaultTransfer"]
+    vaultAddress: str
+    isDeposit: StrictBool
+    usd: Annotated[StrictInt, Field(ge=1, lt=2**63)]
+
+
 class UserSigned(Strict):
     signatureChainId: str
     hyperliquidChain: Literal["Mainnet", "Testnet"]
@@ -174,6 +184,7 @@ Action = Annotated[
     | UpdateLeverageAction
     | UpdateIsolatedMarginAction
     | ScheduleCancelAction
+    | VaultTransferAction
     | ApproveAgentAction
     | UsdSendAction
     | WithdrawAction,

@@ -18,6 +18,7 @@ import msgspec
 
 from libs.common import metrics, topics
 from libs.common.margin import (
+    AccountSummary,
     fee_amount,
     hold_price,
     margin_table,
@@ -25,7 +26,7 @@ from libs.common.margin import (
     signed_basis,
 )
 from libs.common.markets import MarketParams, MarketRegistry, MarketSpec, with_overrides
-from libs.common.money import div_ceil
+from libs.common.money import div_ceil, format_usd
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
     AccountFill,
@@ -65,6 +66,11 @@ from libs.common.schemas import (
     UpdateIsolatedMargin,
     UpdateLeverage,
     UsdTransfer,
+    VaultDeposit,
+    VaultPayout,
+    VaultTransfer,
+    VaultUpdate,
+    VaultWithdrawal,
     Withdraw,
 )
 from libs.common.state import (
@@ -72,6 +78,7 @@ from libs.common.state import (
     BACKSTOP_VAULT_ACCOUNT,
     INSURANCE_FUND_ACCOUNT,
     MARK_PREFIX,
+    VAULT_PREFIX,
     VENUE_ACCOUNTS,
     AccountState,
     LeverageSetting,
@@ -79,13 +86,15 @@ from libs.common.state import (
     OpenOrderState,
     PendingModify,
     PositionState,
+    VaultShares,
+    VaultStake,
     is_liquidation_order,
     order_id,
 )
-from services.risk import pretrade, telemetry
+from services.risk import pretrade, telemetry, vault
 from services.risk.config import RiskConfig
 from services.risk.holds import reprice_holds
-from services.risk.ledger import VenueLedger
+from services.risk.ledger import PPM, VenueLedger
 from services.risk.pretrade import Refusal
 from services.risk.revaluation import Exposures, call_level
 from services.risk.settlement import settle_fill, settle_funding
@@ -128,6 +137,7 @@ class RiskCore:
         self.config = config or RiskConfig()
         self.accounts: ChangeTracked[AccountState] = ChangeTracked(ACCOUNT_PREFIX, AccountState)
         self.marks: ChangeTracked[MarkState] = ChangeTracked(MARK_PREFIX, MarkState)
+        self.vaults: ChangeTracked[VaultShares] = ChangeTracked(VAULT_PREFIX, VaultShares)
         self.venue = VenueLedger()
         self.exposures = Exposures(self.markets, self.config.margin_call_levels)
         self._specs = {spec.name: spec for spec in markets}
@@ -157,6 +167,10 @@ class RiskCore:
             AdlQuery: self._adl_query,
             MarketConfigured: self._market_configured,
             BadDebtNotice: self._bad_debt_notice,
+            VaultTransfer: self._vault_transfer,
+            VaultDeposit: self._vault_deposit,
+            VaultWithdrawal: self._vault_withdrawal,
+            VaultPayout: self._vault_payout,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -170,6 +184,7 @@ class RiskCore:
         changes: dict[str, bytes | None] = {}
         self.accounts.take_changes(changes)
         self.marks.take_changes(changes)
+        self.vaults.take_changes(changes)
         if self._venue_dirty:
             changes[VENUE_KEY] = self._encoder.encode(self.venue)
             self._venue_dirty = False
@@ -181,6 +196,7 @@ class RiskCore:
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.accounts.restore(entries)
         self.marks.restore(entries)
+        self.vaults.restore(entries)
         raw = entries.get(VENUE_KEY)
         self.venue = msgspec.msgpack.decode(raw, type=VenueLedger) if raw else VenueLedger()
         raw = entries.get(MARKETS_KEY)
@@ -1263,8 +1279,9 @@ class RiskCore:
     def _liquidation_fee(
         self, acct: AccountState, market: str, notional: int, ts: int, ctx: Context
     ) -> int:
-        """The fee of a liquidation fill, to the insurance fund: at most the equity the
-        account (or isolated position) has left, so the fee never creates a deficit."""
+        """The fee of a liquidation fill, to the insurance fund and (its configured share)
+        the backstop vault: at most the equity the account (or isolated position) has
+        left, so the fee never creates a deficit."""
         ex = self.exposures
         row = ex.row(acct.address)
         pos = acct.positions.get(market)
@@ -1282,17 +1299,23 @@ class RiskCore:
         else:
             acct.collateral -= fee
         self._changed(acct, ts)
-        ctx.emit(
-            topics.RISK_IN,
-            INSURANCE_FUND_ACCOUNT,
-            TransferIn(
-                ts=ts,
-                account=INSURANCE_FUND_ACCOUNT,
-                source=acct.address,
-                usd=fee,
-                transfer_id=ctx.source_id,
-            ),
-        )
+        to_vault = fee * self.config.vault_liquidation_fee_share_ppm // PPM
+        for venue_account, amount in (
+            (INSURANCE_FUND_ACCOUNT, fee - to_vault),
+            (BACKSTOP_VAULT_ACCOUNT, to_vault),  # the LPs' premium for the tail risk
+        ):
+            if amount > 0:
+                ctx.emit(
+                    topics.RISK_IN,
+                    venue_account,
+                    TransferIn(
+                        ts=ts,
+                        account=venue_account,
+                        source=acct.address,
+                        usd=amount,
+                        transfer_id=ctx.source_id,
+                    ),
+                )
         return fee
 
     def _forward_liquidation_result(self, msg: OrderResult, ctx: Context) -> None:
@@ -1455,7 +1478,8 @@ class RiskCore:
         self.exposures.registry = self.markets
 
     def _export_venue_account(self, acct: AccountState, ctx: Context) -> None:
-        """The fund's balance and the vault's equity as gauges (live only)."""
+        """The fund's balance, the vault's equity, NAV per share and shares as gauges
+        (live only)."""
         if not ctx.live:
             return
         row = self.exposures.row(acct.address)
@@ -1468,6 +1492,204 @@ class RiskCore:
             )
         elif acct.address == BACKSTOP_VAULT_ACCOUNT:
             metrics.VAULT_EQUITY.set(self.exposures.equity(row) / 1_000_000)
+            ledger = self.vaults.get(acct.address)
+            if ledger is not None:
+                metrics.VAULT_SHARES.set(ledger.total_shares)
+                if ledger.total_shares:
+                    value, _ = self._vault_value(acct)
+                    metrics.VAULT_NAV_PER_SHARE.set(value / ledger.total_shares)
+
+    # ------------------------------------------------------------ the vault's LPs
+
+    def _vault_value(self, acct: AccountState | None) -> tuple[int, int]:
+        """A vault account's value at the marks (cross equity and isolated positions'
+        equity) and its free collateral (what it could withdraw now)."""
+        if acct is None:
+            return 0, 0
+        marks = {m.market: m.mark_px for m in self.marks.values()}
+        summary = AccountSummary(acct, marks, self.markets)
+        return summary.account_value, summary.withdrawable
+
+    def _vault_answer(
+        self, ctx: Context, msg: VaultDeposit | VaultWithdrawal, error: str | None = None
+    ) -> None:
+        """The answer to the LP's ``vaultTransfer``, from the vault's partition."""
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            msg.depositor,
+            ActionResult(
+                ts=msg.ts,
+                account=msg.depositor,
+                action="vaultTransfer",
+                req_id=msg.req_id,
+                error=error,
+            ),
+        )
+
+    def _vault_update(
+        self,
+        ctx: Context,
+        msg: VaultDeposit | VaultWithdrawal,
+        ledger: VaultShares,
+        stake: VaultStake,
+        usd: int,
+        shares: int,
+    ) -> None:
+        equity, _ = self._vault_value(self.accounts.get(msg.account))
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            msg.depositor,
+            VaultUpdate(
+                ts=msg.ts,
+                account=msg.depositor,
+                vault=msg.account,
+                usd=usd,
+                shares=shares,
+                lp_shares=stake.shares,
+                locked_until=stake.locked_until,
+                vault_equity=equity,
+                total_shares=ledger.total_shares,
+            ),
+        )
+
+    def _vault_transfer(self, msg: VaultTransfer, ctx: Context) -> None:
+        """On the LP's partition: a deposit leaves the LP's collateral (within
+        withdrawable) for the vault's partition, in this transaction; a withdrawal is
+        asked of the vault's partition, which alone knows the shares."""
+        acct = self.accounts.get(msg.account)
+        error = None
+        if msg.usd <= 0:
+            error = "Amount must be positive."
+        elif msg.vault != BACKSTOP_VAULT_ACCOUNT:
+            error = f"Vault {msg.vault} does not exist."
+        elif msg.account in VENUE_ACCOUNTS:
+            error = "The venue's own accounts cannot hold vault shares."
+        elif msg.is_deposit and (acct is None or msg.usd > self._withdrawable(acct)):
+            error = "Insufficient balance."
+        if error is not None:
+            self._action(ctx, msg, "vaultTransfer", error)
+            return
+        if not msg.is_deposit:
+            ctx.emit(
+                topics.RISK_IN,
+                msg.vault,
+                VaultWithdrawal(
+                    ts=msg.ts,
+                    account=msg.vault,
+                    depositor=msg.account,
+                    usd=msg.usd,
+                    req_id=msg.req_id,
+                ),
+            )
+            return
+        assert acct is not None
+        acct.collateral -= msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, -msg.usd, "vaultDeposit")
+        ctx.emit(
+            topics.RISK_IN,
+            msg.vault,
+            VaultDeposit(
+                ts=msg.ts,
+                account=msg.vault,
+                depositor=msg.account,
+                usd=msg.usd,
+                transfer_id=ctx.source_id,
+                req_id=msg.req_id,
+            ),
+        )
+        self._review([acct.address], msg.ts, ctx)
+
+    def _vault_deposit(self, msg: VaultDeposit, ctx: Context) -> None:
+        """On the vault's partition: price the deposit at NAV and mint the shares, or
+        refund it to the LP (in this transaction) with the reason."""
+        if msg.usd <= 0:
+            return
+        ledger = self.vaults.get(msg.account) or VaultShares(vault=msg.account)
+        value, _ = self._vault_value(self.accounts.get(msg.account))
+        priced: vault.Minted | str = f"Vault {msg.account} does not exist."
+        if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            priced = vault.price_deposit(msg.usd, value, ledger.total_shares)
+        if isinstance(priced, str):
+            ctx.emit(
+                topics.RISK_IN,
+                msg.depositor,
+                VaultPayout(
+                    ts=msg.ts,
+                    account=msg.depositor,
+                    vault=msg.account,
+                    usd=msg.usd,
+                    transfer_id=ctx.source_id,
+                    reason="vaultRefund",
+                ),
+            )
+            self._vault_answer(ctx, msg, priced)
+            return
+        stake = vault.mint(
+            ledger, msg.depositor, msg.usd, priced, msg.ts, self.config.vault_lockup_ms
+        )
+        self.vaults.put(msg.account, ledger)
+        acct = self._account(msg.account)
+        acct.collateral += msg.usd
+        self._changed(acct, msg.ts)
+        self._vault_answer(ctx, msg)
+        self._balance(ctx, msg.ts, acct.address, msg.usd, "vaultDeposit")
+        self._vault_update(ctx, msg, ledger, stake, msg.usd, priced.shares)
+        self._review([acct.address], msg.ts, ctx)
+        self._export_venue_account(acct, ctx)
+
+    def _vault_withdrawal(self, msg: VaultWithdrawal, ctx: Context) -> None:
+        """On the vault's partition: burn the LP's shares at NAV and pay it (in this
+        transaction), unless locked, beyond its stake, or beyond the vault's free
+        collateral."""
+        ledger = self.vaults.get(msg.account)
+        acct = self.accounts.get(msg.account)
+        value, free = self._vault_value(acct)
+        burnt: int | str = vault.NO_SHARES
+        if msg.usd <= 0:
+            burnt = "Amount must be positive."
+        elif ledger is not None and acct is not None:
+            stake = ledger.stakes.get(msg.depositor)
+            burnt = vault.price_withdrawal(msg.usd, stake, value, ledger, msg.ts)
+            if not isinstance(burnt, str) and msg.usd > free:
+                burnt = (
+                    f"The vault cannot pay ${format_usd(msg.usd)} now: only "
+                    f"${format_usd(free)} of its collateral is free of margin."
+                )
+        if isinstance(burnt, str) or ledger is None or acct is None:
+            self._vault_answer(ctx, msg, burnt if isinstance(burnt, str) else vault.NO_SHARES)
+            return
+        stake = vault.burn(ledger, msg.depositor, msg.usd, burnt, msg.ts)
+        self.vaults.touch(msg.account)
+        acct.collateral -= msg.usd
+        self._changed(acct, msg.ts)
+        self._vault_answer(ctx, msg)
+        self._balance(ctx, msg.ts, acct.address, -msg.usd, "vaultWithdraw")
+        ctx.emit(
+            topics.RISK_IN,
+            msg.depositor,
+            VaultPayout(
+                ts=msg.ts,
+                account=msg.depositor,
+                vault=msg.account,
+                usd=msg.usd,
+                transfer_id=ctx.source_id,
+                reason="vaultWithdraw",
+            ),
+        )
+        self._vault_update(ctx, msg, ledger, stake, -msg.usd, -burnt)
+        self._review([acct.address], msg.ts, ctx)
+        self._export_venue_account(acct, ctx)
+
+    def _vault_payout(self, msg: VaultPayout, ctx: Context) -> None:
+        """On the LP's partition: a withdrawal paid, or a refused deposit refunded."""
+        if msg.usd <= 0:
+            return
+        acct = self._account(msg.account)
+        acct.collateral += msg.usd
+        self._changed(acct, msg.ts)
+        self._balance(ctx, msg.ts, msg.account, msg.usd, msg.reason)
+        self._review([acct.address], msg.ts, ctx)
 
 
 __all__ = ["VENUE_KEY", "RiskCore", "VenueLedger"]

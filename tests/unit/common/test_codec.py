@@ -64,6 +64,11 @@ from libs.common.schemas import (
     UpdateIsolatedMargin,
     UpdateLeverage,
     UsdTransfer,
+    VaultDeposit,
+    VaultPayout,
+    VaultTransfer,
+    VaultUpdate,
+    VaultWithdrawal,
     Withdraw,
 )
 
@@ -175,6 +180,35 @@ SAMPLES: list[tuple[str, Message]] = [
     (topics.RISK_IN, UsdTransfer(ts=10, account=ALICE, destination=BOB, usd=5_000_000)),
     (topics.RISK_IN, TransferIn(ts=10, account=BOB, source=ALICE, usd=5_000_000, transfer_id="x")),
     (topics.RISK_IN, FeeTier(ts=10, account=ALICE, taker_ppm=400, maker_ppm=-20)),
+    (
+        topics.RISK_IN,
+        VaultTransfer(ts=10, account=ALICE, vault=BOB, is_deposit=True, usd=5_000_000),
+    ),
+    (
+        topics.RISK_IN,
+        VaultDeposit(ts=10, account=BOB, depositor=ALICE, usd=5_000_000, transfer_id="x"),
+    ),
+    (topics.RISK_IN, VaultWithdrawal(ts=10, account=BOB, depositor=ALICE, usd=5_000_000)),
+    (
+        topics.RISK_IN,
+        VaultPayout(
+            ts=10, account=ALICE, vault=BOB, usd=5_000_000, transfer_id="x", reason="vaultRefund"
+        ),
+    ),
+    (
+        topics.ACCOUNT_EVENTS,
+        VaultUpdate(
+            ts=10,
+            account=ALICE,
+            vault=BOB,
+            usd=-6_000_000,
+            shares=-5_000_000,
+            lp_shares=0,
+            locked_until=345_600_010,
+            vault_equity=12_000_000,
+            total_shares=10_000_000,
+        ),
+    ),
     (topics.ACCOUNT_EVENTS, ActionResult(ts=10, account=ALICE, action="updateLeverage")),
     (
         topics.OPERATOR_AUDIT,

@@ -30,6 +30,7 @@ def test_the_documents_cover_every_action_and_public_topic() -> None:
         "approveAgent",
         "usdSend",
         "withdraw3",
+        "vaultTransfer",
     }
     channels = docs["asyncapi.json"]["channels"]
     assert {"market.events", "account.events", "oracle.prices", "liquidation.audit"} <= set(

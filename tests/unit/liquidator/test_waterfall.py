@@ -99,7 +99,7 @@ def test_a_large_long_goes_into_a_thin_book_in_slices_with_a_cooldown() -> None:
     assert open_cases(bus) == []
 
     # sold 0.4 @ 94,700, 0.32 + 0.08 @ 94,600, 0.176 @ 94,500: taker 450 ppm plus the
-    # 2,500 ppm liquidation fee, which goes to the insurance fund
+    # 2,500 ppm liquidation fee ($230.88), half to the insurance fund, half to the vault
     assert szi(bus, ALICE) == lots("1.024")
     sold = [(f.px, f.sz, f.fee) for f in of_type(bus.log, AccountFill) if f.account == ALICE]
     assert sold[2:] == [
@@ -108,7 +108,8 @@ def test_a_large_long_goes_into_a_thin_book_in_slices_with_a_cooldown() -> None:
         (px("94600"), lots("0.08"), usd("3.4056") + usd("18.92")),
         (px("94500"), lots("0.176"), usd("7.4844") + usd("41.58")),
     ]
-    assert collateral(bus, FUND) == usd("1230.88")
+    assert collateral(bus, FUND) == usd("1115.44")
+    assert collateral(bus, VAULT) == usd("100115.44")
     assert money(bus) == DEPOSITS + usd("1000")
 
 

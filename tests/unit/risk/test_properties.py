@@ -1,10 +1,13 @@
 """Properties of the risk cores over random histories, across all four partitions.
 
-Deposits, withdrawals, transfers, orders and their outcomes, trades (both legs), leverage
-and isolated-margin changes, fee tiers, marks (some with an invalid oracle) and funding:
+Deposits, withdrawals, transfers, orders and their outcomes, trades (both legs, some
+with the backstop vault), leverage and isolated-margin changes, fee tiers, marks (some
+with an invalid oracle), funding, and LPs' deposits into and withdrawals from the vault:
 after every step the money is all accounted for, no hold is negative, every account below
 maintenance has been flagged with a trigger, and the exposure index agrees with the
-shared margin formulas. A core restarted from its snapshot behaves exactly the same.
+shared margin formulas; an LP's deposit or withdrawal never lowers the NAV per share of
+the others' shares, and raises it by less than a share's worth or a micro-dollar (the
+rounding, always the vault's). A core restarted from its snapshot behaves exactly the same.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +39,10 @@ from libs.common.schemas import (
     UpdateIsolatedMargin,
     UpdateLeverage,
     UsdTransfer,
+    VaultTransfer,
     Withdraw,
 )
+from libs.common.state import BACKSTOP_VAULT_ACCOUNT, VENUE_ACCOUNTS, VaultShares
 from libs.common.topics import partition_for
 from services.risk.engine import RiskCore
 from tests.unit.cores import Driver, restart_midway
@@ -45,6 +51,9 @@ from tests.unit.risk.support import MARKETS, core, risk
 ACCOUNTS = ["0x" + c * 40 for c in "1234567"]
 BASE = {"BTC": 1_000_000, "ETH": 350_000}  # 100000.0 and 3500.00 in ticks
 PARTITIONS = 4
+VAULT = BACKSTOP_VAULT_ACCOUNT
+VAULT_PARTITION = partition_for(VAULT, PARTITIONS)
+LOCKUP_MS = 4 * 86_400_000
 
 
 class Venue:
@@ -109,6 +118,10 @@ def histories(draw: Any) -> list[tuple[str, Any]]:
                     "leverage",
                     "isolated",
                     "fee",
+                    "vault",
+                    "vault",
+                    "vault",
+                    "vault",
                 ]
             )
         )
@@ -136,7 +149,7 @@ def histories(draw: Any) -> list[tuple[str, Any]]:
                 )
             )
         elif kind == "trade":
-            other = draw(st.sampled_from([a for a in ACCOUNTS if a != who]))
+            other = draw(st.sampled_from([a for a in ACCOUNTS if a != who] + [VAULT]))
             steps.append(
                 (
                     kind,
@@ -182,6 +195,13 @@ def histories(draw: Any) -> list[tuple[str, Any]]:
                     ),
                 )
             )
+        elif kind == "vault":
+            amount = draw(
+                st.one_of(st.integers(1, 5_000).map(lambda n: n * 1_000_000), st.integers(1, 999))
+            )
+            lp = draw(st.sampled_from(ACCOUNTS[:3]))  # a few LPs, so they meet again
+            whole = draw(st.sampled_from([False, False, True]))
+            steps.append((kind, (lp, draw(st.booleans()), amount, draw(st.booleans()), whole)))
         elif kind == "leverage":
             steps.append((kind, (who, market, draw(st.integers(1, 50)), draw(st.booleans()))))
         elif kind == "isolated":
@@ -294,6 +314,20 @@ def run_step(venue: Venue, ts: int, step: tuple[str, Any]) -> list[Output]:
             )
         )
         return outs
+    if kind == "vault":
+        who, is_deposit, amount, unlocked, whole = args
+        # a withdrawal either inside every lock-up or after all of them
+        at = ts + LOCKUP_MS * 100 if unlocked and not is_deposit else ts
+        value, ledger = _vault(venue)
+        stake = ledger.stakes.get(who)
+        if whole and not is_deposit and stake is not None and ledger.total_shares:
+            amount = max(1, stake.shares * value // ledger.total_shares)  # all of it
+        outs: list[Output] = []
+        if is_deposit and unlocked:  # the LP brings the money along first
+            venue.net_deposits += amount
+            outs = venue.send(who, Deposit(ts=ts, account=who, usd=amount))
+        message = VaultTransfer(ts=at, account=who, vault=VAULT, is_deposit=is_deposit, usd=amount)
+        return outs + venue.send(who, message)
     if kind == "leverage":
         who, market, lev, cross = args
         return venue.send(
@@ -335,7 +369,7 @@ def _check(venue: Venue, outs: list[Output], step: tuple[str, Any]) -> None:
             valid = all(
                 statuses.get(m, "valid") == "valid" for m, p in acct.positions.items() if p.is_cross
             )
-            if below and valid:
+            if below and valid and acct.address not in VENUE_ACCOUNTS:
                 assert acct.liquidating, "an account below maintenance was not flagged"
             if not below:
                 assert not acct.liquidating
@@ -348,7 +382,12 @@ def _check(venue: Venue, outs: list[Output], step: tuple[str, Any]) -> None:
                 if not pos.is_cross:
                     equity = row_.margin_used
                     iso_below = row_.terms.maintenance > 0 and equity < row_.terms.maintenance
-                    if iso_below and statuses.get(pos.market, "valid") == "valid":
+                    venue_owned = acct.address in VENUE_ACCOUNTS
+                    if (
+                        iso_below
+                        and statuses.get(pos.market, "valid") == "valid"
+                        and not venue_owned
+                    ):
                         assert pos.liquidating
                     if not iso_below:
                         assert not pos.liquidating
@@ -371,6 +410,31 @@ def _flagged_now(venue: Venue) -> set[tuple[str, str]]:
     return flagged
 
 
+def _vault(venue: Venue) -> tuple[int, VaultShares]:
+    """The vault's value at its marks and its LP ledger."""
+    c = venue.cores()[VAULT_PARTITION]
+    acct = c.accounts.get(VAULT)
+    marks = {m.market: m.mark_px for m in c.marks.values()}
+    value = AccountSummary(acct, marks, MARKETS).account_value if acct else 0
+    ledger = c.vaults.get(VAULT) or VaultShares(vault=VAULT)
+    return value, msgspec.msgpack.decode(msgspec.msgpack.encode(ledger), type=VaultShares)
+
+
+def _check_nav(before: tuple[int, VaultShares], after: tuple[int, VaultShares], lp: str) -> None:
+    """Another LP's deposit or withdrawal leaves everyone else's NAV per share where it
+    was, up to rounding that only ever favours the vault (less than a share's worth or a
+    micro-dollar in all)."""
+    (e0, v0), (e1, v1) = before, after
+    t0, t1 = v0.total_shares, v1.total_shares
+    if t0 == 0 or (e0, t0) == (e1, t1):
+        return
+    gained = e1 * t0 - e0 * t1  # (NAV1 - NAV0) x T0 x T1
+    assert 0 <= gained < max(e0, t0), "an LP's move changed the others' NAV per share"
+    for address, stake in v0.stakes.items():
+        if address != lp:
+            assert stake.shares * e1 // t1 >= stake.shares * e0 // t0
+
+
 @given(history=histories())
 @settings(max_examples=200, deadline=None)
 def test_money_holds_triggers_and_the_index_stay_right_over_any_history(
@@ -379,8 +443,11 @@ def test_money_holds_triggers_and_the_index_stay_right_over_any_history(
     venue = Venue()
     for ts, step in enumerate(history, start=1):
         before = _flagged_now(venue)
+        vault_before = _vault(venue)
         outs = run_step(venue, ts, step)
         _check(venue, outs, step)
+        if step[0] == "vault":
+            _check_nav(vault_before, _vault(venue), step[1][0])
         # every account newly flagged below maintenance had its trigger emitted now
         triggered = {
             (o.message.account, o.message.market)
@@ -390,24 +457,29 @@ def test_money_holds_triggers_and_the_index_stay_right_over_any_history(
         assert _flagged_now(venue) - before == triggered
 
 
-@given(history=histories(), split=st.integers(0, 45), commits=st.sets(st.integers(0, 45)))
+@given(
+    history=histories(),
+    split=st.integers(0, 45),
+    commits=st.sets(st.integers(0, 45)),
+    partition=st.sampled_from([0, VAULT_PARTITION]),
+)
 @settings(max_examples=100, deadline=None)
 def test_a_restarted_risk_core_behaves_exactly_like_the_one_that_never_stopped(
-    history: list[tuple[str, Any]], split: int, commits: set[int]
+    history: list[tuple[str, Any]], split: int, commits: set[int], partition: int
 ) -> None:
     # Record what one partition's core is fed in a full run, then replay it with a restart.
     venue = Venue()
     fed: list[Message] = []
-    original_send = venue.drivers[0].send
+    original_send = venue.drivers[partition].send
 
     def recording(message: Any, *, live: bool = True) -> list[Output]:
         fed.append(message)
         return original_send(message, live=live)
 
-    venue.drivers[0].send = recording  # type: ignore[method-assign]
+    venue.drivers[partition].send = recording  # type: ignore[method-assign]
     for ts, step in enumerate(history, start=1):
         run_step(venue, ts, step)
-    original = risk(0)
+    original = risk(partition)
     restarted = restart_midway(original, lambda p: RiskCore(MARKETS, p), fed, split, commits)
     a, b = core(original), core(restarted)
     assert {k: a.accounts[k] for k in a.accounts.keys()} == {
@@ -415,3 +487,4 @@ def test_a_restarted_risk_core_behaves_exactly_like_the_one_that_never_stopped(
     }
     assert a.venue == b.venue
     assert {k: a.marks[k] for k in a.marks.keys()} == {k: b.marks[k] for k in b.marks.keys()}
+    assert {k: a.vaults[k] for k in a.vaults.keys()} == {k: b.vaults[k] for k in b.vaults.keys()}
