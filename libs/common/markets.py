@@ -32,6 +32,19 @@ class MarginTier(msgspec.Struct, frozen=True, kw_only=True):
     max_leverage: int
 
 
+class PortfolioGrid(msgspec.Struct, frozen=True, kw_only=True):
+    """The venue-wide shape of the portfolio-margin scenario grid (``[portfolio]``).
+
+    Shocks are percentages of each market's ``pm_volatility_ppm``: the grid moves prices
+    by every step of ``shock_steps_pct``, up and down; the stress case moves every
+    market against the position by ``stress_step_pct``. Maintenance is
+    ``maintenance_ppm`` of the portfolio's initial requirement."""
+
+    shock_steps_pct: tuple[int, ...] = (50, 100, 150)
+    stress_step_pct: int = 50
+    maintenance_ppm: int = 600_000
+
+
 class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One perpetual market. ``asset`` is its index in the universe.
 
@@ -66,6 +79,11 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     margin_tiers: tuple[MarginTier, ...] = ()
     open_interest_cap: int = 0
     max_position_usd: int = 0
+    # Portfolio margin: volatility (one shock step of 100%), correlation with the
+    # market-wide factor (pairwise correlation = the product), funding provision
+    pm_volatility_ppm: int = 100_000
+    pm_correlation_ppm: int = 0
+    pm_funding_provision_ppm: int = 1_000
 
     @property
     def px_decimals(self) -> int:
@@ -114,8 +132,9 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
 class MarketRegistry:
     """The venue's universe, by name and by asset id, in a fixed order."""
 
-    def __init__(self, markets: list[MarketSpec]) -> None:
+    def __init__(self, markets: list[MarketSpec], portfolio: PortfolioGrid | None = None) -> None:
         self._list = list(markets)
+        self.portfolio = portfolio or PortfolioGrid()
         self._by_name: Mapping[str, MarketSpec] = {m.name: m for m in self._list}
         if len(self._by_name) != len(self._list):
             raise ValueError("duplicate market names in configuration")
@@ -155,6 +174,9 @@ _OPTIONAL_INTS = (
     "funding_cap_hourly_ppb",
     "funding_smoothing",
     "book_snapshot_ms",
+    "pm_volatility_ppm",
+    "pm_correlation_ppm",
+    "pm_funding_provision_ppm",
 )
 
 
@@ -194,7 +216,61 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
                 **{k: int(raw[k]) for k in _OPTIONAL_INTS if k in raw},
             )
         )
-    return MarketRegistry(markets)
+    grid = _portfolio_grid(doc.get("portfolio"))
+    for n, spec in enumerate(markets):
+        if "pm_volatility_ppm" not in doc["market"][n]:
+            # unconfigured: the smallest volatility whose largest shock is 1/default_leverage
+            vol = -(-1_000_000 * 100 // (spec.default_leverage * max(grid.shock_steps_pct)))
+            markets[n] = spec = msgspec.structs.replace(spec, pm_volatility_ppm=vol)
+        _check_portfolio(spec, grid)
+    return MarketRegistry(markets, grid)
+
+
+def _portfolio_grid(raw: object) -> PortfolioGrid:
+    """The ``[portfolio]`` table: steps rising and positive, a positive stress step, a
+    maintenance fraction within (0, 1]."""
+    if raw is None:
+        return PortfolioGrid()
+    if not isinstance(raw, dict):
+        raise ValueError("portfolio: must be a table")
+    unknown = sorted(set(raw) - {"shock_steps_pct", "stress_step_pct", "maintenance_ppm"})
+    if unknown:
+        raise ValueError(f"portfolio: unknown keys {unknown}")
+    default = PortfolioGrid()
+    steps = raw.get("shock_steps_pct", list(default.shock_steps_pct))
+    if not isinstance(steps, list) or not steps or not all(isinstance(v, int) for v in steps):
+        raise ValueError("portfolio: shock_steps_pct must be a non-empty list of integers")
+    if steps[0] <= 0 or any(b <= a for a, b in pairwise(steps)):
+        raise ValueError("portfolio: shock_steps_pct must be positive and rising")
+    stress = raw.get("stress_step_pct", default.stress_step_pct)
+    if not isinstance(stress, int) or stress <= 0:
+        raise ValueError("portfolio: stress_step_pct must be a positive integer")
+    maintenance = raw.get("maintenance_ppm", default.maintenance_ppm)
+    if not isinstance(maintenance, int) or not 0 < maintenance <= 1_000_000:
+        raise ValueError("portfolio: maintenance_ppm must be within 1..1000000")
+    return PortfolioGrid(
+        shock_steps_pct=tuple(steps), stress_step_pct=stress, maintenance_ppm=maintenance
+    )
+
+
+def _check_portfolio(spec: MarketSpec, grid: PortfolioGrid) -> None:
+    """A market's portfolio parameters: a positive volatility below 100%, a correlation
+    within 0..1, and a largest shock at least the initial margin at the default
+    leverage, so a lone position never needs less than under cross margin."""
+    if not 0 < spec.pm_volatility_ppm <= 1_000_000:
+        raise ValueError(f"{spec.name}: pm_volatility_ppm must be within 1..1000000")
+    if not 0 <= spec.pm_correlation_ppm <= 1_000_000:
+        raise ValueError(f"{spec.name}: pm_correlation_ppm must be within 0..1000000")
+    if spec.pm_funding_provision_ppm < 0:
+        raise ValueError(f"{spec.name}: pm_funding_provision_ppm must not be negative")
+    largest = spec.pm_volatility_ppm * max(grid.shock_steps_pct) // 100
+    if largest > 1_000_000:
+        raise ValueError(f"{spec.name}: the largest portfolio shock must not exceed 100%")
+    if largest * spec.default_leverage < 1_000_000:
+        raise ValueError(
+            f"{spec.name}: the largest portfolio shock ({largest} ppm) must be at least the "
+            f"initial margin at the default leverage (1/{spec.default_leverage})"
+        )
 
 
 def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier, ...]:
@@ -224,4 +300,11 @@ def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier
     return tuple(tiers)
 
 
-__all__ = ["MarginTier", "MarketRegistry", "MarketSpec", "format_units", "load_markets"]
+__all__ = [
+    "MarginTier",
+    "MarketRegistry",
+    "MarketSpec",
+    "PortfolioGrid",
+    "format_units",
+    "load_markets",
+]

@@ -121,6 +121,15 @@ class UpdateIsolatedMargin(Message, frozen=True, tag="update_isolated_margin.v1"
     req_id: str = ""
 
 
+class SetMarginMode(Message, frozen=True, tag="set_margin_mode.v1"):
+    """Switch the account's cross positions between ``cross`` and ``portfolio`` margin
+    (our extension to the Hyperliquid API)."""
+
+    account: str
+    mode: str
+    req_id: str = ""
+
+
 class UsdTransfer(Message, frozen=True, tag="usd_transfer.v1"):
     """Move collateral to another account; risk debits here and credits the destination
     through its own risk partition in the same transaction (``TransferIn``)."""
@@ -694,6 +703,7 @@ RiskIn = (
     | InsuranceClaim
     | InsuranceCredit
     | AdlQuery
+    | SetMarginMode
 )
 MatcherIn = (
     NewOrder

@@ -25,7 +25,8 @@ from libs.common.margin import (
     signed_basis,
 )
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.money import div_ceil
+from libs.common.money import div_ceil, format_usd
+from libs.common.portfolio import MARGIN_MODES
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
     AccountFill,
@@ -59,6 +60,7 @@ from libs.common.schemas import (
     OrderUpdate,
     PlaceOrder,
     ScheduleCancel,
+    SetMarginMode,
     TransferIn,
     UpdateIsolatedMargin,
     UpdateLeverage,
@@ -140,6 +142,7 @@ class RiskCore:
             InsuranceClaim: self._insurance_claim,
             InsuranceCredit: self._insurance_credit,
             AdlQuery: self._adl_query,
+            SetMarginMode: self._set_margin_mode,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -211,7 +214,7 @@ class RiskCore:
         """Cross equity less holds less max(initial margin, 10% of cross position value)."""
         ex = self.exposures
         row = ex.row(acct.address)
-        keep = max(int(ex.initial[row]), div_ceil(int(ex.notional[row]), 10))
+        keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
         return max(0, ex.equity(row) - int(ex.holds[row]) - keep)
 
     def _answer(self, ctx: Context, msg: PlaceOrder | ModifyOrder, refusal: Refusal) -> None:
@@ -402,7 +405,41 @@ class RiskCore:
 
     def _requirement(self, acct: AccountState) -> int:
         row = self.exposures.row(acct.address)
-        return int(self.exposures.initial[row] + self.exposures.holds[row])
+        return self.exposures.initial_of(row) + int(self.exposures.holds[row])
+
+    def _set_margin_mode(self, msg: SetMarginMode, ctx: Context) -> None:
+        """Switch between cross and portfolio margin, unless the account is being
+        liquidated or its equity would not cover the new initial requirement and holds."""
+        if msg.mode not in MARGIN_MODES:
+            error = f"Unknown margin mode {msg.mode!r}: use 'cross' or 'portfolio'."
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        acct = self._account(msg.account)
+        if acct.margin_mode == msg.mode:
+            self._action(ctx, msg, "setMarginMode")
+            return
+        if acct.liquidating:
+            error = "Cannot change the margin mode while the account is being liquidated."
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        previous = acct.margin_mode
+        acct.margin_mode = msg.mode
+        self.exposures.sync(acct)
+        row = self.exposures.row(acct.address)
+        required = self._requirement(acct)
+        equity = self.exposures.equity(row)
+        if equity < required:
+            acct.margin_mode = previous
+            self.exposures.sync(acct)
+            error = (
+                f"Insufficient margin for {msg.mode} margin: equity ${format_usd(equity)} is "
+                f"below the requirement ${format_usd(required)} (initial margin and holds)."
+            )
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        self._changed(acct, msg.ts)
+        self._action(ctx, msg, "setMarginMode")
+        self._review([acct.address], msg.ts, ctx)
 
     def _update_isolated_margin(self, msg: UpdateIsolatedMargin, ctx: Context) -> None:
         acct = self.accounts.get(msg.account)
@@ -1005,7 +1042,7 @@ class RiskCore:
         ex = self.exposures
         row = ex.row(acct.address)
         equity = ex.equity(row)
-        maintenance = int(ex.maintenance[row])
+        maintenance = ex.maintenance_of(row)
         changed = False
         level = self._margin_call(
             acct.address, "", acct.margin_call_pct, equity, maintenance, ts, ctx
@@ -1026,7 +1063,7 @@ class RiskCore:
             if not pos.is_cross and pos.szi:
                 changed |= self._review_isolated(acct, market, row, ts, ctx, triggers)
         active = int(ex.active_holds[row])
-        free = equity - int(ex.initial[row])
+        free = equity - ex.initial_of(row)
         if active > 0 and active > free:
             self._margin_cancel(acct, free, ts, ctx)
             self._changed(acct, ts)
@@ -1138,7 +1175,7 @@ class RiskCore:
                 maintenance = int(slots.maintenance[s])
                 positions.append(self._liquidated_position(market, pos))
         else:
-            equity, maintenance = ex.equity(row), int(ex.maintenance[row])
+            equity, maintenance = ex.equity(row), ex.maintenance_of(row)
             for name in sorted(acct.positions):
                 pos = acct.positions[name]
                 if pos.is_cross and pos.szi:

@@ -8,6 +8,12 @@ the accounts' aggregates by the deltas, and returns only the accounts whose stat
 change: a liquidation trigger or recovery, a margin-call level, a margin cancel. Risk
 reviews those one by one in exact integers.
 
+Accounts in portfolio margin also keep their cross sizes and prices per market (one
+row of a matrix each) and their portfolio requirements; a tick recomputes those for
+the portfolio accounts holding the market with one integer matrix product over the
+scenario grid (``libs.common.portfolio``), and their decisions use them in place of
+the cross initial and maintenance margin.
+
 The index is derived, never persisted: rebuilt from the accounts on restore and updated
 whenever an account changes. Every number in it is what ``libs.common.margin`` computes
 from the account at the same marks (the property tests hold it to that).
@@ -20,8 +26,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from libs.common.margin import chosen_leverage, margin_table, position_terms, signed_basis
+from libs.common.margin import PPM, chosen_leverage, margin_table, position_terms, signed_basis
 from libs.common.markets import MarketRegistry, MarketSpec
+from libs.common.portfolio import PORTFOLIO, Leg, portfolio_margin, scenario_grid
 from libs.common.state import AccountState
 
 I64 = np.int64
@@ -156,6 +163,27 @@ class Exposures:
         self.active_holds: Ints = np.zeros(0, dtype=I64)  # holds not being canceled
         self.level: Ints = np.zeros(0, dtype=I64)  # cross margin-call level
         self.liq: Bools = np.zeros(0, dtype=np.bool_)
+        # portfolio margin: flag, requirements, and per market the cross size and price
+        self.specs = list(markets)
+        self.column = {spec.name: j for j, spec in enumerate(self.specs)}
+        self.pm: Bools = np.zeros(0, dtype=np.bool_)
+        self.pm_initial: Ints = np.zeros(0, dtype=I64)
+        self.pm_maintenance: Ints = np.zeros(0, dtype=I64)
+        self.pm_szi: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.pm_px: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.portfolio_count = 0
+        grid = scenario_grid(markets)
+        self._grid_names = tuple(sc.name for sc in grid.scenarios)
+        self._grid_ppm = np.array([sc.moves_ppm for sc in grid.scenarios], dtype=I64).T
+        self._stress_ppm = np.array(grid.stress_ppm, dtype=I64)
+        self._pm_maintenance_ppm = grid.maintenance_ppm
+        self._taker_ppm = np.array([max(s.taker_fee_ppm, 0) for s in self.specs], dtype=I64)
+        self._funding_ppm = np.array([s.pm_funding_provision_ppm for s in self.specs], dtype=I64)
+        # products of notional (or price) and a rate beyond these take the exact path
+        rates = [max(margin_table(s).rates) for s in self.specs]
+        most = max([1, *rates, *self._taker_ppm.tolist(), *self._funding_ppm.tolist()])
+        self._pm_safe_notional = INT64_MAX // most // 4
+        self._pm_safe_px = INT64_MAX // max(1, int(np.abs(self._grid_ppm).max(initial=0))) // 4
         self.clear()
 
     def clear(self) -> None:
@@ -165,15 +193,19 @@ class Exposures:
         self.row_of = {}
         self.addresses = []
         self.held = []
-        for name in (*self._ROW_FIELDS, "liq"):
-            setattr(self, name, np.zeros(0, dtype=getattr(self, name).dtype))
+        for name in (*self._ROW_FIELDS, "liq", *self._PM_FIELDS):
+            old = getattr(self, name)
+            setattr(self, name, np.zeros((0, *old.shape[1:]), dtype=old.dtype))
+        self.portfolio_count = 0
         self._grow(64)
+
+    _PM_FIELDS = ("pm", "pm_initial", "pm_maintenance", "pm_szi", "pm_px")
 
     def _grow(self, capacity: int) -> None:
         count = len(self.addresses)
-        for name in (*self._ROW_FIELDS, "liq"):
+        for name in (*self._ROW_FIELDS, "liq", *self._PM_FIELDS):
             old = getattr(self, name)
-            new = np.zeros(capacity, dtype=old.dtype)
+            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
             new[:count] = old[:count]
             setattr(self, name, new)
 
@@ -241,6 +273,24 @@ class Exposures:
         self.active_holds[row] = active
         self.level[row] = acct.margin_call_pct
         self.liq[row] = acct.liquidating
+        self._sync_portfolio(acct, row)
+
+    def _sync_portfolio(self, acct: AccountState, row: int) -> None:
+        portfolio = acct.margin_mode == PORTFOLIO
+        if portfolio != bool(self.pm[row]):
+            self.portfolio_count += 1 if portfolio else -1
+            self.pm[row] = portfolio
+        self.pm_szi[row] = 0
+        self.pm_px[row] = 0
+        if not portfolio:
+            self.pm_initial[row] = self.pm_maintenance[row] = 0
+            return
+        for market, pos in acct.positions.items():
+            if pos.szi and pos.is_cross:
+                j = self.column[market]
+                self.pm_szi[row, j] = pos.szi
+                self.pm_px[row, j] = self.marks.get(market) or pos.entry_ntl // abs(pos.szi)
+        self._reprice_portfolio(np.array([row], dtype=I64))
 
     def sync_flags(self, acct: AccountState) -> None:
         """Bring only an account's liquidation flags and margin-call levels up to date
@@ -259,9 +309,17 @@ class Exposures:
     def equity(self, row: int) -> int:
         return int(self.base[row] + self.value[row])
 
+    def initial_of(self, row: int) -> int:
+        """The cross account's initial requirement: portfolio or cross margin."""
+        return int(self.pm_initial[row] if self.pm[row] else self.initial[row])
+
+    def maintenance_of(self, row: int) -> int:
+        """The cross account's maintenance requirement: portfolio or cross margin."""
+        return int(self.pm_maintenance[row] if self.pm[row] else self.maintenance[row])
+
     def available(self, row: int) -> int:
-        """Cross equity less cross initial margin and all holds."""
-        return int(self.base[row] + self.value[row] - self.initial[row] - self.holds[row])
+        """Cross equity less the initial requirement and all holds."""
+        return int(self.base[row] + self.value[row] - self.initial_of(row) - self.holds[row])
 
     def rebuild(self, accounts: Iterable[AccountState], marks: dict[str, int]) -> None:
         self.clear()
@@ -312,6 +370,11 @@ class Exposures:
         slots.notional[:n] = notional
         slots.initial[:n] = initial
         slots.maintenance[:n] = maintenance
+        if self.portfolio_count and len(rows):
+            pm_rows = rows[self.pm[rows]]
+            if len(pm_rows):
+                self.pm_px[pm_rows, self.column[market]] = mark
+                self._reprice_portfolio(pm_rows)
         cross_rows = self._cross_candidates(rows)
         if all_cross:
             return cross_rows, np.zeros(0, dtype=I64)
@@ -328,13 +391,77 @@ class Exposures:
             return rows
         equity = self.base[rows] + self.value[rows]
         maintenance = self.maintenance[rows]
+        initial = self.initial[rows]
+        if self.portfolio_count:
+            pm = self.pm[rows]
+            maintenance = np.where(pm, self.pm_maintenance[rows], maintenance)
+            initial = np.where(pm, self.pm_initial[rows], initial)
         below = (maintenance > 0) & (equity < maintenance)
         flag = below != self.liq[rows]
         flag |= call_levels(equity, maintenance, self.levels) != self.level[rows]
         active = self.active_holds[rows]
-        flag |= (active > 0) & (active > equity - self.initial[rows])
+        flag |= (active > 0) & (active > equity - initial)
         found: Ints = rows[flag]
         return found
+
+    # ------------------------------------------------------------ portfolio margin
+
+    def _reprice_portfolio(self, rows: Ints) -> None:
+        """The portfolio requirements of these rows from their sizes and prices: the
+        grid's P&L as one matrix product (``szi @ moves``), the stress case, floors and
+        provisions per market in vectors; what ``portfolio_margin`` computes exactly."""
+        szi = self.pm_szi[rows]
+        px = self.pm_px[rows]
+        qty = np.abs(szi)
+        notional = qty * px
+        if len(rows) and (
+            int(notional.max(initial=0)) > self._pm_safe_notional
+            or int(px.max(initial=0)) > self._pm_safe_px
+        ):
+            for row in rows:
+                self._portfolio_exact(int(row))
+            return
+        grid = self._grid_ppm  # markets x scenarios, signed ppm
+        steps = -((-px[:, :, None] * np.abs(grid)[None, :, :]) // PPM)
+        pnl = np.einsum("nm,nmk->nk", szi, np.where(grid < 0, -steps, steps))
+        worst = np.maximum(-pnl.min(axis=1, initial=0), 0)
+        stress = floor = provision = cross_maintenance = np.zeros(len(rows), dtype=I64)
+        for j, spec in enumerate(self.specs):
+            q = qty[:, j]
+            if not q.any():
+                continue
+            p = px[:, j]
+            ntl = notional[:, j]
+            slots = self.markets[spec.name]
+            move = -((-p * self._stress_ppm[j]) // PPM)
+            stressed = np.maximum(np.where(szi[:, j] > 0, p - move, p + move), 0) * q
+            stress = stress + q * move + self._tier_maintenance(slots, stressed)
+            tier = np.searchsorted(slots.bounds, ntl, side="right") - 1
+            floor = floor + -((-ntl) // slots.max_lev[tier])
+            provision = provision + -((-ntl * self._taker_ppm[j]) // PPM)
+            provision = provision + -((-ntl * self._funding_ppm[j]) // PPM)
+            cross_maintenance = cross_maintenance + self._tier_maintenance(slots, ntl)
+        initial = np.maximum(np.maximum(worst, stress), floor) + provision
+        whole, part = np.divmod(initial, PPM)
+        fraction = whole * self._pm_maintenance_ppm - ((-part * self._pm_maintenance_ppm) // PPM)
+        self.pm_initial[rows] = initial
+        self.pm_maintenance[rows] = np.maximum(fraction, cross_maintenance)
+
+    @staticmethod
+    def _tier_maintenance(slots: MarketSlots, notional: Ints) -> Ints:
+        tier = np.searchsorted(slots.bounds, notional, side="right") - 1
+        found: Ints = -((slots.deductions[tier] - notional * slots.rates[tier]) // slots.scale)
+        return found
+
+    def _portfolio_exact(self, row: int) -> None:
+        legs = [
+            Leg(spec, int(self.pm_szi[row, j]), int(self.pm_px[row, j]))
+            for j, spec in enumerate(self.specs)
+            if self.pm_szi[row, j]
+        ]
+        found = portfolio_margin(legs, self.registry)
+        self.pm_initial[row] = found.initial
+        self.pm_maintenance[row] = found.maintenance
 
     @staticmethod
     def _terms_exact(slots: MarketSlots, mark: int) -> tuple[Ints, Ints, Ints, Ints]:
