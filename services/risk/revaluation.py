@@ -277,6 +277,8 @@ class Exposures:
 
     def _sync_portfolio(self, acct: AccountState, row: int) -> None:
         portfolio = acct.margin_mode == PORTFOLIO
+        if not portfolio and not self.pm[row]:
+            return  # a cross account: nothing to keep
         if portfolio != bool(self.pm[row]):
             self.portfolio_count += 1 if portfolio else -1
             self.pm[row] = portfolio
