@@ -26,11 +26,11 @@ micro-USDC exactly. See docs/risk.md for the worked numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from libs.common.margin import PPM, margin_table
+from libs.common.margin import PPM, AccountSummary, margin_table
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.money import div_ceil
+from libs.common.money import div_ceil, format_usd
 from libs.common.state import AccountState
 
 CROSS = "cross"
@@ -187,6 +187,36 @@ def account_portfolio_margin(
     return portfolio_margin(account_legs(account, marks, markets), markets)
 
 
+def _usd(micro: int) -> str:
+    return format_usd(micro) if micro else "0.0"
+
+
+def portfolio_margin_document(
+    account: AccountState | None, marks: Mapping[str, int], markets: MarketRegistry, now_ms: int
+) -> dict[str, Any]:
+    """``portfolioMargin`` (our extension to /info): the account's mode, its portfolio
+    requirement with the scenario that binds and every scenario's loss, and the cross
+    requirements of the same positions to compare, as decimal strings."""
+    acct = account or AccountState(address="")
+    pm = account_portfolio_margin(acct, marks, markets)
+    cross = AccountSummary(acct, marks, markets)
+    return {
+        "marginMode": acct.margin_mode,
+        "accountValue": _usd(cross.cross_equity),
+        "initialMargin": _usd(pm.initial),
+        "maintenanceMargin": _usd(pm.maintenance),
+        "bindingScenario": pm.binding or None,
+        "worstScenarioLoss": _usd(pm.worst_loss),
+        "stressRequirement": _usd(pm.stress),
+        "floorRequirement": _usd(pm.floor),
+        "provision": _usd(pm.provision),
+        "crossInitialMargin": _usd(cross.cross_initial),
+        "crossMaintenanceMargin": _usd(cross.cross_maintenance),
+        "scenarios": [{"name": name, "loss": _usd(loss)} for name, loss in pm.losses],
+        "time": now_ms,
+    }
+
+
 __all__ = [
     "CROSS",
     "FLOOR",
@@ -200,6 +230,7 @@ __all__ = [
     "account_legs",
     "account_portfolio_margin",
     "portfolio_margin",
+    "portfolio_margin_document",
     "price_move",
     "scenario_grid",
 ]

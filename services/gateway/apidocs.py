@@ -48,6 +48,7 @@ INFO_TYPES = (
     "userRateLimit",
     "perpsAtOpenInterestCap",
     "candleSnapshot",
+    "portfolioMargin",
 )
 
 

@@ -14,6 +14,7 @@ import msgspec
 from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
+from libs.common.portfolio import portfolio_margin_document
 from libs.common.schemas import (
     CANDLE_INTERVALS,
     CandleView,
@@ -79,6 +80,7 @@ class InfoApi:
             "userRateLimit": self.user_rate_limit,
             "perpsAtOpenInterestCap": self.perps_at_open_interest_cap,
             "candleSnapshot": self.candle_snapshot,
+            "portfolioMargin": self.portfolio_margin,
         }
 
     async def answer(self, body: Any) -> Any:
@@ -276,6 +278,12 @@ class InfoApi:
     async def clearinghouse_state(self, body: dict[str, Any]) -> Any:
         account, marks = await self.hot.account(self._user(body))
         return clearinghouse_state(account, marks, self.markets, self.clock())
+
+    async def portfolio_margin(self, body: dict[str, Any]) -> Any:
+        """Our extension: the account's portfolio requirement and the scenario that binds,
+        from its state in Redis with the formulas risk uses (whatever its mode)."""
+        account, marks = await self.hot.account(self._user(body))
+        return portfolio_margin_document(account, marks, self.markets, self.clock())
 
     def _orders(self, account: AccountState | None) -> list[tuple[MarketSpec, OpenOrderState]]:
         if account is None:

@@ -134,6 +134,14 @@ class UpdateIsolatedMarginAction(Strict):
     ntli: Annotated[StrictInt, Field(ge=-(10**15), le=10**15)]
 
 
+class SetMarginModeAction(Strict):
+    """Our extension: the account's cross positions in ``cross`` or ``portfolio`` margin
+    (docs/risk.md, "Portfolio margin"). An L1 action like updateLeverage."""
+
+    type: Literal["setMarginMode"]
+    mode: Literal["cross", "portfolio"]
+
+
 class ScheduleCancelAction(Strict):
     type: Literal["scheduleCancel"]
     time: Annotated[StrictInt, Field(ge=0, lt=2**63)] | None = None
@@ -173,6 +181,7 @@ Action = Annotated[
     | BatchModifyAction
     | UpdateLeverageAction
     | UpdateIsolatedMarginAction
+    | SetMarginModeAction
     | ScheduleCancelAction
     | ApproveAgentAction
     | UsdSendAction

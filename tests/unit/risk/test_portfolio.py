@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from libs.common.margin import margin_table, position_terms
 from libs.common.markets import MarketRegistry, PortfolioGrid, load_markets
-from libs.common.portfolio import Leg, portfolio_margin, price_move, scenario_grid
+from libs.common.portfolio import (
+    Leg,
+    portfolio_margin,
+    portfolio_margin_document,
+    price_move,
+    scenario_grid,
+)
+from libs.common.state import AccountState, PositionState
 from tests.unit.risk.support import BTC, ETH, MARKETS, SOL, lots, px, usd
 
 # 10 BTC long at 100,000 ($1M) against 250 ETH short at 4,000 ($1M)
@@ -231,3 +238,40 @@ def test_sol_and_eth_scenarios_scale_with_their_own_volatility() -> None:
     pm = portfolio_margin([Leg(SOL, lots("1000", "SOL"), px("150", "SOL"))], MARKETS)
     # $150,000 of SOL: all -12% loses $18,000; (450 + 1000) ppm = $217.5
     assert (pm.worst_loss, pm.initial, pm.binding) == (usd("18000"), usd("18217.5"), "all-150")
+
+
+def test_the_info_document_names_the_binding_scenario_and_every_loss() -> None:
+    acct = AccountState(
+        address="0x" + "a1" * 20,
+        collateral=usd("75000"),
+        margin_mode="portfolio",
+        positions={
+            "BTC": PositionState(market="BTC", szi=lots("10"), entry_ntl=usd("1000000")),
+            "ETH": PositionState(market="ETH", szi=-lots("250", "ETH"), entry_ntl=usd("1000000")),
+        },
+    )
+    marks = {"BTC": px("100000"), "ETH": px("4000", "ETH")}
+    doc = portfolio_margin_document(acct, marks, MARKETS, 1_700_000_000_000)
+    assert {k: v for k, v in doc.items() if k != "scenarios"} == {
+        "marginMode": "portfolio",
+        "accountValue": "75000",
+        "initialMargin": "67950",
+        "maintenanceMargin": "40770",
+        "bindingScenario": "stress",
+        "worstScenarioLoss": "23700",
+        "stressRequirement": "65050",
+        "floorRequirement": "40000",
+        "provision": "2900",
+        "crossInitialMargin": "100000",
+        "crossMaintenanceMargin": "20000",
+        "time": 1_700_000_000_000,
+    }
+    assert len(doc["scenarios"]) == 24
+    assert {"name": "ETH+150", "loss": "23700"} in doc["scenarios"]
+    assert {"name": "all-150", "loss": "0.0"} in doc["scenarios"]  # a gain: no loss
+    empty = portfolio_margin_document(None, {}, MARKETS, 0)
+    assert (empty["marginMode"], empty["initialMargin"], empty["bindingScenario"]) == (
+        "cross",
+        "0.0",
+        None,
+    )
