@@ -103,6 +103,32 @@ class Leg(NamedTuple):
     px: int
 
 
+class LegTerms(NamedTuple):
+    """One leg's share of the requirement outside the grid."""
+
+    stress: int  # its loss in the stress case plus its cross maintenance after it
+    floor: int  # its initial margin at the highest leverage of its tier
+    provision: int  # the taker fee to close it plus its funding provision
+    cross_maintenance: int
+
+
+def leg_terms(leg: Leg, stress_ppm: int) -> LegTerms:
+    if leg.szi == 0:
+        return LegTerms(0, 0, 0, 0)
+    table = margin_table(leg.spec)
+    q = abs(leg.szi)
+    notional = q * leg.px
+    move = price_move(leg.px, stress_ppm)
+    stressed_px = leg.px - move if leg.szi > 0 else leg.px + move
+    return LegTerms(
+        q * move + table.maintenance(q * max(stressed_px, 0)),
+        div_ceil(notional, table.max_leverage_at(notional)),
+        div_ceil(notional * max(leg.spec.taker_fee_ppm, 0), PPM)
+        + div_ceil(notional * leg.spec.pm_funding_provision_ppm, PPM),
+        table.maintenance(notional),
+    )
+
+
 class PortfolioMargin(NamedTuple):
     """The requirement and how it was reached (``binding``: a scenario name, ``stress``
     or ``floor``); ``losses`` has every grid scenario's loss (0 for a gain)."""
@@ -130,18 +156,11 @@ def portfolio_margin(legs: Sequence[Leg], markets: MarketRegistry) -> PortfolioM
         losses.append((scenario.name, max(0, -pnl)))
     stress = floor = provision = cross_maintenance = 0
     for leg in legs:
-        if leg.szi == 0:
-            continue
-        table = margin_table(leg.spec)
-        q = abs(leg.szi)
-        notional = q * leg.px
-        move = price_move(leg.px, grid.stress_ppm[index[leg.spec.name]])
-        stressed_px = leg.px - move if leg.szi > 0 else leg.px + move
-        stress += q * move + table.maintenance(q * max(stressed_px, 0))
-        floor += div_ceil(notional, table.max_leverage_at(notional))
-        provision += div_ceil(notional * max(leg.spec.taker_fee_ppm, 0), PPM)
-        provision += div_ceil(notional * leg.spec.pm_funding_provision_ppm, PPM)
-        cross_maintenance += table.maintenance(notional)
+        terms = leg_terms(leg, grid.stress_ppm[index[leg.spec.name]])
+        stress += terms.stress
+        floor += terms.floor
+        provision += terms.provision
+        cross_maintenance += terms.cross_maintenance
     binding, worst = "", 0
     for name, loss in losses:
         if loss > worst:
@@ -224,11 +243,13 @@ __all__ = [
     "PORTFOLIO",
     "STRESS",
     "Leg",
+    "LegTerms",
     "PortfolioMargin",
     "Scenario",
     "ScenarioGrid",
     "account_legs",
     "account_portfolio_margin",
+    "leg_terms",
     "portfolio_margin",
     "portfolio_margin_document",
     "price_move",

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from libs.common.margin import PPM, chosen_leverage, margin_table, position_terms, signed_basis
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.portfolio import PORTFOLIO, Leg, portfolio_margin, scenario_grid
+from libs.common.portfolio import PORTFOLIO, Leg, leg_terms, portfolio_margin, scenario_grid
 from libs.common.state import AccountState
 
 I64 = np.int64
@@ -171,7 +171,13 @@ class Exposures:
         self.pm_maintenance: Ints = np.zeros(0, dtype=I64)
         self.pm_szi: Ints = np.zeros((0, len(self.specs)), dtype=I64)
         self.pm_px: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        # each leg's terms outside the grid (``portfolio.LegTerms``), per market
+        self.pm_stress: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.pm_floor: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.pm_provision: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.pm_cross_maintenance: Ints = np.zeros((0, len(self.specs)), dtype=I64)
         self.portfolio_count = 0
+        self._deferred = False
         grid = scenario_grid(markets)
         self._grid_names = tuple(sc.name for sc in grid.scenarios)
         self._grid_ppm = np.array([sc.moves_ppm for sc in grid.scenarios], dtype=I64).T
@@ -199,7 +205,17 @@ class Exposures:
         self.portfolio_count = 0
         self._grow(64)
 
-    _PM_FIELDS = ("pm", "pm_initial", "pm_maintenance", "pm_szi", "pm_px")
+    _PM_FIELDS = (
+        "pm",
+        "pm_initial",
+        "pm_maintenance",
+        "pm_szi",
+        "pm_px",
+        "pm_stress",
+        "pm_floor",
+        "pm_provision",
+        "pm_cross_maintenance",
+    )
 
     def _grow(self, capacity: int) -> None:
         count = len(self.addresses)
@@ -282,8 +298,8 @@ class Exposures:
         if portfolio != bool(self.pm[row]):
             self.portfolio_count += 1 if portfolio else -1
             self.pm[row] = portfolio
-        self.pm_szi[row] = 0
-        self.pm_px[row] = 0
+        for name in self._PM_FIELDS[3:]:
+            getattr(self, name)[row] = 0
         if not portfolio:
             self.pm_initial[row] = self.pm_maintenance[row] = 0
             return
@@ -292,7 +308,8 @@ class Exposures:
                 j = self.column[market]
                 self.pm_szi[row, j] = pos.szi
                 self.pm_px[row, j] = self.marks.get(market) or pos.entry_ntl // abs(pos.szi)
-        self._reprice_portfolio(np.array([row], dtype=I64))
+        if not self._deferred:
+            self._portfolio_exact(row)  # one account: the scalar formulas are quicker
 
     def sync_flags(self, acct: AccountState) -> None:
         """Bring only an account's liquidation flags and margin-call levels up to date
@@ -326,8 +343,15 @@ class Exposures:
     def rebuild(self, accounts: Iterable[AccountState], marks: dict[str, int]) -> None:
         self.clear()
         self.marks = dict(marks)
-        for acct in accounts:
-            self.sync(acct)
+        self._deferred = True  # portfolio requirements: all at once in vectors below
+        try:
+            for acct in accounts:
+                self.sync(acct)
+        finally:
+            self._deferred = False
+        count = len(self.addresses)
+        if self.portfolio_count:
+            self._reprice_portfolio(np.flatnonzero(self.pm[:count]).astype(I64))
 
     # ------------------------------------------------------------ a mark tick
 
@@ -375,8 +399,9 @@ class Exposures:
         if self.portfolio_count and len(rows):
             pm_rows = rows[self.pm[rows]]
             if len(pm_rows):
-                self.pm_px[pm_rows, self.column[market]] = mark
-                self._reprice_portfolio(pm_rows)
+                column = self.column[market]
+                self.pm_px[pm_rows, column] = mark
+                self._reprice_portfolio(pm_rows, column)
         cross_rows = self._cross_candidates(rows)
         if all_cross:
             return cross_rows, np.zeros(0, dtype=I64)
@@ -408,10 +433,11 @@ class Exposures:
 
     # ------------------------------------------------------------ portfolio margin
 
-    def _reprice_portfolio(self, rows: Ints) -> None:
+    def _reprice_portfolio(self, rows: Ints, column: int | None = None) -> None:
         """The portfolio requirements of these rows from their sizes and prices: the
-        grid's P&L as one matrix product (``szi @ moves``), the stress case, floors and
-        provisions per market in vectors; what ``portfolio_margin`` computes exactly."""
+        grid's P&L as one matrix product (``szi @ moves``) and each leg's stress, floor
+        and provision in vectors (only ``column``'s when one market moved); what
+        ``portfolio_margin`` computes exactly."""
         szi = self.pm_szi[rows]
         px = self.pm_px[rows]
         qty = np.abs(szi)
@@ -424,30 +450,52 @@ class Exposures:
                 self._portfolio_exact(int(row))
             return
         grid = self._grid_ppm  # markets x scenarios, signed ppm
-        steps = -((-px[:, :, None] * np.abs(grid)[None, :, :]) // PPM)
-        pnl = np.einsum("nm,nmk->nk", szi, np.where(grid < 0, -steps, steps))
+        at_mark = self._mark_row()
+        if bool(((px == at_mark) | (szi == 0)).all()):
+            # every row at the same marks: one move per market and scenario
+            steps = -((-at_mark[:, None] * np.abs(grid)) // PPM)
+            pnl = szi @ np.where(grid < 0, -steps, steps)
+        else:
+            steps = -((-px[:, :, None] * np.abs(grid)[None, :, :]) // PPM)
+            pnl = np.einsum("nm,nmk->nk", szi, np.where(grid < 0, -steps, steps))
         worst = np.maximum(-pnl.min(axis=1, initial=0), 0)
-        stress = floor = provision = cross_maintenance = np.zeros(len(rows), dtype=I64)
-        for j, spec in enumerate(self.specs):
+        for j in range(len(self.specs)) if column is None else (column,):
             q = qty[:, j]
-            if not q.any():
-                continue
             p = px[:, j]
             ntl = notional[:, j]
-            slots = self.markets[spec.name]
+            slots = self.markets[self.specs[j].name]
             move = -((-p * self._stress_ppm[j]) // PPM)
             stressed = np.maximum(np.where(szi[:, j] > 0, p - move, p + move), 0) * q
-            stress = stress + q * move + self._tier_maintenance(slots, stressed)
+            self.pm_stress[rows, j] = q * move + self._tier_maintenance(slots, stressed)
             tier = np.searchsorted(slots.bounds, ntl, side="right") - 1
-            floor = floor + -((-ntl) // slots.max_lev[tier])
-            provision = provision + -((-ntl * self._taker_ppm[j]) // PPM)
-            provision = provision + -((-ntl * self._funding_ppm[j]) // PPM)
-            cross_maintenance = cross_maintenance + self._tier_maintenance(slots, ntl)
+            self.pm_floor[rows, j] = -((-ntl) // slots.max_lev[tier])
+            self.pm_provision[rows, j] = -((-ntl * self._taker_ppm[j]) // PPM) - (
+                (-ntl * self._funding_ppm[j]) // PPM
+            )
+            self.pm_cross_maintenance[rows, j] = self._tier_maintenance(slots, ntl)
+        stress = self.pm_stress[rows].sum(axis=1)
+        floor = self.pm_floor[rows].sum(axis=1)
+        provision = self.pm_provision[rows].sum(axis=1)
+        cross_maintenance = self.pm_cross_maintenance[rows].sum(axis=1)
+        self._settle_portfolio(rows, worst, stress, floor, provision, cross_maintenance)
+
+    def _settle_portfolio(
+        self,
+        rows: Ints,
+        worst: Ints,
+        stress: Ints,
+        floor: Ints,
+        provision: Ints,
+        cross_maintenance: Ints,
+    ) -> None:
         initial = np.maximum(np.maximum(worst, stress), floor) + provision
         whole, part = np.divmod(initial, PPM)
         fraction = whole * self._pm_maintenance_ppm - ((-part * self._pm_maintenance_ppm) // PPM)
         self.pm_initial[rows] = initial
         self.pm_maintenance[rows] = np.maximum(fraction, cross_maintenance)
+
+    def _mark_row(self) -> Ints:
+        return np.array([self.marks.get(spec.name, 0) for spec in self.specs], dtype=I64)
 
     @staticmethod
     def _tier_maintenance(slots: MarketSlots, notional: Ints) -> Ints:
@@ -456,11 +504,18 @@ class Exposures:
         return found
 
     def _portfolio_exact(self, row: int) -> None:
-        legs = [
-            Leg(spec, int(self.pm_szi[row, j]), int(self.pm_px[row, j]))
-            for j, spec in enumerate(self.specs)
-            if self.pm_szi[row, j]
-        ]
+        """One row with the scalar formulas (also its per-market terms)."""
+        legs = []
+        for j, spec in enumerate(self.specs):
+            szi = int(self.pm_szi[row, j])
+            if szi:
+                leg = Leg(spec, szi, int(self.pm_px[row, j]))
+                legs.append(leg)
+                terms = leg_terms(leg, int(self._stress_ppm[j]))
+                self.pm_stress[row, j] = terms.stress
+                self.pm_floor[row, j] = terms.floor
+                self.pm_provision[row, j] = terms.provision
+                self.pm_cross_maintenance[row, j] = terms.cross_maintenance
         found = portfolio_margin(legs, self.registry)
         self.pm_initial[row] = found.initial
         self.pm_maintenance[row] = found.maintenance
