@@ -45,6 +45,22 @@ class PortfolioGrid(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_ppm: int = 600_000
 
 
+class HaircutTier(msgspec.Struct, frozen=True, kw_only=True):
+    """From ``lower_bound`` micro-USDC of an asset's value on, each further dollar counts
+    ``1 - haircut_ppm / 1e6`` toward collateral (brackets: the haircut grows with size)."""
+
+    lower_bound: int
+    haircut_ppm: int
+
+
+class CollateralSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A collateral asset other than USDC: held in lots of the perp market of the same
+    name, valued at that market's oracle (index) price less its haircut tiers."""
+
+    asset: str
+    haircuts: tuple[HaircutTier, ...]
+
+
 class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One perpetual market. ``asset`` is its index in the universe.
 
@@ -132,9 +148,15 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
 class MarketRegistry:
     """The venue's universe, by name and by asset id, in a fixed order."""
 
-    def __init__(self, markets: list[MarketSpec], portfolio: PortfolioGrid | None = None) -> None:
+    def __init__(
+        self,
+        markets: list[MarketSpec],
+        portfolio: PortfolioGrid | None = None,
+        collateral: tuple[CollateralSpec, ...] = (),
+    ) -> None:
         self._list = list(markets)
         self.portfolio = portfolio or PortfolioGrid()
+        self.collateral: dict[str, CollateralSpec] = {c.asset: c for c in collateral}
         self._by_name: Mapping[str, MarketSpec] = {m.name: m for m in self._list}
         if len(self._by_name) != len(self._list):
             raise ValueError("duplicate market names in configuration")
@@ -223,7 +245,45 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
             vol = -(-1_000_000 * 100 // (spec.default_leverage * max(grid.shock_steps_pct)))
             markets[n] = spec = msgspec.structs.replace(spec, pm_volatility_ppm=vol)
         _check_portfolio(spec, grid)
-    return MarketRegistry(markets, grid)
+    names = {spec.name for spec in markets}
+    collateral = tuple(_collateral(raw, names) for raw in doc.get("collateral", []))
+    if len({c.asset for c in collateral}) != len(collateral):
+        raise ValueError("collateral: an asset is listed twice")
+    return MarketRegistry(markets, grid, collateral)
+
+
+def _collateral(raw: object, markets: set[str]) -> CollateralSpec:
+    """A ``[[collateral]]`` entry: an asset with a perp market (its oracle), and haircut
+    tiers from 0, bounds rising, haircuts within 0..100% and never falling with size."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("asset"), str):
+        raise ValueError("collateral: each entry is a table with an asset name")
+    asset = raw["asset"]
+    if asset not in markets:
+        raise ValueError(f"collateral {asset}: no market of that name to price it")
+    entries = raw.get("haircuts")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"collateral {asset}: haircuts must be a non-empty list")
+    tiers = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"collateral {asset}: each haircut tier is a table")
+        tiers.append(
+            HaircutTier(
+                lower_bound=usd_to_units(str(entry["lower_bound_usd"])),
+                haircut_ppm=int(entry["haircut_ppm"]),
+            )
+        )
+    if tiers[0].lower_bound != 0:
+        raise ValueError(f"collateral {asset}: the first haircut tier starts at 0")
+    for tier in tiers:
+        if not 0 <= tier.haircut_ppm <= 1_000_000:
+            raise ValueError(f"collateral {asset}: haircut_ppm must be within 0..1000000")
+    for lower, upper in pairwise(tiers):
+        if upper.lower_bound <= lower.lower_bound:
+            raise ValueError(f"collateral {asset}: haircut tier bounds must rise")
+        if upper.haircut_ppm < lower.haircut_ppm:
+            raise ValueError(f"collateral {asset}: haircuts must not fall as size grows")
+    return CollateralSpec(asset=asset, haircuts=tuple(tiers))
 
 
 def _portfolio_grid(raw: object) -> PortfolioGrid:
@@ -301,6 +361,8 @@ def _margin_tiers(name: str, max_leverage: int, raw: object) -> tuple[MarginTier
 
 
 __all__ = [
+    "CollateralSpec",
+    "HaircutTier",
     "MarginTier",
     "MarketRegistry",
     "MarketSpec",

@@ -89,26 +89,32 @@ class OperatorApi:
     async def deposit(self, request: web.Request) -> web.Response:
         try:
             req = DepositRequest.model_validate(request["body"])
-            usd = usd_to_units(Decimal(req.usd))
+            usd = usd_to_units(Decimal(req.usd)) if req.usd is not None else 0
+            asset, amount = "", 0
+            if req.asset is not None and req.amount is not None:
+                if req.asset not in self.markets.collateral:
+                    return err(f"{req.asset!r} is not accepted as collateral.", 400)
+                asset = req.asset
+                amount = self.markets.by_name(asset).size_units(Decimal(req.amount))
         except ValidationError as exc:
             return err(describe(exc), 400)
         except (UnitError, ArithmeticError) as exc:
             return err(f"invalid amount: {exc}", 400)
         req_id = self.new_id()
-        (outcome,) = await self.bus.submit(
-            req.user, [Deposit(ts=self.clock(), account=req.user, usd=usd, req_id=req_id)]
+        deposit = Deposit(
+            ts=self.clock(), account=req.user, usd=usd, req_id=req_id, asset=asset, amount=amount
         )
+        (outcome,) = await self.bus.submit(req.user, [deposit])
         if outcome is None:
             return err("timed out waiting for the deposit to apply", 504)
         assert isinstance(outcome, BalanceUpdate)
         if outcome.error:
             return err(outcome.error, 400)
-        return web.json_response(
-            {
-                "status": "ok",
-                "response": {"type": "deposit", "collateral": format_usd(outcome.collateral)},
-            }
-        )
+        response = {"type": "deposit", "collateral": format_usd(outcome.collateral)}
+        if asset:
+            response["asset"] = asset
+            response["balance"] = self.markets.by_name(asset).format_size(outcome.asset_balance)
+        return web.json_response({"status": "ok", "response": response})
 
     async def list_markets(self, request: web.Request) -> web.Response:
         rows = [msgspec.to_builtins(m) for m in self.markets]

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
 CLOID = re.compile(r"^0x[0-9a-fA-F]{32}$")
@@ -208,8 +216,21 @@ class ActionModel(BaseModel):
 
 
 class DepositRequest(Strict):
+    """USDC (``usd``), or a collateral asset: ``asset`` (e.g. "BTC") and ``amount`` of
+    it in coins (our extension, see docs/risk.md "Multi-asset collateral")."""
+
     user: str
-    usd: Decimal
+    usd: Decimal | None = None
+    asset: str | None = Field(None, max_length=20)
+    amount: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DepositRequest:
+        if (self.usd is None) == (self.asset is None) or (self.asset is None) != (
+            self.amount is None
+        ):
+            raise ValueError("give either usd, or asset with amount")
+        return self
 
     _norm = field_validator("user")(classmethod(lambda cls, v: normalize_address(v)))
 

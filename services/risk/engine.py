@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from libs.common import metrics, topics
+from libs.common.collateral import oracle_prices
 from libs.common.margin import (
     fee_amount,
     hold_price,
@@ -167,7 +169,8 @@ class RiskCore:
         raw = entries.get(VENUE_KEY)
         self.venue = msgspec.msgpack.decode(raw, type=VenueLedger) if raw else VenueLedger()
         marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
-        self.exposures.rebuild(self.accounts.values(), marks)
+        prices = oracle_prices({m.market: m for m in self.marks.values()})
+        self.exposures.rebuild(self.accounts.values(), marks, prices)
         self._in_liquidation = {
             a.address for a in self.accounts.values() if self._liquidation_keys(a)
         }
@@ -215,7 +218,7 @@ class RiskCore:
         ex = self.exposures
         row = ex.row(acct.address)
         keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
-        return max(0, ex.equity(row) - int(ex.holds[row]) - keep)
+        return max(0, ex.usable_equity(row) - int(ex.holds[row]) - keep)
 
     def _answer(self, ctx: Context, msg: PlaceOrder | ModifyOrder, refusal: Refusal) -> None:
         ctx.emit(
@@ -270,6 +273,9 @@ class RiskCore:
     # ------------------------------------------------------------ collateral
 
     def _deposit(self, msg: Deposit, ctx: Context) -> None:
+        if msg.asset:
+            self._deposit_asset(msg, ctx)
+            return
         if msg.usd <= 0:
             error = "Deposit must be positive."
             self._balance(ctx, msg.ts, msg.account, 0, "deposit", msg.req_id, error)
@@ -280,9 +286,82 @@ class RiskCore:
         self._balance(ctx, msg.ts, msg.account, msg.usd, "deposit", msg.req_id)
         self._review([acct.address], msg.ts, ctx)
 
-    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
+    def _asset_balance(
+        self, ctx: Context, msg: Deposit | Withdraw, delta: int, error: str | None = None
+    ) -> None:
         acct = self.accounts.get(msg.account)
-        if msg.usd <= 0 or acct is None or msg.usd > self._withdrawable(acct):
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            msg.account,
+            BalanceUpdate(
+                ts=msg.ts,
+                account=msg.account,
+                collateral=acct.collateral if acct else 0,
+                delta=delta,
+                reason="deposit" if isinstance(msg, Deposit) else "withdraw",
+                req_id=msg.req_id,
+                error=error,
+                asset=msg.asset,
+                asset_balance=acct.assets.get(msg.asset, 0) if acct else 0,
+            ),
+        )
+
+    def _deposit_asset(self, msg: Deposit, ctx: Context) -> None:
+        """A collateral asset in (``amount`` lots): valued from the next oracle price."""
+        error = None
+        if msg.asset not in self.markets.collateral:
+            error = f"{msg.asset!r} is not accepted as collateral."
+        elif msg.amount <= 0 or msg.usd != 0:
+            error = "Deposit must be a positive amount of one asset."
+        if error is not None:
+            self._asset_balance(ctx, msg, 0, error)
+            return
+        acct = self._account(msg.account)
+        acct.assets[msg.asset] = acct.assets.get(msg.asset, 0) + msg.amount
+        self._changed(acct, msg.ts)
+        self._asset_balance(ctx, msg, msg.amount)
+        self._review([acct.address], msg.ts, ctx)
+
+    def _withdraw_asset(self, msg: Withdraw, ctx: Context) -> None:
+        """A collateral asset out, if the account keeps what withdrawals must keep with
+        the rest valued toward new risk (nothing while its oracle is not valid)."""
+        acct = self.accounts.get(msg.account)
+        held = acct.assets.get(msg.asset, 0) if acct else 0
+        if acct is None or msg.amount <= 0 or msg.usd != 0 or msg.amount > held:
+            self._asset_balance(ctx, msg, 0, "Insufficient balance.")
+            return
+        ex = self.exposures
+        row = ex.row(acct.address)
+        self._set_asset(acct, msg.asset, held - msg.amount)
+        ex.sync(acct)
+        keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
+        if ex.usable_equity(row) - int(ex.holds[row]) - keep < 0:
+            self._set_asset(acct, msg.asset, held)
+            ex.sync(acct)
+            self._asset_balance(ctx, msg, 0, "Insufficient balance.")
+            return
+        self._changed(acct, msg.ts)
+        self._asset_balance(ctx, msg, -msg.amount)
+        self._review([acct.address], msg.ts, ctx)
+
+    @staticmethod
+    def _set_asset(acct: AccountState, asset: str, lots: int) -> None:
+        if lots:
+            acct.assets[asset] = lots
+        else:
+            acct.assets.pop(asset, None)
+
+    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
+        if msg.asset:
+            self._withdraw_asset(msg, ctx)
+            return
+        acct = self.accounts.get(msg.account)
+        if (
+            msg.usd <= 0
+            or acct is None
+            or msg.usd > self._withdrawable(acct)
+            or (acct.assets and msg.usd > acct.collateral)  # no USDC borrowed out
+        ):
             error = "Insufficient balance."
             self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
             return
@@ -300,6 +379,8 @@ class RiskCore:
             error = "Invalid destination."
         elif acct is None or msg.usd > self._withdrawable(acct):
             error = "Insufficient balance."
+        elif acct.assets and msg.usd > acct.collateral:
+            error = "Insufficient balance."  # no USDC borrowed out against assets
         if error is not None or acct is None:
             self._action(ctx, msg, "usdTransfer", error)
             return
@@ -427,7 +508,7 @@ class RiskCore:
         self.exposures.sync(acct)
         row = self.exposures.row(acct.address)
         required = self._requirement(acct)
-        equity = self.exposures.equity(row)
+        equity = self.exposures.usable_equity(row)
         if equity < required:
             acct.margin_mode = previous
             self.exposures.sync(acct)
@@ -896,6 +977,13 @@ class RiskCore:
             ),
         )
         cross_rows, isolated_rows = self.exposures.reprice(msg.market, msg.mark_px)
+        if msg.market in self.markets.collateral:
+            index_px = msg.index_px or msg.mark_px
+            asset_rows = self.exposures.reprice_assets(
+                msg.market, index_px, msg.oracle_status == VALID
+            )
+            if len(asset_rows):
+                cross_rows = np.union1d(cross_rows, asset_rows)
         if ctx.live and msg.ts - self._exported_ts >= telemetry.EXPORT_EVERY_MS:
             self._exported_ts = msg.ts
             telemetry.export(self.partition, self.exposures)
@@ -1053,6 +1141,7 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
+            cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
             if self._oracles_valid(cross_markets):
                 acct.liquidating = changed = True
                 triggers.append((maintenance - equity, acct.address, "", equity, maintenance))

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from libs.common.collateral import haircut_value
 from libs.common.margin import PPM, chosen_leverage, margin_table, position_terms, signed_basis
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.portfolio import PORTFOLIO, Leg, leg_terms, portfolio_margin, scenario_grid
@@ -144,6 +145,8 @@ class Exposures:
         "holds",
         "active_holds",
         "level",
+        "asset_equity",
+        "asset_usable",
     )
 
     def __init__(self, markets: MarketRegistry, levels: Sequence[int]) -> None:
@@ -163,6 +166,13 @@ class Exposures:
         self.active_holds: Ints = np.zeros(0, dtype=I64)  # holds not being canceled
         self.level: Ints = np.zeros(0, dtype=I64)  # cross margin-call level
         self.liq: Bools = np.zeros(0, dtype=np.bool_)
+        # collateral assets: their value in equity, and toward new risk (0 while the
+        # oracle is not valid); per asset the lots of each row holding it
+        self.asset_equity: Ints = np.zeros(0, dtype=I64)
+        self.asset_usable: Ints = np.zeros(0, dtype=I64)
+        self.prices: dict[str, tuple[int, bool]] = {}
+        self.asset_lots: dict[str, dict[int, int]] = {}
+        self.asset_rows: set[int] = set()
         # portfolio margin: flag, requirements, and per market the cross size and price
         self.specs = list(markets)
         self.column = {spec.name: j for j, spec in enumerate(self.specs)}
@@ -195,6 +205,9 @@ class Exposures:
     def clear(self) -> None:
         """Forget every account and mark."""
         self.marks = {}
+        self.prices = {}
+        self.asset_lots = {asset: {} for asset in self.registry.collateral}
+        self.asset_rows = set()
         self.markets = {spec.name: MarketSlots(spec) for spec in self.registry}
         self.row_of = {}
         self.addresses = []
@@ -290,6 +303,45 @@ class Exposures:
         self.level[row] = acct.margin_call_pct
         self.liq[row] = acct.liquidating
         self._sync_portfolio(acct, row)
+        if acct.assets or row in self.asset_rows:
+            self._sync_assets(acct, row)
+
+    def _sync_assets(self, acct: AccountState, row: int) -> None:
+        for asset, holders in self.asset_lots.items():
+            lots = acct.assets.get(asset, 0)
+            if lots > 0:
+                holders[row] = lots
+            else:
+                holders.pop(row, None)
+        if any(v > 0 for v in acct.assets.values()):
+            self.asset_rows.add(row)
+        else:
+            self.asset_rows.discard(row)
+        self._value_assets(row)
+
+    def _value_assets(self, row: int) -> None:
+        equity = usable = 0
+        for asset, holders in self.asset_lots.items():
+            lots = holders.get(row, 0)
+            px, valid = self.prices.get(asset, (0, False))
+            if lots and px > 0:
+                value = haircut_value(self.registry.collateral[asset], lots * px)
+                equity += value
+                usable += value if valid else 0
+        self.asset_equity[row] = equity
+        self.asset_usable[row] = usable
+
+    def reprice_assets(self, market: str, index_px: int, valid: bool) -> Ints:
+        """A new oracle price (and validity) of a collateral asset: revalue the rows
+        holding it; returns those whose cross decisions may change."""
+        self.prices[market] = (index_px, valid)
+        holders = self.asset_lots.get(market)
+        if not holders:
+            return np.zeros(0, dtype=I64)
+        rows = np.array(sorted(holders), dtype=I64)
+        for row in rows:
+            self._value_assets(int(row))
+        return self._cross_candidates(rows)
 
     def _sync_portfolio(self, acct: AccountState, row: int) -> None:
         portfolio = acct.margin_mode == PORTFOLIO
@@ -326,7 +378,11 @@ class Exposures:
                 slots.level[s] = pos.margin_call_pct
 
     def equity(self, row: int) -> int:
-        return int(self.base[row] + self.value[row])
+        return int(self.base[row] + self.value[row] + self.asset_equity[row])
+
+    def usable_equity(self, row: int) -> int:
+        """Equity toward new risk: collateral assets only while their oracle is valid."""
+        return int(self.base[row] + self.value[row] + self.asset_usable[row])
 
     def initial_of(self, row: int) -> int:
         """The cross account's initial requirement: portfolio or cross margin."""
@@ -337,12 +393,18 @@ class Exposures:
         return int(self.pm_maintenance[row] if self.pm[row] else self.maintenance[row])
 
     def available(self, row: int) -> int:
-        """Cross equity less the initial requirement and all holds."""
-        return int(self.base[row] + self.value[row] - self.initial_of(row) - self.holds[row])
+        """Cross equity toward new risk less the initial requirement and all holds."""
+        return self.usable_equity(row) - self.initial_of(row) - int(self.holds[row])
 
-    def rebuild(self, accounts: Iterable[AccountState], marks: dict[str, int]) -> None:
+    def rebuild(
+        self,
+        accounts: Iterable[AccountState],
+        marks: dict[str, int],
+        prices: dict[str, tuple[int, bool]] | None = None,
+    ) -> None:
         self.clear()
         self.marks = dict(marks)
+        self.prices = dict(prices or {})
         self._deferred = True  # portfolio requirements: all at once in vectors below
         try:
             for acct in accounts:
@@ -416,7 +478,7 @@ class Exposures:
     def _cross_candidates(self, rows: Ints) -> Ints:
         if not len(rows):
             return rows
-        equity = self.base[rows] + self.value[rows]
+        equity = self.base[rows] + self.value[rows] + self.asset_equity[rows]
         maintenance = self.maintenance[rows]
         initial = self.initial[rows]
         if self.portfolio_count:
