@@ -133,6 +133,20 @@ def bench_crash(core: RiskCore, drop_ppm: int = 80_000) -> tuple[float, int, int
     return took, core.exposures.markets["BTC"].count, len(ctx.drain())
 
 
+def bench_index(core: RiskCore, rounds: int = 20) -> list[float]:
+    """The exposure index alone (no decisions, no outputs): milliseconds of each BTC
+    reprice, alternating 0.1% up and down, sorted."""
+    ex = core.exposures
+    px = ex.marks["BTC"]
+    took = []
+    for n in range(rounds):
+        started = time.perf_counter()
+        ex.reprice("BTC", px + (px // 1000 if n % 2 == 0 else 0))
+        took.append((time.perf_counter() - started) * 1000)
+    ex.reprice("BTC", px)
+    return sorted(took)
+
+
 def bench_orders(core: RiskCore, orders: int, accounts: int, seed: int = 3) -> tuple[float, int]:
     """Pre-trade checks per second; returns (seconds, accepted)."""
     rng = random.Random(seed)
@@ -171,6 +185,7 @@ class Measured(NamedTuple):
     crash_outputs: int
     check_s: float
     accepted: int
+    index_ms: list[float]
 
 
 def measure(
@@ -195,6 +210,7 @@ def measure(
         elapsed, revalued, outputs, btc_ms = bench_ticks(core, ticks)
         crash_s, crashed, crash_outputs = bench_crash(core)
         check_s, accepted = bench_orders(core, orders, accounts)
+        index_ms = bench_index(core)
     finally:
         gc.enable()
     btc_ms.sort()
@@ -209,6 +225,7 @@ def measure(
         crash_outputs,
         check_s,
         accepted,
+        index_ms,
     )
 
 
@@ -226,6 +243,10 @@ def report(margin_mode: str, m: Measured, ticks: int, orders: int) -> None:
     print(
         f"{tag} crash tick (BTC -8%, {m.crashed:,} accounts): {m.crash_s * 1000:.0f} ms, "
         f"{m.crash_outputs:,} outputs"
+    )
+    print(
+        f"{tag} index alone (BTC reprice, no decisions): median "
+        f"{m.index_ms[len(m.index_ms) // 2]:.1f} ms, worst {m.index_ms[-1]:.1f} ms"
     )
     print(
         f"{tag} pre-trade checks: {orders:,} orders in {m.check_s:.2f} s = "

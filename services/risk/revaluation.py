@@ -182,10 +182,8 @@ class Exposures:
         self.pm_szi: Ints = np.zeros((0, len(self.specs)), dtype=I64)
         self.pm_px: Ints = np.zeros((0, len(self.specs)), dtype=I64)
         # each leg's terms outside the grid (``portfolio.LegTerms``), per market
-        self.pm_stress: Ints = np.zeros((0, len(self.specs)), dtype=I64)
-        self.pm_floor: Ints = np.zeros((0, len(self.specs)), dtype=I64)
-        self.pm_provision: Ints = np.zeros((0, len(self.specs)), dtype=I64)
-        self.pm_cross_maintenance: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        # (stress, floor, provision, cross maintenance) of each market's leg
+        self.pm_terms: Ints = np.zeros((0, 4, len(self.specs)), dtype=I64)
         self.portfolio_count = 0
         self._deferred = False
         grid = scenario_grid(markets)
@@ -224,10 +222,7 @@ class Exposures:
         "pm_maintenance",
         "pm_szi",
         "pm_px",
-        "pm_stress",
-        "pm_floor",
-        "pm_provision",
-        "pm_cross_maintenance",
+        "pm_terms",
     )
 
     def _grow(self, capacity: int) -> None:
@@ -528,17 +523,17 @@ class Exposures:
             slots = self.markets[self.specs[j].name]
             move = -((-p * self._stress_ppm[j]) // PPM)
             stressed = np.maximum(np.where(szi[:, j] > 0, p - move, p + move), 0) * q
-            self.pm_stress[rows, j] = q * move + self._tier_maintenance(slots, stressed)
             tier = np.searchsorted(slots.bounds, ntl, side="right") - 1
-            self.pm_floor[rows, j] = -((-ntl) // slots.max_lev[tier])
-            self.pm_provision[rows, j] = -((-ntl * self._taker_ppm[j]) // PPM) - (
-                (-ntl * self._funding_ppm[j]) // PPM
+            self.pm_terms[rows, :, j] = np.stack(
+                (
+                    q * move + self._tier_maintenance(slots, stressed),
+                    -((-ntl) // slots.max_lev[tier]),
+                    -((-ntl * self._taker_ppm[j]) // PPM) - ((-ntl * self._funding_ppm[j]) // PPM),
+                    -((slots.deductions[tier] - ntl * slots.rates[tier]) // slots.scale),
+                ),
+                axis=1,
             )
-            self.pm_cross_maintenance[rows, j] = self._tier_maintenance(slots, ntl)
-        stress = self.pm_stress[rows].sum(axis=1)
-        floor = self.pm_floor[rows].sum(axis=1)
-        provision = self.pm_provision[rows].sum(axis=1)
-        cross_maintenance = self.pm_cross_maintenance[rows].sum(axis=1)
+        stress, floor, provision, cross_maintenance = self.pm_terms[rows].sum(axis=2).T
         self._settle_portfolio(rows, worst, stress, floor, provision, cross_maintenance)
 
     def _settle_portfolio(
@@ -574,10 +569,7 @@ class Exposures:
                 leg = Leg(spec, szi, int(self.pm_px[row, j]))
                 legs.append(leg)
                 terms = leg_terms(leg, int(self._stress_ppm[j]))
-                self.pm_stress[row, j] = terms.stress
-                self.pm_floor[row, j] = terms.floor
-                self.pm_provision[row, j] = terms.provision
-                self.pm_cross_maintenance[row, j] = terms.cross_maintenance
+                self.pm_terms[row, :, j] = terms
         found = portfolio_margin(legs, self.registry)
         self.pm_initial[row] = found.initial
         self.pm_maintenance[row] = found.maintenance
