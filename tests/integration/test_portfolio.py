@@ -4,15 +4,26 @@ risk wrote to Redis, which is what a fresh replay of the log computes."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 
 from libs.common import topics
 from libs.common.portfolio import portfolio_margin_document
 from libs.common.runtime import SnapshotStore
 from libs.common.schemas import ActionResult, Deposit, IndexTick, PlaceOrder, SetMarginMode
 from libs.common.settings import Settings
+from libs.common.state import (
+    ACCOUNT_PREFIX,
+    MARK_PREFIX,
+    AccountState,
+    MarkState,
+    PositionState,
+)
+from services.gateway.app import Gateway
 from services.gateway.hot import HotState
+from sim.client import signed_body, wallet
 from tests.integration.test_risk import answered, services
 from tests.support.bus import produce, read_topic, wait_for
 from tests.support.workload import reference_run
@@ -102,3 +113,52 @@ async def test_a_hedged_pair_switches_to_portfolio_margin_and_the_gateway_shows_
         "bindingScenario": "stress",
     }
     assert (doc["maintenanceMargin"], doc["crossInitialMargin"]) == ("407.7", "1000")
+
+
+TRADER = wallet(0x9A1F)
+
+
+async def test_the_gateway_answers_portfolio_margin_and_refuses_an_unknown_mode(
+    settings: Settings,
+) -> None:
+    quick = settings.model_copy(update={"gateway_reply_timeout_ms": 500})
+    gw = Gateway(quick)
+    await gw.start()
+    user = TRADER.address.lower()
+    btc, eth = settings.markets.by_name("BTC"), settings.markets.by_name("ETH")
+    account = AccountState(
+        address=user,
+        collateral=75_000_000_000,
+        margin_mode="portfolio",
+        positions={
+            "BTC": PositionState(market="BTC", szi=btc.size_units("10"), entry_ntl=10**12),
+            "ETH": PositionState(market="ETH", szi=-eth.size_units("250"), entry_ntl=10**12),
+        },
+    )
+    key = gw.hot.risk_key(user)
+    entries = {ACCOUNT_PREFIX + user: msgspec.msgpack.encode(account)}
+    for spec, price in ((btc, "100000"), (eth, "4000")):
+        ticks = spec.price_units(price)
+        state = MarkState(market=spec.name, mark_px=ticks, index_px=ticks, ts=T0)
+        entries[MARK_PREFIX + spec.name] = msgspec.msgpack.encode(state)
+    await gw.redis.hset(key, mapping=entries)  # type: ignore[arg-type]
+    client = TestClient(TestServer(gw.public_app()))
+    await client.start_server()
+    try:
+        resp = await client.post("/info", json={"type": "portfolioMargin", "user": user})
+        doc = await resp.json()
+        assert resp.status == 200
+        assert {k: doc[k] for k in ("marginMode", "initialMargin", "bindingScenario")} == {
+            "marginMode": "portfolio",
+            "initialMargin": "67950",
+            "bindingScenario": "stress",
+        }
+        assert (doc["maintenanceMargin"], doc["crossInitialMargin"]) == ("40770", "100000")
+        body = signed_body(TRADER, {"type": "setMarginMode", "mode": "isolated"}, T0)
+        resp = await client.post("/exchange", json=body)
+        answer = await resp.json()
+        assert answer["status"] == "err" and "Invalid request" in answer["response"]
+        assert "cross" in answer["response"] and "portfolio" in answer["response"]
+    finally:
+        await client.close()
+        await gw.stop()
