@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from libs.common.collateral import haircut_value
 from libs.common.margin import PPM, AccountSummary, margin_table
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import div_ceil, format_usd
@@ -211,17 +212,38 @@ def _usd(micro: int) -> str:
 
 
 def portfolio_margin_document(
-    account: AccountState | None, marks: Mapping[str, int], markets: MarketRegistry, now_ms: int
+    account: AccountState | None,
+    marks: Mapping[str, int],
+    markets: MarketRegistry,
+    now_ms: int,
+    prices: Mapping[str, tuple[int, bool]] | None = None,
 ) -> dict[str, Any]:
     """``portfolioMargin`` (our extension to /info): the account's mode, its portfolio
-    requirement with the scenario that binds and every scenario's loss, and the cross
-    requirements of the same positions to compare, as decimal strings."""
+    requirement with the scenario that binds and every scenario's loss, the cross
+    requirements of the same positions to compare, and its collateral assets at the
+    oracle ``prices`` (price, valid) with their haircut values, as decimal strings."""
     acct = account or AccountState(address="")
     pm = account_portfolio_margin(acct, marks, markets)
     cross = AccountSummary(acct, marks, markets)
+    assets = []
+    asset_equity = 0
+    for asset in sorted(acct.assets):
+        spec = markets.collateral.get(asset)
+        px, valid = (prices or {}).get(asset, (0, False))
+        lots = acct.assets[asset]
+        value = haircut_value(spec, lots * px) if spec is not None and px > 0 else 0
+        asset_equity += value
+        assets.append(
+            {
+                "asset": asset,
+                "balance": markets.by_name(asset).format_size(lots),
+                "value": _usd(value),
+                "oracleValid": valid,
+            }
+        )
     return {
         "marginMode": acct.margin_mode,
-        "accountValue": _usd(cross.cross_equity),
+        "accountValue": _usd(cross.cross_equity + asset_equity),
         "initialMargin": _usd(pm.initial),
         "maintenanceMargin": _usd(pm.maintenance),
         "bindingScenario": pm.binding or None,
@@ -232,6 +254,7 @@ def portfolio_margin_document(
         "crossInitialMargin": _usd(cross.cross_initial),
         "crossMaintenanceMargin": _usd(cross.cross_maintenance),
         "scenarios": [{"name": name, "loss": _usd(loss)} for name, loss in pm.losses],
+        "collateralAssets": assets,
         "time": now_ms,
     }
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import msgspec
 
+from libs.common.collateral import oracle_prices
 from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
@@ -282,8 +283,10 @@ class InfoApi:
     async def portfolio_margin(self, body: dict[str, Any]) -> Any:
         """Our extension: the account's portfolio requirement and the scenario that binds,
         from its state in Redis with the formulas risk uses (whatever its mode)."""
-        account, marks = await self.hot.account(self._user(body))
-        return portfolio_margin_document(account, marks, self.markets, self.clock())
+        account, states = await self.hot.account_marks(self._user(body))
+        marks = {name: state.mark_px for name, state in states.items()}
+        prices = oracle_prices(states)
+        return portfolio_margin_document(account, marks, self.markets, self.clock(), prices)
 
     def _orders(self, account: AccountState | None) -> list[tuple[MarketSpec, OpenOrderState]]:
         if account is None:

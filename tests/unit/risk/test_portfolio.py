@@ -264,6 +264,7 @@ def test_the_info_document_names_the_binding_scenario_and_every_loss() -> None:
         "provision": "2900",
         "crossInitialMargin": "100000",
         "crossMaintenanceMargin": "20000",
+        "collateralAssets": [],
         "time": 1_700_000_000_000,
     }
     assert len(doc["scenarios"]) == 24
@@ -275,3 +276,14 @@ def test_the_info_document_names_the_binding_scenario_and_every_loss() -> None:
         "0.0",
         None,
     )
+
+
+def test_the_info_document_values_collateral_assets_at_the_oracle() -> None:
+    acct = AccountState(address="0x" + "a1" * 20, collateral=-usd("600"), assets={"BTC": lots("5")})
+    marks = {"BTC": px("100000")}
+    doc = portfolio_margin_document(acct, marks, MARKETS, 0, {"BTC": (px("100000"), False)})
+    # 5 BTC at 100,000 less 5%: $475,000, less the $600 USDC liability
+    assert doc["accountValue"] == "474400"
+    assert doc["collateralAssets"] == [
+        {"asset": "BTC", "balance": "5", "value": "475000", "oracleValid": False}
+    ]
