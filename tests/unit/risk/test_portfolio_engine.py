@@ -193,3 +193,33 @@ def test_the_index_computes_the_exact_portfolio_requirement(
         pm = account_portfolio_margin(acct, moved, MARKETS)
         row = ex.row_of[acct.address]
         assert (ex.initial_of(row), ex.maintenance_of(row)) == (pm.initial, pm.maintenance)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["BTC", "ETH"]), st.integers(-150_000, 150_000)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from(["60300", "75300", "110300"]),
+)
+def test_after_every_mark_a_portfolio_account_is_flagged_exactly_when_below_its_maintenance(
+    moves: list[tuple[str, int]], funds: str
+) -> None:
+    r = _pair(ALICE, BOB, funds=funds)
+    r.send(mode(ALICE, "portfolio"))  # refused with $60,000: then both stay cross
+    prices = {"BTC": 100_000, "ETH": 4_000}
+    c = core(r)
+    for n, (market, ppm) in enumerate(moves):
+        prices[market] = max(1, prices[market] + prices[market] * ppm // 1_000_000)
+        r.send(mark(str(prices[market]), market, ts=10 + n))
+        marks = {m.market: m.mark_px for m in c.marks.values()}
+        for address in (ALICE, BOB):
+            acct = account(r, address)
+            row = c.exposures.row_of[address]
+            equity, maintenance = c.exposures.equity(row), c.exposures.maintenance_of(row)
+            assert acct.liquidating == (equity < maintenance)
+            if acct.margin_mode == "portfolio":
+                pm = account_portfolio_margin(acct, marks, MARKETS)
+                assert (c.exposures.initial_of(row), maintenance) == (pm.initial, pm.maintenance)
