@@ -162,3 +162,64 @@ async def test_the_gateway_answers_portfolio_margin_and_refuses_an_unknown_mode(
     finally:
         await client.close()
         await gw.stop()
+
+
+async def test_btc_deposited_through_the_operator_api_counts_at_the_oracle_less_haircut(
+    settings: Settings,
+) -> None:
+    user = "0x" + "c9" * 20
+    btc = settings.markets.by_name("BTC")
+    gw = Gateway(settings)
+    await gw.start()
+    operator = TestClient(TestServer(gw.operator.app()))
+    public = TestClient(TestServer(gw.public_app()))
+    await operator.start_server()
+    await public.start_server()
+    auth = {"Authorization": f"Bearer {settings.operator_token}"}
+    try:
+        async with services(settings):
+            await produce(
+                settings,
+                topics.MATCHER_IN,
+                [("BTC", IndexTick(ts=T0, market="BTC", px=btc.price_units("100000")))],
+            )
+            body = {"user": user, "asset": "BTC", "amount": "0.5"}
+            resp = await operator.post("/operator/deposit", json=body, headers=auth)
+            assert (resp.status, await resp.json()) == (
+                200,
+                {
+                    "status": "ok",
+                    "response": {
+                        "type": "deposit",
+                        "collateral": "0",
+                        "asset": "BTC",
+                        "balance": "0.5",
+                    },
+                },
+            )
+            sol = {"user": user, "asset": "SOL", "amount": "1"}
+            resp = await operator.post("/operator/deposit", json=sol, headers=auth)
+            assert resp.status == 400
+            assert (await resp.json())["response"] == "'SOL' is not accepted as collateral."
+            both = {"user": user, "usd": "10", "asset": "BTC", "amount": "1"}
+            resp = await operator.post("/operator/deposit", json=both, headers=auth)
+            assert resp.status == 400
+            assert "give either usd, or asset with amount" in (await resp.json())["response"]
+
+            async def valued() -> bool:
+                resp = await public.post("/info", json={"type": "portfolioMargin", "user": user})
+                doc = await resp.json()
+                return bool(doc["collateralAssets"]) and doc["accountValue"] != "0.0"
+
+            assert await wait_for(valued)
+            resp = await public.post("/info", json={"type": "portfolioMargin", "user": user})
+            doc = await resp.json()
+        # 0.5 BTC at 100,000 less 5%
+        assert doc["accountValue"] == "47500"
+        assert doc["collateralAssets"] == [
+            {"asset": "BTC", "balance": "0.5", "value": "47500", "oracleValid": True}
+        ]
+    finally:
+        await operator.close()
+        await public.close()
+        await gw.stop()
