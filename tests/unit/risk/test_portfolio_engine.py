@@ -19,6 +19,7 @@ from libs.common.schemas import (
 )
 from libs.common.state import AccountState, PositionState
 from services.risk.revaluation import Exposures
+from services.risk.telemetry import near_liquidation
 from tests.unit.cores import Driver, of_type, only
 from tests.unit.risk.support import (
     ALICE,
@@ -223,3 +224,15 @@ def test_after_every_mark_a_portfolio_account_is_flagged_exactly_when_below_its_
             if acct.margin_mode == "portfolio":
                 pm = account_portfolio_margin(acct, marks, MARKETS)
                 assert (c.exposures.initial_of(row), maintenance) == (pm.initial, pm.maintenance)
+
+
+def test_the_near_liquidation_gauge_counts_against_the_portfolio_maintenance() -> None:
+    r = _pair(ALICE, BOB)
+    r.send(mode(ALICE, "portfolio"))
+    # ETH 4,110: Alice's equity $47,500 against a portfolio maintenance of $41,375.55
+    # (within 120%); under cross her maintenance would be $20,275. Bob gained.
+    r.send(mark("4110", "ETH"))
+    ex = core(r).exposures
+    row = ex.row_of[ALICE]
+    assert (ex.equity(row), ex.maintenance_of(row)) == (usd("47500"), usd("41375.55"))
+    assert near_liquidation(ex) == 1
