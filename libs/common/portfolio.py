@@ -56,17 +56,18 @@ class ScenarioGrid(NamedTuple):
     maintenance_ppm: int
 
 
-_GRIDS: dict[int, tuple[MarketRegistry, ScenarioGrid]] = {}
+_GRIDS: dict[tuple[object, ...], ScenarioGrid] = {}
 
 
 def scenario_grid(markets: MarketRegistry) -> ScenarioGrid:
     """The registry's scenarios in a fixed order: correlated moves by step and sign,
     then each market's own moves (with the others following) by step and sign."""
-    cached = _GRIDS.get(id(markets))
-    if cached is not None and cached[0] is markets:
-        return cached[1]
     grid = markets.portfolio
     specs = list(markets)
+    key = (grid, *((s.name, s.pm_volatility_ppm, s.pm_correlation_ppm) for s in specs))
+    cached = _GRIDS.get(key)
+    if cached is not None:
+        return cached
     scenarios: list[Scenario] = []
     for step in grid.shock_steps_pct:
         shocks = [spec.pm_volatility_ppm * step // 100 for spec in specs]
@@ -85,8 +86,7 @@ def scenario_grid(markets: MarketRegistry) -> ScenarioGrid:
                 name = f"{lead_spec.name}{label}{step}"
                 scenarios.append(Scenario(name, tuple(sign * m for m in moves)))
     stress = tuple(spec.pm_volatility_ppm * grid.stress_step_pct // 100 for spec in specs)
-    built = ScenarioGrid(tuple(scenarios), stress, grid.maintenance_ppm)
-    _GRIDS[id(markets)] = (markets, built)
+    built = _GRIDS[key] = ScenarioGrid(tuple(scenarios), stress, grid.maintenance_ppm)
     return built
 
 

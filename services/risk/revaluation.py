@@ -22,6 +22,7 @@ from the account at the same marks (the property tests hold it to that).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +59,18 @@ def call_levels(equity: Ints, maintenance: Ints, levels: Sequence[int]) -> Ints:
     for level in levels:
         reached[used & (scaled >= equity * level)] = level
     return reached
+
+
+class PortfolioParams(NamedTuple):
+    """The portfolio grid and the per-market rates of a registry, as arrays."""
+
+    moves: Ints  # markets x scenarios, signed ppm
+    stress: Ints  # per market, ppm
+    maintenance_ppm: int
+    taker: Ints
+    funding: Ints
+    safe_notional: int  # notional x rate stays in int64 below this
+    safe_px: int  # price x move stays in int64 below this
 
 
 class MarketSlots:
@@ -174,30 +187,20 @@ class Exposures:
         self.asset_lots: dict[str, dict[int, int]] = {}
         self.asset_rows: set[int] = set()
         # portfolio margin: flag, requirements, and per market the cross size and price
-        self.specs = list(markets)
-        self.column = {spec.name: j for j, spec in enumerate(self.specs)}
+        self.column = {spec.name: j for j, spec in enumerate(markets)}
         self.pm: Bools = np.zeros(0, dtype=np.bool_)
         self.pm_initial: Ints = np.zeros(0, dtype=I64)
         self.pm_maintenance: Ints = np.zeros(0, dtype=I64)
-        self.pm_szi: Ints = np.zeros((0, len(self.specs)), dtype=I64)
-        self.pm_px: Ints = np.zeros((0, len(self.specs)), dtype=I64)
+        self.pm_szi: Ints = np.zeros((0, len(self.column)), dtype=I64)
+        self.pm_px: Ints = np.zeros((0, len(self.column)), dtype=I64)
         # each leg's terms outside the grid (``portfolio.LegTerms``), per market
         # (stress, floor, provision, cross maintenance) of each market's leg
-        self.pm_terms: Ints = np.zeros((0, 4, len(self.specs)), dtype=I64)
+        self.pm_terms: Ints = np.zeros((0, len(self.column), 4), dtype=I64)
+        self.pm_sums: Ints = np.zeros((0, 4), dtype=I64)  # the terms summed over markets
         self.portfolio_count = 0
         self._deferred = False
-        grid = scenario_grid(markets)
-        self._grid_names = tuple(sc.name for sc in grid.scenarios)
-        self._grid_ppm = np.array([sc.moves_ppm for sc in grid.scenarios], dtype=I64).T
-        self._stress_ppm = np.array(grid.stress_ppm, dtype=I64)
-        self._pm_maintenance_ppm = grid.maintenance_ppm
-        self._taker_ppm = np.array([max(s.taker_fee_ppm, 0) for s in self.specs], dtype=I64)
-        self._funding_ppm = np.array([s.pm_funding_provision_ppm for s in self.specs], dtype=I64)
-        # products of notional (or price) and a rate beyond these take the exact path
-        rates = [max(margin_table(s).rates) for s in self.specs]
-        most = max([1, *rates, *self._taker_ppm.tolist(), *self._funding_ppm.tolist()])
-        self._pm_safe_notional = INT64_MAX // most // 4
-        self._pm_safe_px = INT64_MAX // max(1, int(np.abs(self._grid_ppm).max(initial=0))) // 4
+        self._params_key: tuple[object, ...] = ()
+        self._params = self._portfolio_params()
         self.clear()
 
     def clear(self) -> None:
@@ -223,6 +226,7 @@ class Exposures:
         "pm_szi",
         "pm_px",
         "pm_terms",
+        "pm_sums",
     )
 
     def _grow(self, capacity: int) -> None:
@@ -490,51 +494,102 @@ class Exposures:
 
     # ------------------------------------------------------------ portfolio margin
 
+    @property
+    def specs(self) -> list[MarketSpec]:
+        """The markets as the registry has them now (a run-time change replaces one)."""
+        return list(self.registry)
+
+    def _portfolio_params(self) -> PortfolioParams:
+        """The grid and per-market rates as arrays, rebuilt when a market changes."""
+        specs = self.specs
+        key = (self.registry.portfolio, *specs)
+        if key == self._params_key:
+            return self._params
+        grid = scenario_grid(self.registry)
+        moves = np.array([sc.moves_ppm for sc in grid.scenarios], dtype=I64).T
+        taker = np.array([max(s.taker_fee_ppm, 0) for s in specs], dtype=I64)
+        funding = np.array([s.pm_funding_provision_ppm for s in specs], dtype=I64)
+        rates = [max(margin_table(s).rates) for s in specs]
+        most = max([1, *rates, *taker.tolist(), *funding.tolist()])
+        self._params_key = key
+        self._params = PortfolioParams(
+            moves,
+            np.array(grid.stress_ppm, dtype=I64),
+            grid.maintenance_ppm,
+            taker,
+            funding,
+            INT64_MAX // most // 4,
+            INT64_MAX // max(1, int(np.abs(moves).max(initial=0))) // 4,
+        )
+        return self._params
+
     def _reprice_portfolio(self, rows: Ints, column: int | None = None) -> None:
         """The portfolio requirements of these rows from their sizes and prices: the
         grid's P&L as one matrix product (``szi @ moves``) and each leg's stress, floor
         and provision in vectors (only ``column``'s when one market moved); what
         ``portfolio_margin`` computes exactly."""
+        params = self._portfolio_params()
         szi = self.pm_szi[rows]
         px = self.pm_px[rows]
         qty = np.abs(szi)
         notional = qty * px
         if len(rows) and (
-            int(notional.max(initial=0)) > self._pm_safe_notional
-            or int(px.max(initial=0)) > self._pm_safe_px
+            int(notional.max(initial=0)) > params.safe_notional
+            or int(px.max(initial=0)) > params.safe_px
         ):
             for row in rows:
                 self._portfolio_exact(int(row))
             return
-        grid = self._grid_ppm  # markets x scenarios, signed ppm
+        grid = params.moves  # markets x scenarios, signed ppm
         at_mark = self._mark_row()
         if bool(((px == at_mark) | (szi == 0)).all()):
             # every row at the same marks: one move per market and scenario
             steps = -((-at_mark[:, None] * np.abs(grid)) // PPM)
-            pnl = szi @ np.where(grid < 0, -steps, steps)
+            moves = np.where(grid < 0, -steps, steps)
+            pnl = moves.T @ szi.T  # scenarios x rows: the minimum runs along rows
         else:
             steps = -((-px[:, :, None] * np.abs(grid)[None, :, :]) // PPM)
-            pnl = np.einsum("nm,nmk->nk", szi, np.where(grid < 0, -steps, steps))
-        worst = np.maximum(-pnl.min(axis=1, initial=0), 0)
-        for j in range(len(self.specs)) if column is None else (column,):
-            q = qty[:, j]
-            p = px[:, j]
-            ntl = notional[:, j]
-            slots = self.markets[self.specs[j].name]
-            move = -((-p * self._stress_ppm[j]) // PPM)
-            stressed = np.maximum(np.where(szi[:, j] > 0, p - move, p + move), 0) * q
-            tier = np.searchsorted(slots.bounds, ntl, side="right") - 1
-            self.pm_terms[rows, :, j] = np.stack(
-                (
-                    q * move + self._tier_maintenance(slots, stressed),
-                    -((-ntl) // slots.max_lev[tier]),
-                    -((-ntl * self._taker_ppm[j]) // PPM) - ((-ntl * self._funding_ppm[j]) // PPM),
-                    -((slots.deductions[tier] - ntl * slots.rates[tier]) // slots.scale),
-                ),
-                axis=1,
-            )
-        stress, floor, provision, cross_maintenance = self.pm_terms[rows].sum(axis=2).T
+            pnl = np.einsum("nm,nmk->kn", szi, np.where(grid < 0, -steps, steps))
+        worst = np.maximum(-pnl.min(axis=0, initial=0), 0)
+        specs = self.specs
+        for j in range(len(specs)) if column is None else (column,):
+            slots = self.markets[specs[j].name]
+            terms = self._leg_terms(slots, params, j, szi[:, j], px[:, j], notional[:, j])
+            if column is None:
+                self.pm_terms[rows, j] = terms
+            else:  # one market moved: its terms change, the others' sums stand
+                sums = self.pm_sums[rows] + (terms - self.pm_terms[rows, j])
+                self.pm_terms[rows, j] = terms
+        if column is None:
+            sums = self.pm_terms[rows].sum(axis=1)
+        self.pm_sums[rows] = sums
+        stress, floor, provision, cross_maintenance = sums.T
         self._settle_portfolio(rows, worst, stress, floor, provision, cross_maintenance)
+
+    @staticmethod
+    def _leg_terms(
+        slots: MarketSlots, params: PortfolioParams, j: int, szi: Ints, px: Ints, ntl: Ints
+    ) -> Ints:
+        """Each row's (stress, floor, provision, cross maintenance) in market ``j``, as
+        ``portfolio.leg_terms``; rows x 4."""
+        q = np.abs(szi)
+        move = -((-px * params.stress[j]) // PPM)
+        stressed = np.maximum(np.where(szi > 0, px - move, px + move), 0) * q
+        out = np.empty((len(szi), 4), dtype=I64)
+        if len(slots.bounds) == 1 or int(max(ntl.max(initial=0), stressed.max(initial=0))) < int(
+            slots.bounds[1]
+        ):  # every leg in the first tier: scalars, no lookups
+            rate, deduction = int(slots.rates[0]), int(slots.deductions[0])
+            out[:, 0] = q * move - ((deduction - stressed * rate) // slots.scale)
+            out[:, 1] = -((-ntl) // int(slots.max_lev[0]))
+            out[:, 3] = -((deduction - ntl * rate) // slots.scale)
+        else:
+            tier = np.searchsorted(slots.bounds, ntl, side="right") - 1
+            out[:, 0] = q * move + Exposures._tier_maintenance(slots, stressed)
+            out[:, 1] = -((-ntl) // slots.max_lev[tier])
+            out[:, 3] = -((slots.deductions[tier] - ntl * slots.rates[tier]) // slots.scale)
+        out[:, 2] = -((-ntl * params.taker[j]) // PPM) - ((-ntl * params.funding[j]) // PPM)
+        return out
 
     def _settle_portfolio(
         self,
@@ -547,7 +602,8 @@ class Exposures:
     ) -> None:
         initial = np.maximum(np.maximum(worst, stress), floor) + provision
         whole, part = np.divmod(initial, PPM)
-        fraction = whole * self._pm_maintenance_ppm - ((-part * self._pm_maintenance_ppm) // PPM)
+        fraction_ppm = self._params.maintenance_ppm
+        fraction = whole * fraction_ppm - ((-part * fraction_ppm) // PPM)
         self.pm_initial[rows] = initial
         self.pm_maintenance[rows] = np.maximum(fraction, cross_maintenance)
 
@@ -568,8 +624,9 @@ class Exposures:
             if szi:
                 leg = Leg(spec, szi, int(self.pm_px[row, j]))
                 legs.append(leg)
-                terms = leg_terms(leg, int(self._stress_ppm[j]))
-                self.pm_terms[row, :, j] = terms
+                terms = leg_terms(leg, int(self._portfolio_params().stress[j]))
+                self.pm_terms[row, j] = terms
+        self.pm_sums[row] = self.pm_terms[row].sum(axis=0)
         found = portfolio_margin(legs, self.registry)
         self.pm_initial[row] = found.initial
         self.pm_maintenance[row] = found.maintenance
