@@ -15,7 +15,13 @@ entries, which rebuilds the exposure index). Then:
 - pre-trade checks: ``PlaceOrder`` records for random accounts (limit orders near the
   mark, some too large for the account's margin), each checked, held and forwarded.
 
-Last line: ``revalue_positions_per_sec=<positions revalued per second over all ticks>``.
+Both margin modes are measured on the same accounts: first every account in cross
+margin, then every account in portfolio margin (``libs.common.portfolio``: each tick
+also recomputes the scenario grid of every portfolio account holding the market), and
+the ratio of the tick times is the extra cost of portfolio margin on revaluation.
+
+Last lines: ``revalue_positions_per_sec=<cross>``, then
+``portfolio_revalue_positions_per_sec=<portfolio>``.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import argparse
 import gc
 import random
 import time
+from typing import NamedTuple
 
 import msgspec
 
 from libs.common import topics
-from libs.common.markets import load_markets
+from libs.common.markets import MarketRegistry, load_markets
 from libs.common.runtime import Context
 from libs.common.schemas import MarkUpdate, PlaceOrder
 from libs.common.state import ACCOUNT_PREFIX, MARK_PREFIX, AccountState, MarkState, PositionState
@@ -39,9 +46,11 @@ PRICES = {"BTC": 1_000_000, "ETH": 350_000, "SOL": 1_500_000}  # 100000.0, 3500.
 LOT_RANGE = {"BTC": (100, 50_000), "ETH": (100, 50_000), "SOL": (100, 20_000)}
 
 
-def build_entries(accounts: int, seed: int = 1) -> tuple[dict[str, bytes], int]:
-    """Encoded state entries of a partition with ``accounts`` accounts; and how many
-    positions they hold."""
+def build_entries(
+    accounts: int, seed: int = 1, margin_mode: str = "cross"
+) -> tuple[dict[str, bytes], int]:
+    """Encoded state entries of a partition with ``accounts`` accounts in ``margin_mode``;
+    and how many positions they hold."""
     rng = random.Random(seed)
     encode = msgspec.msgpack.Encoder().encode
     entries: dict[str, bytes] = {}
@@ -71,7 +80,12 @@ def build_entries(accounts: int, seed: int = 1) -> tuple[dict[str, bytes], int]:
             notional += abs(lots) * PRICES[market]
         # most accounts are comfortably funded; about 2% run at 2-6% of their notional
         cushion = rng.uniform(0.02, 0.06) if rng.random() < 0.02 else rng.uniform(0.2, 1.0)
-        acct = AccountState(address=address, collateral=int(notional * cushion), positions=held)
+        acct = AccountState(
+            address=address,
+            collateral=int(notional * cushion),
+            positions=held,
+            margin_mode=margin_mode,
+        )
         entries[ACCOUNT_PREFIX + address] = encode(acct)
         positions += len(held)
     return entries, positions
@@ -119,6 +133,20 @@ def bench_crash(core: RiskCore, drop_ppm: int = 80_000) -> tuple[float, int, int
     return took, core.exposures.markets["BTC"].count, len(ctx.drain())
 
 
+def bench_index(core: RiskCore, rounds: int = 20) -> list[float]:
+    """The exposure index alone (no decisions, no outputs): milliseconds of each BTC
+    reprice, alternating 0.1% up and down, sorted."""
+    ex = core.exposures
+    px = ex.marks["BTC"]
+    took = []
+    for n in range(rounds):
+        started = time.perf_counter()
+        ex.reprice("BTC", px + (px // 1000 if n % 2 == 0 else 0))
+        took.append((time.perf_counter() - started) * 1000)
+    ex.reprice("BTC", px)
+    return sorted(took)
+
+
 def bench_orders(core: RiskCore, orders: int, accounts: int, seed: int = 3) -> tuple[float, int]:
     """Pre-trade checks per second; returns (seconds, accepted)."""
     rng = random.Random(seed)
@@ -146,6 +174,86 @@ def bench_orders(core: RiskCore, orders: int, accounts: int, seed: int = 3) -> t
     return time.perf_counter() - started, accepted
 
 
+class Measured(NamedTuple):
+    restored_s: float
+    ticks_s: float
+    revalued: int
+    outputs: int
+    btc_ms: list[float]
+    crash_s: float
+    crashed: int
+    crash_outputs: int
+    check_s: float
+    accepted: int
+    index_ms: list[float]
+
+
+def measure(
+    markets: MarketRegistry, accounts: int, ticks: int, orders: int, margin_mode: str
+) -> Measured:
+    """Build, restore and run the ticks, the crash and the orders in one margin mode."""
+    started = time.perf_counter()
+    entries, positions = build_entries(accounts, margin_mode=margin_mode)
+    built = time.perf_counter() - started
+    core = RiskCore(markets, 0)
+    started = time.perf_counter()
+    core.restore(entries)
+    restored = time.perf_counter() - started
+    del entries
+    print(
+        f"[{margin_mode}] {accounts:,} accounts, {positions:,} positions: state built in "
+        f"{built:.1f} s, restored with the exposure index in {restored:.2f} s"
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        elapsed, revalued, outputs, btc_ms = bench_ticks(core, ticks)
+        crash_s, crashed, crash_outputs = bench_crash(core)
+        check_s, accepted = bench_orders(core, orders, accounts)
+        index_ms = bench_index(core)
+    finally:
+        gc.enable()
+    btc_ms.sort()
+    return Measured(
+        restored,
+        elapsed,
+        revalued,
+        outputs,
+        btc_ms,
+        crash_s,
+        crashed,
+        crash_outputs,
+        check_s,
+        accepted,
+        index_ms,
+    )
+
+
+def report(margin_mode: str, m: Measured, ticks: int, orders: int) -> None:
+    tag = f"[{margin_mode}]"
+    print(
+        f"{tag} mark ticks: {ticks * len(PRICES)} ticks, {m.revalued:,} positions revalued in "
+        f"{m.ticks_s * 1000:.0f} ms, {m.outputs:,} outputs (margin calls, triggers, cancels)"
+    )
+    print(
+        f"{tag} BTC tick ({m.crashed:,} accounts revalued): median "
+        f"{m.btc_ms[len(m.btc_ms) // 2]:.1f} ms, worst {m.btc_ms[-1]:.1f} ms "
+        f"(target: 100,000 accounts in 100 ms)"
+    )
+    print(
+        f"{tag} crash tick (BTC -8%, {m.crashed:,} accounts): {m.crash_s * 1000:.0f} ms, "
+        f"{m.crash_outputs:,} outputs"
+    )
+    print(
+        f"{tag} index alone (BTC reprice, no decisions): median "
+        f"{m.index_ms[len(m.index_ms) // 2]:.1f} ms, worst {m.index_ms[-1]:.1f} ms"
+    )
+    print(
+        f"{tag} pre-trade checks: {orders:,} orders in {m.check_s:.2f} s = "
+        f"{orders / m.check_s:,.0f}/s ({m.accepted:,} accepted)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 accounts, fewer ticks")
@@ -158,46 +266,20 @@ def main() -> None:
     orders = args.orders or (20_000 if args.quick else 50_000)
     markets = load_markets()
 
-    started = time.perf_counter()
-    entries, positions = build_entries(accounts)
-    built = time.perf_counter() - started
-    core = RiskCore(markets, 0)
-    started = time.perf_counter()
-    core.restore(entries)
-    restored = time.perf_counter() - started
+    cross = measure(markets, accounts, ticks, orders, "cross")
+    report("cross", cross, ticks, orders)
+    portfolio = measure(markets, accounts, ticks, orders, "portfolio")
+    report("portfolio", portfolio, ticks, orders)
+    median_cross = cross.btc_ms[len(cross.btc_ms) // 2]
+    median_pm = portfolio.btc_ms[len(portfolio.btc_ms) // 2]
     print(
-        f"{accounts:,} accounts, {positions:,} positions: state built in {built:.1f} s, "
-        f"restored with the exposure index in {restored:.2f} s"
+        f"portfolio margin costs {portfolio.ticks_s / cross.ticks_s:.2f}x the cross "
+        f"revaluation time over all ticks (BTC tick median {median_pm:.1f} ms vs "
+        f"{median_cross:.1f} ms)"
     )
-
-    gc.collect()
-    gc.disable()
-    try:
-        elapsed, revalued, outputs, btc_ms = bench_ticks(core, ticks)
-        crash_s, crashed, crash_outputs = bench_crash(core)
-        check_s, accepted = bench_orders(core, orders, accounts)
-    finally:
-        gc.enable()
-    btc_ms.sort()
-    btc_accounts = core.exposures.markets["BTC"].count
-    print(
-        f"mark ticks: {ticks * len(PRICES)} ticks, {revalued:,} positions revalued in "
-        f"{elapsed * 1000:.0f} ms, {outputs:,} outputs (margin calls, triggers, cancels)"
-    )
-    print(
-        f"BTC tick ({btc_accounts:,} accounts revalued): median {btc_ms[len(btc_ms) // 2]:.1f} "
-        f"ms, worst {btc_ms[-1]:.1f} ms (target: 100,000 accounts in 100 ms)"
-    )
-    print(
-        f"crash tick (BTC -8%, {crashed:,} accounts): {crash_s * 1000:.0f} ms, "
-        f"{crash_outputs:,} outputs"
-    )
-    print(
-        f"pre-trade checks: {orders:,} orders in {check_s:.2f} s = {orders / check_s:,.0f}/s "
-        f"({accepted:,} accepted)"
-    )
-    print(f"pretrade_checks_per_sec={orders / check_s:.0f}")
-    print(f"revalue_positions_per_sec={revalued / elapsed:.0f}")
+    print(f"pretrade_checks_per_sec={orders / cross.check_s:.0f}")
+    print(f"revalue_positions_per_sec={cross.revalued / cross.ticks_s:.0f}")
+    print(f"portfolio_revalue_positions_per_sec={portfolio.revalued / portfolio.ticks_s:.0f}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,35 @@ class MarginTier(msgspec.Struct, frozen=True, kw_only=True):
     max_leverage: int
 
 
+class PortfolioGrid(msgspec.Struct, frozen=True, kw_only=True):
+    """The venue-wide shape of the portfolio-margin scenario grid (``[portfolio]``).
+
+    Shocks are percentages of each market's ``pm_volatility_ppm``: the grid moves prices
+    by every step of ``shock_steps_pct``, up and down; the stress case moves every
+    market against the position by ``stress_step_pct``. Maintenance is
+    ``maintenance_ppm`` of the portfolio's initial requirement."""
+
+    shock_steps_pct: tuple[int, ...] = (50, 100, 150)
+    stress_step_pct: int = 50
+    maintenance_ppm: int = 600_000
+
+
+class HaircutTier(msgspec.Struct, frozen=True, kw_only=True):
+    """From ``lower_bound`` micro-USDC of an asset's value on, each further dollar counts
+    ``1 - haircut_ppm / 1e6`` toward collateral (brackets: the haircut grows with size)."""
+
+    lower_bound: int
+    haircut_ppm: int
+
+
+class CollateralSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A collateral asset other than USDC: held in lots of the perp market of the same
+    name, valued at that market's oracle (index) price less its haircut tiers."""
+
+    asset: str
+    haircuts: tuple[HaircutTier, ...]
+
+
 class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One perpetual market. ``asset`` is its index in the universe.
 
@@ -66,6 +95,11 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     margin_tiers: tuple[MarginTier, ...] = ()
     open_interest_cap: int = 0
     max_position_usd: int = 0
+    # Portfolio margin: volatility (one shock step of 100%), correlation with the
+    # market-wide factor (pairwise correlation = the product), funding provision
+    pm_volatility_ppm: int = 100_000
+    pm_correlation_ppm: int = 0
+    pm_funding_provision_ppm: int = 1_000
 
     @property
     def px_decimals(self) -> int:
@@ -114,15 +148,22 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
 class MarketRegistry:
     """The venue's universe, by name and by asset id, in a fixed order."""
 
-    def __init__(self, markets: list[MarketSpec]) -> None:
+    def __init__(
+        self,
+        markets: list[MarketSpec],
+        portfolio: PortfolioGrid | None = None,
+        collateral: tuple[CollateralSpec, ...] = (),
+    ) -> None:
         self._list = list(markets)
+        self.portfolio = portfolio or PortfolioGrid()
+        self.collateral: dict[str, CollateralSpec] = {c.asset: c for c in collateral}
         self._by_name: dict[str, MarketSpec] = {m.name: m for m in self._list}
         if len(self._by_name) != len(self._list):
             raise ValueError("duplicate market names in configuration")
 
     def copy(self) -> MarketRegistry:
         """A registry of its own (a state machine changes its copy at its own offset)."""
-        return MarketRegistry(self._list)
+        return MarketRegistry(self._list, self.portfolio, tuple(self.collateral.values()))
 
     def update(self, spec: MarketSpec) -> None:
         """Replace a listed market's parameters (same name, same asset id)."""
@@ -167,6 +208,9 @@ _OPTIONAL_INTS = (
     "funding_cap_hourly_ppb",
     "funding_smoothing",
     "book_snapshot_ms",
+    "pm_volatility_ppm",
+    "pm_correlation_ppm",
+    "pm_funding_provision_ppm",
 )
 
 
@@ -202,7 +246,99 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
         )
         check_spec(spec)
         markets.append(spec)
-    return MarketRegistry(markets)
+    grid = _portfolio_grid(doc.get("portfolio"))
+    for n, spec in enumerate(markets):
+        if "pm_volatility_ppm" not in doc["market"][n]:
+            # unconfigured: the smallest volatility whose largest shock is 1/default_leverage
+            vol = -(-1_000_000 * 100 // (spec.default_leverage * max(grid.shock_steps_pct)))
+            markets[n] = spec = msgspec.structs.replace(spec, pm_volatility_ppm=vol)
+        _check_portfolio(spec, grid)
+    names = {spec.name for spec in markets}
+    collateral = tuple(_collateral(raw, names) for raw in doc.get("collateral", []))
+    if len({c.asset for c in collateral}) != len(collateral):
+        raise ValueError("collateral: an asset is listed twice")
+    return MarketRegistry(markets, grid, collateral)
+
+
+def _collateral(raw: object, markets: set[str]) -> CollateralSpec:
+    """A ``[[collateral]]`` entry: an asset with a perp market (its oracle), and haircut
+    tiers from 0, bounds rising, haircuts within 0..100% and never falling with size."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("asset"), str):
+        raise ValueError("collateral: each entry is a table with an asset name")
+    asset = raw["asset"]
+    if asset not in markets:
+        raise ValueError(f"collateral {asset}: no market of that name to price it")
+    entries = raw.get("haircuts")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"collateral {asset}: haircuts must be a non-empty list")
+    tiers = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"collateral {asset}: each haircut tier is a table")
+        tiers.append(
+            HaircutTier(
+                lower_bound=usd_to_units(str(entry["lower_bound_usd"])),
+                haircut_ppm=int(entry["haircut_ppm"]),
+            )
+        )
+    if tiers[0].lower_bound != 0:
+        raise ValueError(f"collateral {asset}: the first haircut tier starts at 0")
+    for tier in tiers:
+        if not 0 <= tier.haircut_ppm <= 1_000_000:
+            raise ValueError(f"collateral {asset}: haircut_ppm must be within 0..1000000")
+    for lower, upper in pairwise(tiers):
+        if upper.lower_bound <= lower.lower_bound:
+            raise ValueError(f"collateral {asset}: haircut tier bounds must rise")
+        if upper.haircut_ppm < lower.haircut_ppm:
+            raise ValueError(f"collateral {asset}: haircuts must not fall as size grows")
+    return CollateralSpec(asset=asset, haircuts=tuple(tiers))
+
+
+def _portfolio_grid(raw: object) -> PortfolioGrid:
+    """The ``[portfolio]`` table: steps rising and positive, a positive stress step, a
+    maintenance fraction within (0, 1]."""
+    if raw is None:
+        return PortfolioGrid()
+    if not isinstance(raw, dict):
+        raise ValueError("portfolio: must be a table")
+    unknown = sorted(set(raw) - {"shock_steps_pct", "stress_step_pct", "maintenance_ppm"})
+    if unknown:
+        raise ValueError(f"portfolio: unknown keys {unknown}")
+    default = PortfolioGrid()
+    steps = raw.get("shock_steps_pct", list(default.shock_steps_pct))
+    if not isinstance(steps, list) or not steps or not all(isinstance(v, int) for v in steps):
+        raise ValueError("portfolio: shock_steps_pct must be a non-empty list of integers")
+    if steps[0] <= 0 or any(b <= a for a, b in pairwise(steps)):
+        raise ValueError("portfolio: shock_steps_pct must be positive and rising")
+    stress = raw.get("stress_step_pct", default.stress_step_pct)
+    if not isinstance(stress, int) or stress <= 0:
+        raise ValueError("portfolio: stress_step_pct must be a positive integer")
+    maintenance = raw.get("maintenance_ppm", default.maintenance_ppm)
+    if not isinstance(maintenance, int) or not 0 < maintenance <= 1_000_000:
+        raise ValueError("portfolio: maintenance_ppm must be within 1..1000000")
+    return PortfolioGrid(
+        shock_steps_pct=tuple(steps), stress_step_pct=stress, maintenance_ppm=maintenance
+    )
+
+
+def _check_portfolio(spec: MarketSpec, grid: PortfolioGrid) -> None:
+    """A market's portfolio parameters: a positive volatility below 100%, a correlation
+    within 0..1, and a largest shock at least the initial margin at the default
+    leverage, so a lone position never needs less than under cross margin."""
+    if not 0 < spec.pm_volatility_ppm <= 1_000_000:
+        raise ValueError(f"{spec.name}: pm_volatility_ppm must be within 1..1000000")
+    if not 0 <= spec.pm_correlation_ppm <= 1_000_000:
+        raise ValueError(f"{spec.name}: pm_correlation_ppm must be within 0..1000000")
+    if spec.pm_funding_provision_ppm < 0:
+        raise ValueError(f"{spec.name}: pm_funding_provision_ppm must not be negative")
+    largest = spec.pm_volatility_ppm * max(grid.shock_steps_pct) // 100
+    if largest > 1_000_000:
+        raise ValueError(f"{spec.name}: the largest portfolio shock must not exceed 100%")
+    if largest * spec.default_leverage < 1_000_000:
+        raise ValueError(
+            f"{spec.name}: the largest portfolio shock ({largest} ppm) must be at least the "
+            f"initial margin at the default leverage (1/{spec.default_leverage})"
+        )
 
 
 def _optional_fields(raw: Mapping[str, object]) -> dict[str, int]:
@@ -384,10 +520,13 @@ def reconfigure(spec: MarketSpec, params: MarketParams) -> MarketSpec:
 
 
 __all__ = [
+    "CollateralSpec",
+    "HaircutTier",
     "MarginTier",
     "MarketParams",
     "MarketRegistry",
     "MarketSpec",
+    "PortfolioGrid",
     "check_spec",
     "differences",
     "format_units",

@@ -32,15 +32,23 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 class Deposit(Message, frozen=True, tag="deposit.v1"):
+    """USDC (``usd``), or with ``asset`` a collateral asset: ``amount`` lots of it."""
+
     account: str
     usd: int
     req_id: str = ""
+    asset: str = ""
+    amount: int = 0
 
 
 class Withdraw(Message, frozen=True, tag="withdraw.v1"):
+    """USDC (``usd``), or with ``asset`` a collateral asset: ``amount`` lots of it."""
+
     account: str
     usd: int
     req_id: str = ""
+    asset: str = ""
+    amount: int = 0
 
 
 class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +128,15 @@ class UpdateIsolatedMargin(Message, frozen=True, tag="update_isolated_margin.v1"
     account: str
     market: str
     usd: int
+    req_id: str = ""
+
+
+class SetMarginMode(Message, frozen=True, tag="set_margin_mode.v1"):
+    """Switch the account's cross positions between ``cross`` and ``portfolio`` margin
+    (our extension to the Hyperliquid API)."""
+
+    account: str
+    mode: str
     req_id: str = ""
 
 
@@ -441,12 +458,17 @@ class AccountFill(Message, frozen=True, tag="account_fill.v1"):
 
 
 class BalanceUpdate(Message, frozen=True, tag="balance_update.v1"):
+    """A balance change: USDC ``collateral`` after it; for a collateral asset (``asset``
+    set) ``delta`` is in its lots and ``asset_balance`` its balance after."""
+
     account: str
     collateral: int
     delta: int
     reason: str
     req_id: str = ""
     error: str | None = None
+    asset: str = ""
+    asset_balance: int = 0
 
 
 class ActionResult(Message, frozen=True, tag="action_result.v1"):
@@ -809,6 +831,7 @@ RiskIn = (
     | VaultDeposit
     | VaultWithdrawal
     | VaultPayout
+    | SetMarginMode
 )
 MatcherIn = (
     NewOrder

@@ -93,7 +93,12 @@ class LeverageSetting(msgspec.Struct, frozen=True, kw_only=True):
 
 class AccountState(msgspec.Struct, kw_only=True):
     """One account as risk keeps it. ``collateral`` is the cross balance (isolated margin
-    lives on its position); fee rates are ppm, ``None`` meaning the market's default."""
+    lives on its position); fee rates are ppm, ``None`` meaning the market's default.
+    ``margin_mode`` is ``cross`` or ``portfolio`` (``libs.common.portfolio``): how the
+    cross positions' initial and maintenance requirements are computed. ``assets`` holds
+    collateral other than USDC, in lots of the market of the same name
+    (``libs.common.collateral``); ``collateral`` (USDC) may then go negative: a USDC
+    liability that the assets back."""
 
     address: str
     collateral: int = 0
@@ -105,6 +110,8 @@ class AccountState(msgspec.Struct, kw_only=True):
     margin_call_pct: int = 0
     liquidating: bool = False
     updated: int = 0
+    margin_mode: str = "cross"
+    assets: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def holds(self) -> int:

@@ -58,6 +58,7 @@ INFO_TYPES = (
     "candleSnapshot",
     "vaultDetails",
     "userVaultEquities",
+    "portfolioMargin",
 )
 
 

@@ -29,6 +29,7 @@ from libs.common.schemas import (
     OrderUpdate,
     PlaceOrder,
     ScheduleCancel,
+    SetMarginMode,
     UpdateIsolatedMargin,
     UpdateLeverage,
     UsdTransfer,
@@ -58,6 +59,7 @@ from services.gateway.wire import (
     OrderAction,
     OrderWire,
     ScheduleCancelAction,
+    SetMarginModeAction,
     UpdateIsolatedMarginAction,
     UpdateLeverageAction,
     UsdSendAction,
@@ -113,6 +115,7 @@ class ExchangeApi:
             "batchModify": self.batch_modify,
             "updateLeverage": self.update_leverage,
             "updateIsolatedMargin": self.update_isolated_margin,
+            "setMarginMode": self.set_margin_mode,
             "scheduleCancel": self.schedule_cancel,
             "usdSend": self.usd_send,
             "withdraw3": self.withdraw,
@@ -406,6 +409,14 @@ class ExchangeApi:
                 usd=action.ntli,
                 req_id=self.new_id(),
             ),
+        )
+
+    async def set_margin_mode(self, account: str, action: SetMarginModeAction) -> dict[str, Any]:
+        """Our extension: switch between cross and portfolio margin; risk refuses a switch
+        that would leave the account below the new requirement."""
+        return await self._default(
+            account,
+            SetMarginMode(ts=self.clock(), account=account, mode=action.mode, req_id=self.new_id()),
         )
 
     async def schedule_cancel(self, account: str, action: ScheduleCancelAction) -> dict[str, Any]:

@@ -85,6 +85,18 @@ class HotState:
                 marks[mark.market] = mark.mark_px
         return ledger, account, marks
 
+    async def account_marks(self, user: str) -> tuple[AccountState | None, dict[str, MarkState]]:
+        """An account and risk's state of every market (mark, index, oracle status)."""
+        fields = [ACCOUNT_PREFIX + user] + [MARK_PREFIX + m for m in self.markets.names]
+        raw = cast(list[bytes | None], await self.redis.hmget(self.risk_key(user), fields))
+        account = _ACCOUNT.decode(raw[0]) if raw[0] else None
+        states = {}
+        for blob in raw[1:]:
+            if blob:
+                state = _MARK.decode(blob)
+                states[state.market] = state
+        return account, states
+
     async def account_exists(self, user: str) -> bool:
         return bool(await self.redis.hexists(self.risk_key(user), ACCOUNT_PREFIX + user))
 

@@ -11,9 +11,11 @@ from typing import Any, cast
 
 import msgspec
 
+from libs.common.collateral import oracle_prices
 from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarginTier, MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
+from libs.common.portfolio import portfolio_margin_document
 from libs.common.schemas import (
     CANDLE_INTERVALS,
     CandleView,
@@ -90,6 +92,7 @@ class InfoApi:
             "candleSnapshot": self.candle_snapshot,
             "vaultDetails": self.vault_details,
             "userVaultEquities": self.user_vault_equities,
+            "portfolioMargin": self.portfolio_margin,
         }
 
     async def answer(self, body: Any) -> Any:
@@ -308,6 +311,14 @@ class InfoApi:
     async def clearinghouse_state(self, body: dict[str, Any]) -> Any:
         account, marks = await self.hot.account(self._user(body))
         return clearinghouse_state(account, marks, self.markets, self.clock())
+
+    async def portfolio_margin(self, body: dict[str, Any]) -> Any:
+        """Our extension: the account's portfolio requirement and the scenario that binds,
+        from its state in Redis with the formulas risk uses (whatever its mode)."""
+        account, states = await self.hot.account_marks(self._user(body))
+        marks = {name: state.mark_px for name, state in states.items()}
+        prices = oracle_prices(states)
+        return portfolio_margin_document(account, marks, self.markets, self.clock(), prices)
 
     def _orders(self, account: AccountState | None) -> list[tuple[MarketSpec, OpenOrderState]]:
         if account is None:

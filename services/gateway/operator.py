@@ -34,6 +34,7 @@ from services.gateway.wire import ConfigureMarketRequest, DepositRequest, Market
 
 Clock = Callable[[], int]
 Route = Callable[[web.Request], Awaitable[web.Response]]
+BODY = web.RequestKey("body", object)  # the request's JSON, read once by the guard
 
 
 def err(message: str, status: int) -> web.Response:
@@ -84,7 +85,7 @@ class OperatorApi:
             if not hmac.compare_digest(token.encode(), self.settings.operator_token.encode()):
                 await self.audit(action, {"refused": "bad token"}, ok=False)
                 return err("operator token required", 401)
-            request["body"] = body
+            request[BODY] = body
             response = await route(request)
             await self.audit(
                 action, {"request": body, "status": response.status}, ok=response.status < 400
@@ -95,27 +96,33 @@ class OperatorApi:
 
     async def deposit(self, request: web.Request) -> web.Response:
         try:
-            req = DepositRequest.model_validate(request["body"])
-            usd = usd_to_units(Decimal(req.usd))
+            req = DepositRequest.model_validate(request[BODY])
+            usd = usd_to_units(Decimal(req.usd)) if req.usd is not None else 0
+            asset, amount = "", 0
+            if req.asset is not None and req.amount is not None:
+                if req.asset not in self.markets.collateral:
+                    return err(f"{req.asset!r} is not accepted as collateral.", 400)
+                asset = req.asset
+                amount = self.markets.by_name(asset).size_units(Decimal(req.amount))
         except ValidationError as exc:
             return err(describe(exc), 400)
         except (UnitError, ArithmeticError) as exc:
             return err(f"invalid amount: {exc}", 400)
         req_id = self.new_id()
-        (outcome,) = await self.bus.submit(
-            req.user, [Deposit(ts=self.clock(), account=req.user, usd=usd, req_id=req_id)]
+        deposit = Deposit(
+            ts=self.clock(), account=req.user, usd=usd, req_id=req_id, asset=asset, amount=amount
         )
+        (outcome,) = await self.bus.submit(req.user, [deposit])
         if outcome is None:
             return err("timed out waiting for the deposit to apply", 504)
         assert isinstance(outcome, BalanceUpdate)
         if outcome.error:
             return err(outcome.error, 400)
-        return web.json_response(
-            {
-                "status": "ok",
-                "response": {"type": "deposit", "collateral": format_usd(outcome.collateral)},
-            }
-        )
+        response = {"type": "deposit", "collateral": format_usd(outcome.collateral)}
+        if asset:
+            response["asset"] = asset
+            response["balance"] = self.markets.by_name(asset).format_size(outcome.asset_balance)
+        return web.json_response({"status": "ok", "response": response})
 
     async def list_markets(self, request: web.Request) -> web.Response:
         rows = [msgspec.to_builtins(m) for m in self.markets]
@@ -126,7 +133,7 @@ class OperatorApi:
         by the market's matcher (which checks again on top of the market as it stands)
         and by every risk partition at the same point of their input."""
         try:
-            req = ConfigureMarketRequest.model_validate(request["body"])
+            req = ConfigureMarketRequest.model_validate(request[BODY])
             spec = self.markets.by_name(req.coin)
             params = parse_params(req.changes)
             reconfigure(spec, params)
@@ -165,7 +172,7 @@ class OperatorApi:
     def control(self, action: str) -> Route:
         async def route(request: web.Request) -> web.Response:
             try:
-                req = MarketControlRequest.model_validate(request["body"])
+                req = MarketControlRequest.model_validate(request[BODY])
                 spec = self.markets.by_name(req.coin)
             except ValidationError as exc:
                 return err(describe(exc), 400)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
 CLOID = re.compile(r"^0x[0-9a-fA-F]{32}$")
@@ -134,6 +142,14 @@ class UpdateIsolatedMarginAction(Strict):
     ntli: Annotated[StrictInt, Field(ge=-(10**15), le=10**15)]
 
 
+class SetMarginModeAction(Strict):
+    """Our extension: the account's cross positions in ``cross`` or ``portfolio`` margin
+    (docs/risk.md, "Portfolio margin"). An L1 action like updateLeverage."""
+
+    type: Literal["setMarginMode"]
+    mode: Literal["cross", "portfolio"]
+
+
 class ScheduleCancelAction(Strict):
     type: Literal["scheduleCancel"]
     time: Annotated[StrictInt, Field(ge=0, lt=2**63)] | None = None
@@ -183,6 +199,7 @@ Action = Annotated[
     | BatchModifyAction
     | UpdateLeverageAction
     | UpdateIsolatedMarginAction
+    | SetMarginModeAction
     | ScheduleCancelAction
     | VaultTransferAction
     | ApproveAgentAction
@@ -210,8 +227,21 @@ class ActionModel(BaseModel):
 
 
 class DepositRequest(Strict):
+    """USDC (``usd``), or a collateral asset: ``asset`` (e.g. "BTC") and ``amount`` of
+    it in coins (our extension, see docs/risk.md "Multi-asset collateral")."""
+
     user: str
-    usd: Decimal
+    usd: Decimal | None = None
+    asset: str | None = Field(None, max_length=20)
+    amount: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DepositRequest:
+        if (self.usd is None) == (self.asset is None) or (self.asset is None) != (
+            self.amount is None
+        ):
+            raise ValueError("give either usd, or asset with amount")
+        return self
 
     _norm = field_validator("user")(classmethod(lambda cls, v: normalize_address(v)))
 

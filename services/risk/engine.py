@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from libs.common import metrics, topics
+from libs.common.collateral import oracle_prices
 from libs.common.margin import (
     AccountSummary,
     fee_amount,
@@ -27,6 +29,7 @@ from libs.common.margin import (
 )
 from libs.common.markets import MarketParams, MarketRegistry, MarketSpec, with_overrides
 from libs.common.money import div_ceil, format_usd
+from libs.common.portfolio import MARGIN_MODES
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
     AccountFill,
@@ -62,6 +65,7 @@ from libs.common.schemas import (
     OrderUpdate,
     PlaceOrder,
     ScheduleCancel,
+    SetMarginMode,
     TransferIn,
     UpdateIsolatedMargin,
     UpdateLeverage,
@@ -171,6 +175,7 @@ class RiskCore:
             VaultDeposit: self._vault_deposit,
             VaultWithdrawal: self._vault_withdrawal,
             VaultPayout: self._vault_payout,
+            SetMarginMode: self._set_margin_mode,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -209,7 +214,8 @@ class RiskCore:
         for name, params in self.overrides.by_market.items():
             self._use_spec(with_overrides(self.table.by_name(name), params))
         marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
-        self.exposures.rebuild(self.accounts.values(), marks)
+        prices = oracle_prices({m.market: m for m in self.marks.values()})
+        self.exposures.rebuild(self.accounts.values(), marks, prices)
         self._in_liquidation = {
             a.address for a in self.accounts.values() if self._liquidation_keys(a)
         }
@@ -259,8 +265,8 @@ class RiskCore:
         """Cross equity less holds less max(initial margin, 10% of cross position value)."""
         ex = self.exposures
         row = ex.row(acct.address)
-        keep = max(int(ex.initial[row]), div_ceil(int(ex.notional[row]), 10))
-        return max(0, ex.equity(row) - int(ex.holds[row]) - keep)
+        keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
+        return max(0, ex.usable_equity(row) - int(ex.holds[row]) - keep)
 
     def _answer(self, ctx: Context, msg: PlaceOrder | ModifyOrder, refusal: Refusal) -> None:
         ctx.emit(
@@ -315,6 +321,9 @@ class RiskCore:
     # ------------------------------------------------------------ collateral
 
     def _deposit(self, msg: Deposit, ctx: Context) -> None:
+        if msg.asset:
+            self._deposit_asset(msg, ctx)
+            return
         if msg.usd <= 0:
             error = "Deposit must be positive."
             self._balance(ctx, msg.ts, msg.account, 0, "deposit", msg.req_id, error)
@@ -325,9 +334,82 @@ class RiskCore:
         self._balance(ctx, msg.ts, msg.account, msg.usd, "deposit", msg.req_id)
         self._review([acct.address], msg.ts, ctx)
 
-    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
+    def _asset_balance(
+        self, ctx: Context, msg: Deposit | Withdraw, delta: int, error: str | None = None
+    ) -> None:
         acct = self.accounts.get(msg.account)
-        if msg.usd <= 0 or acct is None or msg.usd > self._withdrawable(acct):
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            msg.account,
+            BalanceUpdate(
+                ts=msg.ts,
+                account=msg.account,
+                collateral=acct.collateral if acct else 0,
+                delta=delta,
+                reason="deposit" if isinstance(msg, Deposit) else "withdraw",
+                req_id=msg.req_id,
+                error=error,
+                asset=msg.asset,
+                asset_balance=acct.assets.get(msg.asset, 0) if acct else 0,
+            ),
+        )
+
+    def _deposit_asset(self, msg: Deposit, ctx: Context) -> None:
+        """A collateral asset in (``amount`` lots): valued from the next oracle price."""
+        error = None
+        if msg.asset not in self.markets.collateral:
+            error = f"{msg.asset!r} is not accepted as collateral."
+        elif msg.amount <= 0 or msg.usd != 0:
+            error = "Deposit must be a positive amount of one asset."
+        if error is not None:
+            self._asset_balance(ctx, msg, 0, error)
+            return
+        acct = self._account(msg.account)
+        acct.assets[msg.asset] = acct.assets.get(msg.asset, 0) + msg.amount
+        self._changed(acct, msg.ts)
+        self._asset_balance(ctx, msg, msg.amount)
+        self._review([acct.address], msg.ts, ctx)
+
+    def _withdraw_asset(self, msg: Withdraw, ctx: Context) -> None:
+        """A collateral asset out, if the account keeps what withdrawals must keep with
+        the rest valued toward new risk (nothing while its oracle is not valid)."""
+        acct = self.accounts.get(msg.account)
+        held = acct.assets.get(msg.asset, 0) if acct else 0
+        if acct is None or msg.amount <= 0 or msg.usd != 0 or msg.amount > held:
+            self._asset_balance(ctx, msg, 0, "Insufficient balance.")
+            return
+        ex = self.exposures
+        row = ex.row(acct.address)
+        self._set_asset(acct, msg.asset, held - msg.amount)
+        ex.sync(acct)
+        keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
+        if ex.usable_equity(row) - int(ex.holds[row]) - keep < 0:
+            self._set_asset(acct, msg.asset, held)
+            ex.sync(acct)
+            self._asset_balance(ctx, msg, 0, "Insufficient balance.")
+            return
+        self._changed(acct, msg.ts)
+        self._asset_balance(ctx, msg, -msg.amount)
+        self._review([acct.address], msg.ts, ctx)
+
+    @staticmethod
+    def _set_asset(acct: AccountState, asset: str, lots: int) -> None:
+        if lots:
+            acct.assets[asset] = lots
+        else:
+            acct.assets.pop(asset, None)
+
+    def _withdraw(self, msg: Withdraw, ctx: Context) -> None:
+        if msg.asset:
+            self._withdraw_asset(msg, ctx)
+            return
+        acct = self.accounts.get(msg.account)
+        if (
+            msg.usd <= 0
+            or acct is None
+            or msg.usd > self._withdrawable(acct)
+            or (acct.assets and msg.usd > acct.collateral)  # no USDC borrowed out
+        ):
             error = "Insufficient balance."
             self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
             return
@@ -350,6 +432,8 @@ class RiskCore:
             error = "Insufficient balance."
         elif self.venue.open_bad_debt:
             error = BAD_DEBT_OPEN
+        elif acct.assets and msg.usd > acct.collateral:
+            error = "Insufficient balance."  # no USDC borrowed out against assets
         if error is not None or acct is None:
             self._action(ctx, msg, "usdTransfer", error)
             return
@@ -455,7 +539,41 @@ class RiskCore:
 
     def _requirement(self, acct: AccountState) -> int:
         row = self.exposures.row(acct.address)
-        return int(self.exposures.initial[row] + self.exposures.holds[row])
+        return self.exposures.initial_of(row) + int(self.exposures.holds[row])
+
+    def _set_margin_mode(self, msg: SetMarginMode, ctx: Context) -> None:
+        """Switch between cross and portfolio margin, unless the account is being
+        liquidated or its equity would not cover the new initial requirement and holds."""
+        if msg.mode not in MARGIN_MODES:
+            error = f"Unknown margin mode {msg.mode!r}: use 'cross' or 'portfolio'."
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        acct = self._account(msg.account)
+        if acct.margin_mode == msg.mode:
+            self._action(ctx, msg, "setMarginMode")
+            return
+        if acct.liquidating:
+            error = "Cannot change the margin mode while the account is being liquidated."
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        previous = acct.margin_mode
+        acct.margin_mode = msg.mode
+        self.exposures.sync(acct)
+        row = self.exposures.row(acct.address)
+        required = self._requirement(acct)
+        equity = self.exposures.usable_equity(row)
+        if equity < required:
+            acct.margin_mode = previous
+            self.exposures.sync(acct)
+            error = (
+                f"Insufficient margin for {msg.mode} margin: equity ${format_usd(equity)} is "
+                f"below the requirement ${format_usd(required)} (initial margin and holds)."
+            )
+            self._action(ctx, msg, "setMarginMode", error)
+            return
+        self._changed(acct, msg.ts)
+        self._action(ctx, msg, "setMarginMode")
+        self._review([acct.address], msg.ts, ctx)
 
     def _update_isolated_margin(self, msg: UpdateIsolatedMargin, ctx: Context) -> None:
         acct = self.accounts.get(msg.account)
@@ -932,6 +1050,13 @@ class RiskCore:
             ),
         )
         cross_rows, isolated_rows = self.exposures.reprice(msg.market, msg.mark_px)
+        if msg.market in self.markets.collateral:
+            index_px = msg.index_px or msg.mark_px
+            asset_rows = self.exposures.reprice_assets(
+                msg.market, index_px, msg.oracle_status == VALID
+            )
+            if len(asset_rows):
+                cross_rows = np.union1d(cross_rows, asset_rows)
         if ctx.live and msg.ts - self._exported_ts >= telemetry.EXPORT_EVERY_MS:
             self._exported_ts = msg.ts
             telemetry.export(self.partition, self.exposures)
@@ -1082,7 +1207,7 @@ class RiskCore:
         ex = self.exposures
         row = ex.row(acct.address)
         equity = ex.equity(row)
-        maintenance = int(ex.maintenance[row])
+        maintenance = ex.maintenance_of(row)
         changed = False
         level = self._margin_call(
             acct.address, "", acct.margin_call_pct, equity, maintenance, ts, ctx
@@ -1093,6 +1218,7 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
+            cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
             if self._oracles_valid(cross_markets):
                 acct.liquidating = changed = True
                 triggers.append((maintenance - equity, acct.address, "", equity, maintenance))
@@ -1103,7 +1229,7 @@ class RiskCore:
             if not pos.is_cross and pos.szi:
                 changed |= self._review_isolated(acct, market, row, ts, ctx, triggers)
         active = int(ex.active_holds[row])
-        free = equity - int(ex.initial[row])
+        free = equity - ex.initial_of(row)
         if active > 0 and active > free:
             self._margin_cancel(acct, free, ts, ctx)
             self._changed(acct, ts)
@@ -1215,7 +1341,7 @@ class RiskCore:
                 maintenance = int(slots.maintenance[s])
                 positions.append(self._liquidated_position(market, pos))
         else:
-            equity, maintenance = ex.equity(row), int(ex.maintenance[row])
+            equity, maintenance = ex.equity(row), ex.maintenance_of(row)
             for name in sorted(acct.positions):
                 pos = acct.positions[name]
                 if pos.is_cross and pos.szi:
@@ -1470,7 +1596,8 @@ class RiskCore:
         self._overrides_dirty = True
         self._use_spec(with_overrides(self.table.by_name(msg.market), msg.overrides))
         marks = {m.market: m.mark_px for m in self.marks.values() if m.market in self._specs}
-        self.exposures.rebuild(self.accounts.values(), marks)
+        prices = oracle_prices({m.market: m for m in self.marks.values()})
+        self.exposures.rebuild(self.accounts.values(), marks, prices)
 
     def _use_spec(self, spec: MarketSpec) -> None:
         self.markets.update(spec)

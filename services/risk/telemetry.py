@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from libs.common import metrics
 from services.risk.revaluation import Exposures
 
@@ -12,10 +14,13 @@ _near_by_partition: dict[int, int] = {}
 
 
 def near_liquidation(exposures: Exposures) -> int:
-    """Accounts with a cross maintenance requirement and equity below 120% of it."""
+    """Accounts with a maintenance requirement (cross or portfolio) and equity below
+    120% of it."""
     n = len(exposures.addresses)
     maintenance = exposures.maintenance[:n]
-    equity = exposures.base[:n] + exposures.value[:n]
+    if exposures.portfolio_count:
+        maintenance = np.where(exposures.pm[:n], exposures.pm_maintenance[:n], maintenance)
+    equity = exposures.base[:n] + exposures.value[:n] + exposures.asset_equity[:n]
     return int(((maintenance > 0) & (equity * 100 < maintenance * NEAR_PERCENT)).sum())
 
 

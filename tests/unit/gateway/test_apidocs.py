@@ -26,6 +26,7 @@ def test_the_documents_cover_every_action_and_public_topic() -> None:
         "batchModify",
         "updateLeverage",
         "updateIsolatedMargin",
+        "setMarginMode",
         "scheduleCancel",
         "approveAgent",
         "usdSend",

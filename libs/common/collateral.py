@@ -1,0 +1,73 @@
+"""Collateral other than USDC: its value toward margin, shared by risk and the gateway.
+
+An asset is held in lots of the perp market of the same name and valued at that
+market's oracle (index) price: ``lots x index_px`` micro-USDC exactly, less the haircut
+of each tier on the value within it (brackets, so the haircut grows with size and the
+value stays continuous), rounded down. Liabilities stay in USDC. While the market's
+oracle is not ``valid`` the asset still counts in equity at the oracle's price (and no
+liquidation is triggered on it), but for nothing toward new risk: orders, withdrawals,
+transfers, leverage and mode changes. See docs/risk.md, "Multi-asset collateral".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from libs.common.markets import CollateralSpec, MarketRegistry
+from libs.common.state import AccountState, MarkState
+
+PPM = 1_000_000
+VALID = "valid"
+
+
+def haircut_value(spec: CollateralSpec, raw: int) -> int:
+    """What ``raw`` micro-USDC of the asset counts for: each tier's share of it at
+    ``1 - haircut``, summed exactly and rounded down once."""
+    if raw <= 0:
+        return 0
+    tiers = spec.haircuts
+    kept = 0
+    for n, tier in enumerate(tiers):
+        if raw <= tier.lower_bound:
+            break
+        upper = tiers[n + 1].lower_bound if n + 1 < len(tiers) else raw
+        kept += (min(raw, upper) - tier.lower_bound) * (PPM - tier.haircut_ppm)
+    return kept // PPM
+
+
+class AssetValues(NamedTuple):
+    """An account's collateral assets: toward equity, and toward new risk."""
+
+    equity: int
+    usable: int
+
+
+def asset_values(
+    account: AccountState, prices: Mapping[str, tuple[int, bool]], markets: MarketRegistry
+) -> AssetValues:
+    """``prices``: per asset the oracle (index) price in ticks and whether it is valid.
+    An asset without a price yet counts for nothing."""
+    equity = usable = 0
+    for asset in sorted(account.assets):
+        lots = account.assets[asset]
+        spec = markets.collateral.get(asset)
+        px, valid = prices.get(asset, (0, False))
+        if spec is None or lots <= 0 or px <= 0:
+            continue
+        value = haircut_value(spec, lots * px)
+        equity += value
+        if valid:
+            usable += value
+    return AssetValues(equity, usable)
+
+
+def oracle_prices(marks: Mapping[str, MarkState]) -> dict[str, tuple[int, bool]]:
+    """The price and validity of each market's oracle, from risk's mark states."""
+    return {
+        name: (state.index_px or state.mark_px, state.oracle_status == VALID)
+        for name, state in marks.items()
+    }
+
+
+__all__ = ["AssetValues", "asset_values", "haircut_value", "oracle_prices"]
