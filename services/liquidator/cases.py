@@ -215,6 +215,10 @@ class LiquidatorCore:
             counterparty=INSURANCE_FUND_ACCOUNT,
         )
         if msg.granted:
+            left = case.equity + msg.usd  # the credit is not in the last status yet
+            if left < 0 and case.positions:  # the mark fell further since the claim
+                self._claim(ctx, case, msg.ts, -left)
+                return
             self._to_vault(ctx, case, case.positions, msg.ts)
             if not case.positions:
                 self._close(ctx, case, key, "closed", msg.ts)
@@ -305,8 +309,9 @@ class LiquidatorCore:
         case.stage = "cancel"
         self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
 
-    def _claim(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
-        case.stage, case.claim = "insurance", -case.equity
+    def _claim(self, ctx: Context, case: LiquidationCase, ts: int, usd: int = 0) -> None:
+        """Ask the fund for ``usd`` (by default the whole negative equity)."""
+        case.stage, case.claim = "insurance", usd or -case.equity
         ctx.emit(
             topics.RISK_IN,
             INSURANCE_FUND_ACCOUNT,

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import msgspec
+
 from libs.common import topics
 from libs.common.schemas import (
     AdlCandidate,
     Deposit,
+    InsuranceAnswer,
+    InsuranceClaim,
     LiquidatedPosition,
+    LiquidationStatus,
     LiquidationStep,
     LiquidationTrigger,
+    PositionTransfer,
 )
 from libs.common.topics import partition_for
 from services.liquidator import adl, waterfall
 from services.liquidator.cases import LiquidatorCore
 from services.liquidator.config import LiquidatorConfig
-from tests.unit.cores import Driver, comparable, only
+from tests.unit.cores import Driver, comparable, of_type, only
 
 ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b2" * 20
@@ -166,3 +172,65 @@ def test_adl_ranks_profit_times_leverage_and_breaks_ties_by_account() -> None:
 def test_a_long_candidate_scores_mark_over_entry_times_leverage() -> None:
     winner = AdlCandidate(account=ALICE, szi=10, entry_ntl=900, account_value=100)
     assert adl.score(winner, 100) == Fraction(1000, 900) * Fraction(1000, 100)
+
+
+def test_a_grant_that_no_longer_covers_the_deficit_claims_the_rest_before_the_takeover() -> None:
+    """The fund grants the $0.59 it was asked at 97,000, but the mark has gapped to 94,000
+    meanwhile and the isolated position is $30.59 under water: the vault must not take it
+    over yet (that would leave $30 of bad debt); the case asks the fund for the $30."""
+    d = liquidator()
+    iso = LiquidatedPosition(
+        market="BTC",
+        szi=1_000,
+        entry_ntl=1_000 * 1_000_000,
+        mark_px=970_000,
+        maintenance=9_700_000,
+        is_cross=False,
+        isolated_margin=29_411_765,
+    )
+    d.send(
+        LiquidationTrigger(
+            ts=1, account=ALICE, equity=-588_235, maintenance=9_700_000, market="BTC"
+        )
+    )
+    status = LiquidationStatus(
+        ts=1,
+        account=ALICE,
+        market="BTC",
+        equity=-588_235,
+        maintenance=9_700_000,
+        collateral=5_000_000_000,
+        positions=(iso,),
+        below=True,
+        reason="trigger",
+    )
+    first = only(d.send(status), InsuranceClaim)
+    assert first.usd == 588_235
+    lower = msgspec.structs.replace(iso, mark_px=940_000, maintenance=9_400_000)
+    gapped = msgspec.structs.replace(
+        status, ts=2, equity=-30_588_235, maintenance=9_400_000, positions=(lower,), reason="mark"
+    )
+    assert of_type(d.send(gapped), InsuranceClaim) == []  # the first claim is outstanding
+    grant = InsuranceAnswer(
+        ts=2,
+        account=ALICE,
+        usd=588_235,
+        granted=True,
+        balance=411_765,
+        market="BTC",
+        case_id=first.case_id,
+    )
+    outs = d.send(grant)
+    assert of_type(outs, PositionTransfer) == []
+    assert only(outs, InsuranceClaim).usd == 30_000_000
+    refusal = InsuranceAnswer(
+        ts=2,
+        account=ALICE,
+        usd=30_000_000,
+        granted=False,
+        balance=411_765,
+        market="BTC",
+        case_id=first.case_id,
+    )
+    step = [s for s in of_type(d.send(refusal), LiquidationStep) if s.stage == "adl"]
+    assert step and step[0].px == 970_589  # 940,000 + ceil($30.588235 / 0.01 BTC): ADL
