@@ -174,6 +174,26 @@ def test_a_long_candidate_scores_mark_over_entry_times_leverage() -> None:
     assert adl.score(winner, 100) == Fraction(1000, 900) * Fraction(1000, 100)
 
 
+def test_adl_never_takes_a_position_that_is_losing_at_the_mark() -> None:
+    """Shorts at 94,000: Bob sold 0.8 BTC at 100,000 ($4,800 in profit, score 80,000/2,000
+    = 40); Carol sold 1 BTC at 90,000, is $4,000 behind at 31x (score 30): she
+    is never closed, and the lots Bob cannot take are left for the vault."""
+    mark = 940_000
+    bob = AdlCandidate(
+        account=BOB, szi=-80_000, entry_ntl=80_000_000_000, account_value=2_000_000_000
+    )
+    carol = AdlCandidate(
+        account=ALICE, szi=-100_000, entry_ntl=90_000_000_000, account_value=3_000_000_000
+    )
+    assert adl.in_profit(bob, mark) and not adl.in_profit(carol, mark)
+    assert adl.score(carol, mark) > 29 and adl.score(bob, mark) == 40
+    assert adl.ranked([carol, bob], mark) == [bob]
+    closes, left = adl.allocate([carol, bob], mark, 150_000)
+    assert (closes, left) == ([adl.AdlClose(BOB, False, 80_000)], 70_000)
+    flat = AdlCandidate(account=ALICE, szi=-100_000, entry_ntl=94_000_000_000, account_value=1)
+    assert adl.ranked([flat], mark) == []  # break-even is not profit
+
+
 def test_a_grant_that_no_longer_covers_the_deficit_claims_the_rest_before_the_takeover() -> None:
     """The fund grants the $0.59 it was asked at 97,000, but the mark has gapped to 94,000
     meanwhile and the isolated position is $30.59 under water: the vault must not take it
