@@ -141,8 +141,7 @@ class Pipeline:
 
     async def state(self, service: str) -> dict[int, tuple[int, dict[str, bytes]]]:
         store = SnapshotStore(self.redis, self.settings.namespace, service)
-        count = 4
-        return {p: await store.load(p) for p in range(count)}
+        return {p: await store.load(p) for p in range(4)}
 
     async def offsets(self) -> tuple[int, ...]:
         found = []
@@ -163,7 +162,7 @@ class Pipeline:
         raw: bytes | None = await self.redis.hget(store.state_key(p), L2_PREFIX + "BTC")
         return msgspec.msgpack.decode(raw, type=L2View) if raw else None
 
-    async def ledger(self) -> RiskState:
+    async def risk_state(self) -> RiskState:
         view = RiskState()
         for _, entries in (await self.state("risk")).values():
             for key, raw in entries.items():
@@ -313,7 +312,7 @@ async def open_positions(
     await line.send(topics.RISK_IN, buys)
 
     async def filled() -> bool:
-        view = await line.ledger()
+        view = await line.risk_state()
         longs = [a for a in view.accounts.values() if a.positions.get("BTC", None)]
         return sum(a.positions["BTC"].szi > 0 for a in longs) == len(buys)
 
@@ -334,7 +333,7 @@ async def open_positions(
         await line.send(topics.RISK_IN, [(buyer, buy)])
 
         async def done() -> bool:
-            pos = (await line.ledger()).accounts.get(people.trapped)
+            pos = (await line.risk_state()).accounts.get(people.trapped)
             return pos is not None and "BTC" in pos.positions
 
         await line.until("the trapped short's fill", done)
@@ -425,6 +424,21 @@ async def logs(line: Pipeline) -> Logs:
         await read_topic(s, topics.RISK_IN, quiet_s=0.5),
         await read_topic(s, topics.MATCHER_IN, quiet_s=0.5),
     )
+
+
+async def check_caught_up(line: Pipeline, log: Logs) -> None:
+    """Every service has applied its whole input log: what follows is the end state."""
+    for service, records in (
+        ("risk", log.risk_in),
+        ("matcher", log.matcher_in),
+        ("liquidator", log.liquidations),
+    ):
+        ends: dict[int, int] = {}
+        for r in records:
+            ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+        store = SnapshotStore(line.redis, line.settings.namespace, service)
+        for p, end in ends.items():
+            assert await store.stored_offset(p) == end, f"{service} {p} is behind its log"
 
 
 def check_every_case_ended(log: Logs) -> dict[str, list[LiquidationStep]]:
@@ -596,7 +610,7 @@ async def test_a_deep_book_crash_ends_every_case_and_the_books_balance(
     people = await open_positions(
         line, rng, longs=150, isolated=4, shorts=36, flat=10, max_leverage=45, fund_usd=USD * 10**6
     )
-    before = await line.ledger()
+    before = await line.risk_state()
     bottom = await crash(
         line,
         Maker(line, people.maker),
@@ -607,7 +621,8 @@ async def test_a_deep_book_crash_ends_every_case_and_the_books_balance(
         sz=4 * BTC_LOT,
     )
     log = await logs(line)
-    after = await line.ledger()
+    await check_caught_up(line, log)
+    after = await line.risk_state()
 
     by_case = check_every_case_ended(log)
     check_triggers_complete(before, people, log, bottom, line)
@@ -646,12 +661,13 @@ async def test_b_thin_book_gaps_go_to_the_vault_and_adl_takes_profitable_shorts_
         fund_usd=USD,
         trapped=True,
     )
-    before = await line.ledger()
+    before = await line.risk_state()
     bottom = await crash(
         line, Maker(line, people.maker), steps=10, step_ms=6_000, drop_pct=30, levels=3, sz=2_000
     )
     log = await logs(line)
-    after = await line.ledger()
+    await check_caught_up(line, log)
+    after = await line.risk_state()
 
     by_case = check_every_case_ended(log)
     check_triggers_complete(before, people, log, bottom, line)
@@ -682,12 +698,13 @@ async def test_c_isolated_liquidation_spares_the_cross_account_and_accounts_with
         max_leverage=50,
         fund_usd=USD,
     )
-    before = await line.ledger()
+    before = await line.risk_state()
     await crash(
         line, Maker(line, people.maker), steps=2, step_ms=1_000, drop_pct=6, levels=3, sz=2_000
     )
     log = await logs(line)
-    after = await line.ledger()
+    await check_caught_up(line, log)
+    after = await line.risk_state()
 
     check_every_case_ended(log)
     check_books_balance(after, line.deposits, line)
@@ -756,6 +773,7 @@ async def test_d_a_liquidator_killed_mid_case_finishes_it_exactly_once(
         await line.index(px, ts)
     await line.quiet()
     log = await logs(line)
+    await check_caught_up(line, log)
 
     by_case = check_every_case_ended(log)
     (case,) = [case_id(r) for r in log.triggers]
@@ -788,7 +806,7 @@ async def test_d_a_liquidator_killed_mid_case_finishes_it_exactly_once(
             state,
         )
     # and the account is where its fills put it
-    after = await line.ledger()
+    after = await line.risk_state()
     sold = sum(s.sz for s in fills)
     taken = sum(s.sz for s in steps if s.stage == "backstop")
     left = after.accounts[whale].positions.get("BTC")
