@@ -264,10 +264,8 @@ async def _measure(
     matcher = SnapshotStore(redis, settings.namespace, "matcher")
 
     async def book() -> L2View | None:
-        raw: bytes | None = await redis.hget(
-            matcher.state_key(partition_for("BTC", 4)), L2_PREFIX + "BTC"
-        )
-        return msgspec.msgpack.decode(raw, type=L2View) if raw else None
+        raw = await redis.hget(matcher.state_key(partition_for("BTC", 4)), L2_PREFIX + "BTC")
+        return msgspec.msgpack.decode(raw, type=L2View) if isinstance(raw, bytes) else None
 
     async def asks() -> bool:
         view = await book()
