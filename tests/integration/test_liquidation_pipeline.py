@@ -580,7 +580,8 @@ def check_adl(log: Logs, trapped: str) -> int:
     count = 0
     for trader, closes, answers in adl_rounds(log):
         assert answers, f"ADL against {trader} without candidates"
-        mark = next(a.mark_px for a in answers if a.mark_px)
+        # the mark the allocation used: the first partition's that had one
+        mark = next(a.mark_px for a in sorted(answers, key=lambda a: a.partition) if a.mark_px)
         offered = [c for a in answers for c in a.candidates]
         assert all(c.szi < 0 for c in offered), "a long was offered to close a long"
         in_profit = [c for c in offered if c.entry_ntl > abs(c.szi) * mark]
