@@ -3,8 +3,9 @@
 Candidates are ranked by profit times leverage, ``(mark / entry) x (notional / account
 value)`` for a long and ``(entry / mark) x (notional / account value)`` for a short, the
 highest first, ties by account address; exact fractions, so the order is the same on
-every machine. Only positions on the opposite side are candidates: an account with no
-position in the market never bears any of the loss.
+every machine. Only positions on the opposite side that are in profit at the mark are
+closed: an account with no position in the market, or one already losing on it, never
+bears any of the loss.
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ def score(candidate: AdlCandidate, mark_px: int) -> Fraction:
     return Fraction(candidate.entry_ntl, value) * leverage
 
 
+def in_profit(candidate: AdlCandidate, mark_px: int) -> bool:
+    """The position is worth more at the mark than it cost (a short: cost more than it
+    is worth): only such positions are deleveraged, never one already losing."""
+    value = abs(candidate.szi) * mark_px
+    return value > candidate.entry_ntl if candidate.szi > 0 else value < candidate.entry_ntl
+
+
 def ranked(candidates: list[AdlCandidate], mark_px: int) -> list[AdlCandidate]:
-    return sorted(candidates, key=lambda c: (-score(c, mark_px), c.account))
+    """The candidates in profit at the mark, highest score first, ties by address."""
+    eligible = [c for c in candidates if in_profit(c, mark_px)]
+    return sorted(eligible, key=lambda c: (-score(c, mark_px), c.account))
 
 
 class AdlClose(NamedTuple):

@@ -255,6 +255,9 @@ class LiquidatorCore:
             before=before,
         )
         if msg.granted:
+            if case.equity < 0 and case.positions:  # the mark fell further since the claim
+                self._claim(ctx, case, msg.ts, -case.equity)
+                return
             self._to_vault(ctx, case, case.positions, msg.ts)
             if not case.positions:
                 self._close(ctx, case, key, "closed", msg.ts)
@@ -492,8 +495,9 @@ class LiquidatorCore:
         case.stage = "cancel"
         self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
 
-    def _claim(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
-        case.stage, case.claim, case.credit_seen = "insurance", -case.equity, False
+    def _claim(self, ctx: Context, case: LiquidationCase, ts: int, usd: int = 0) -> None:
+        """Ask the fund for ``usd`` (by default the whole negative equity)."""
+        case.stage, case.claim, case.credit_seen = "insurance", usd or -case.equity, False
         ctx.emit(
             topics.RISK_IN,
             INSURANCE_FUND_ACCOUNT,

@@ -750,6 +750,8 @@ class MarketEngine:
     def cancel_all(self, account: str, status: str, ts: int, ctx: Context) -> int:
         """Cancel every resting and trigger order of an account; returns how many."""
         self.ts = ts
+        if not self.open_orders.get(account):  # nothing to cancel: skip scanning the book
+            return 0
         count = 0
         for order in [o for o in self.book.resting() if o.account == account]:
             self.book.cancel(order.oid)

@@ -12,12 +12,15 @@ from libs.common.schemas import (
     AdlCandidate,
     BadDebtNotice,
     Deposit,
+    InsuranceAnswer,
+    InsuranceClaim,
     LiquidatedPosition,
     LiquidationReport,
     LiquidationStatus,
     LiquidationStep,
     LiquidationTrigger,
     NewOrder,
+    PositionTransfer,
 )
 from libs.common.topics import partition_for
 from services.liquidator import adl, waterfall
@@ -270,3 +273,86 @@ def test_the_per_interval_cap_holds_back_what_exceeds_it_until_the_next_interval
     # the next interval: 20% of what is left
     outs = d.send(status(ALICE, 2_000, equity, maintenance, (position(147_258, 948_000),)))
     assert [o.sz for o in of_type(outs, NewOrder)] == [29_451]
+
+
+def test_adl_never_takes_a_position_that_is_losing_at_the_mark() -> None:
+    """Shorts at 94,000: Bob sold 0.8 BTC at 100,000 ($4,800 in profit, score 80,000/2,000
+    = 40); Carol sold 1 BTC at 90,000, is $4,000 behind at 31x (score 30): she
+    is never closed, and the lots Bob cannot take are left for the vault."""
+    mark = 940_000
+    bob = AdlCandidate(
+        account=BOB, szi=-80_000, entry_ntl=80_000_000_000, account_value=2_000_000_000
+    )
+    carol = AdlCandidate(
+        account=ALICE, szi=-100_000, entry_ntl=90_000_000_000, account_value=3_000_000_000
+    )
+    assert adl.in_profit(bob, mark) and not adl.in_profit(carol, mark)
+    assert adl.score(carol, mark) > 29 and adl.score(bob, mark) == 40
+    assert adl.ranked([carol, bob], mark) == [bob]
+    closes, left = adl.allocate([carol, bob], mark, 150_000)
+    assert (closes, left) == ([adl.AdlClose(BOB, False, 80_000)], 70_000)
+    flat = AdlCandidate(account=ALICE, szi=-100_000, entry_ntl=94_000_000_000, account_value=1)
+    assert adl.ranked([flat], mark) == []  # break-even is not profit
+
+
+def test_a_grant_that_no_longer_covers_the_deficit_claims_the_rest_before_the_takeover() -> None:
+    """The fund grants the $0.59 it was asked at 97,000, but the mark has gapped to 94,000
+    meanwhile and the isolated position is $30.59 under water: the vault must not take it
+    over yet (that would leave $30 of bad debt); the case asks the fund for the $30."""
+    d = liquidator()
+    iso = LiquidatedPosition(
+        market="BTC",
+        szi=1_000,
+        entry_ntl=1_000 * 1_000_000,
+        mark_px=970_000,
+        maintenance=9_700_000,
+        is_cross=False,
+        isolated_margin=29_411_765,
+    )
+    d.send(
+        LiquidationTrigger(
+            ts=1, account=ALICE, equity=-588_235, maintenance=9_700_000, market="BTC"
+        )
+    )
+    status = LiquidationStatus(
+        ts=1,
+        account=ALICE,
+        market="BTC",
+        equity=-588_235,
+        maintenance=9_700_000,
+        collateral=5_000_000_000,
+        positions=(iso,),
+        below=True,
+        reason="trigger",
+    )
+    first = only(d.send(status), InsuranceClaim)
+    assert first.usd == 588_235
+    lower = msgspec.structs.replace(iso, mark_px=940_000, maintenance=9_400_000)
+    gapped = msgspec.structs.replace(
+        status, ts=2, equity=-30_588_235, maintenance=9_400_000, positions=(lower,), reason="mark"
+    )
+    assert of_type(d.send(gapped), InsuranceClaim) == []  # the first claim is outstanding
+    grant = InsuranceAnswer(
+        ts=2,
+        account=ALICE,
+        usd=588_235,
+        granted=True,
+        balance=411_765,
+        market="BTC",
+        case_id=first.case_id,
+    )
+    outs = d.send(grant)
+    assert of_type(outs, PositionTransfer) == []
+    assert only(outs, InsuranceClaim).usd == 30_000_000
+    refusal = InsuranceAnswer(
+        ts=2,
+        account=ALICE,
+        usd=30_000_000,
+        granted=False,
+        balance=411_765,
+        market="BTC",
+        case_id=first.case_id,
+    )
+    step = [s for s in of_type(d.send(refusal), LiquidationStep) if s.stage == "adl"]
+    # ADL for the $30 left after the fund paid its $0.588235: 940,000 + $30 / 0.01 BTC
+    assert step and step[0].px == 970_000
