@@ -29,7 +29,8 @@ from libs.common.schemas import (
     ScheduleCancel,
 )
 from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX
-from services.matcher.market import MarketEngine, MarketSnapshot
+from services.matcher.market import MarketEngine
+from services.matcher.structs import MarketSnapshot, Schedules
 
 BOOK_PREFIX = "book:"
 
@@ -43,12 +44,6 @@ _HANDLERS: dict[type, Callable[[MarketEngine, Any, Context], None]] = {
     PositionTransfer: MarketEngine.transfer,
 }
 SCHEDULE_KEY = "schedule"
-
-
-class Schedules(msgspec.Struct, kw_only=True):
-    """Dead man's switches: the event time at which each account's orders are canceled."""
-
-    at: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class MatcherCore:
@@ -96,8 +91,14 @@ class MatcherCore:
             except UnitError as exc:
                 self._unknown_market(message, str(exc), ctx)
                 return
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
+        # Almost every record is one of the first three: direct calls once compiled.
+        if kind is NewOrder:
+            engine.new_order(message, ctx)
+        elif kind is CancelRequest:
+            engine.cancel(message, ctx)
+        elif kind is ModifyRequest:
+            engine.modify(message, ctx)
+        elif (handler := _HANDLERS.get(kind)) is not None:
             handler(engine, message, ctx)
         elif kind is CancelAll:
             self._cancel_all(engine, message, ctx)

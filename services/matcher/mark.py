@@ -10,14 +10,9 @@ one moves it by ``dt / (tau + dt)`` of the gap, exactly, in integer micro-ticks.
 
 from __future__ import annotations
 
-import msgspec
+from services.matcher.structs import MarkState
 
 EMA_SCALE = 1_000_000  # the EMA is kept in micro-ticks so small premiums survive
-
-
-class MarkState(msgspec.Struct, kw_only=True):
-    ema_basis: int = 0  # EMA of (mid - oracle), in micro-ticks
-    ema_ts: int = 0  # event time of the last EMA sample; 0 before the first
 
 
 def median3(a: int, b: int, c: int) -> int:

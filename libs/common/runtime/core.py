@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from libs.common.runtime.output import Output
 from libs.common.topics import Topics, partition_for
 
 
@@ -30,16 +31,6 @@ class Core(Protocol):
 
 
 CoreFactory = Callable[[int], Core]
-
-
-class Output(msgspec.Struct, frozen=True):
-    """One record to produce: deployed topic name, partition, key and message."""
-
-    topic: str
-    partition: int
-    key: bytes
-    message: msgspec.Struct
-    id: str
 
 
 class Context:
