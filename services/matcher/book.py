@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from typing import Final
 
 from services.matcher.positions import Positions
 from services.matcher.structs import OrderRecord
 
-SELF_TRADE = "selfTradeCanceled"
-REDUCE_ONLY = "reduceOnlyCanceled"
+SELF_TRADE: Final = "selfTradeCanceled"
+REDUCE_ONLY: Final = "reduceOnlyCanceled"
 
 
 class RestingOrder:
@@ -109,8 +110,8 @@ class Match:
 
 
 # Returned (never mutated) when an incoming order crosses nothing.
-_NO_MATCHES: list[Match] = []
-_NO_REMOVALS: list[tuple[RestingOrder, str]] = []
+_NO_MATCHES: Final[list[Match]] = []
+_NO_REMOVALS: Final[list[tuple[RestingOrder, str]]] = []
 
 
 class _Level:

@@ -8,7 +8,9 @@ index by ``rate * mark``, so risk settles any position with one subtraction.
 
 from __future__ import annotations
 
-PPB = 1_000_000_000
+from typing import Final
+
+PPB: Final = 1_000_000_000
 
 
 def premium_ppb(impact_bid: int | None, impact_ask: int | None, oracle: int) -> int:
@@ -24,7 +26,7 @@ def premium_ppb(impact_bid: int | None, impact_ask: int | None, oracle: int) -> 
     return _div_toward_zero(diff * PPB, oracle)
 
 
-HOUR_MS = 3_600_000
+HOUR_MS: Final = 3_600_000
 
 
 def interval_rate(

@@ -10,9 +10,11 @@ one moves it by ``dt / (tau + dt)`` of the gap, exactly, in integer micro-ticks.
 
 from __future__ import annotations
 
+from typing import Final
+
 from services.matcher.structs import MarkState
 
-EMA_SCALE = 1_000_000  # the EMA is kept in micro-ticks so small premiums survive
+EMA_SCALE: Final = 1_000_000  # the EMA is kept in micro-ticks so small premiums survive
 
 
 def median3(a: int, b: int, c: int) -> int:

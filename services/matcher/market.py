@@ -33,12 +33,12 @@ from libs.common.schemas import (
     Trade,
 )
 from libs.common.state import L2_DEPTH, L2View, MarketContext
+from services.matcher import structs
 from services.matcher.book import Book, RestingOrder
 from services.matcher.funding import PPB, align_next, interval_rate, premium_ppb
 from services.matcher.mark import mark_price, update_basis
 from services.matcher.positions import Positions
 from services.matcher.structs import (
-    VALID,
     FundingState,
     MarketSnapshot,
     MarkState,
@@ -46,10 +46,16 @@ from services.matcher.structs import (
     TriggerOrder,
 )
 
-PPM = 1_000_000
-# Read as C constants when compiled (a module attribute costs a dict lookup per use).
+PPM: Final = 1_000_000
+# Compiled, a Final module name is a C static, where an imported name or a module attribute
+# costs a dict lookup per use: the names of the hot path.
 RISK_IN: Final = topics.RISK_IN
 MARKET_EVENTS: Final = topics.MARKET_EVENTS
+VALID: Final = structs.VALID
+_NewOrder: Final = NewOrder
+_OrderResult: Final = OrderResult
+_BookDelta: Final = BookDelta
+_Level: Final = Level
 
 
 class Execution:
@@ -224,7 +230,7 @@ class MarketEngine:
         ctx.emit(
             RISK_IN,
             account,
-            OrderResult(
+            _OrderResult(
                 ts=self.ts,
                 account=account,
                 market=self.market,
@@ -256,7 +262,7 @@ class MarketEngine:
                 "Only reduce-only orders are accepted while the oracle price is not valid. "
                 + self._asset_note(),
             )
-        is_market = isinstance(msg, NewOrder) and (
+        is_market = isinstance(msg, _NewOrder) and (
             msg.kind == "market" or (msg.kind == "trigger" and msg.trigger_is_market)
         )
         sz = msg.sz
@@ -1032,12 +1038,12 @@ class MarketEngine:
         bid_levels, ask_levels = self.book.bids.levels, self.book.asks.levels
         for is_bid, px in touched:
             level = (bid_levels if is_bid else ask_levels).get(px)
-            entry = Level(px, level.size, len(level.orders)) if level else Level(px, 0, 0)
+            entry = _Level(px, level.size, len(level.orders)) if level else _Level(px, 0, 0)
             (bids if is_bid else asks).append(entry)
         ctx.emit(
             MARKET_EVENTS,
             self.market,
-            BookDelta(
+            _BookDelta(
                 ts=self.ts,
                 market=self.market,
                 seq=self.seq,
