@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from libs.common import metrics, topics
 from libs.common.markets import MarketSpec
 from libs.common.runtime import Context
@@ -58,6 +60,7 @@ _BookDelta: Final = BookDelta
 _Level: Final = Level
 
 
+@mypyc_attr(acyclic=True, free_list_len=1)  # not tracked by the GC (see book.RestingOrder)
 class Execution:
     """What happened to an incoming order: filled size and notional, and its status."""
 
