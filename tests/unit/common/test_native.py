@@ -91,7 +91,7 @@ def digest(seed: int, count: int) -> str:
 
 def test_compiled_and_python_produce_the_same_bytes() -> None:
     if native.describe() != "compiled (mypyc)":
-        pytest.skip("the compiled modules are not built (python -m libs.common.compile)")
+        pytest.skip("the compiled modules are not loaded (python -m libs.common.compile)")
     script = (
         "from libs.common import native; from tests.unit.common.test_native import digest; "
         "print(native.describe()); print(digest(7, 4000))"
