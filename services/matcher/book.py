@@ -20,8 +20,9 @@ SELF_TRADE: Final = "selfTradeCanceled"
 REDUCE_ONLY: Final = "reduceOnlyCanceled"
 
 
-# Compiled: "acyclic" instances are not tracked by the garbage collector (they hold only
-# strings and numbers); a free list of one makes the next allocation of a class cheap.
+# Compiled, instances of an "acyclic" class are not tracked by the garbage collector (they
+# hold only strings, numbers and other acyclic objects); "free_list_len" keeps the memory
+# of the last freed instance for the next one.
 @mypyc_attr(acyclic=True)
 class RestingOrder:
     """An order on the book (persisted as an ``OrderRecord``). A plain class rather than
