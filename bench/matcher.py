@@ -7,7 +7,9 @@ some GTC and IOC orders, a few percent of operations trade; about 1,000 resting 
 over hundreds of price levels; 1,000 accounts. The flow is generated once against a
 scratch engine (so every cancel and modify names a live order), then replayed on a
 fresh core: once for throughput, once timing every operation for its latency.
-Last line: ``matcher_ops_per_sec=<core ops/s>``.
+The hot modules run compiled when built (``python -m libs.common.compile``, done by
+deploy/local/bootstrap.sh); the output says which ran. Last line:
+``matcher_ops_per_sec=<core ops/s>``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import msgspec
 import uvloop
 
 from bench.bus import Payload, produce_all, run_processor
-from libs.common import codec, topics
+from libs.common import codec, native, topics
 from libs.common.admin import ensure_topics
 from libs.common.markets import MarketRegistry, load_markets
 from libs.common.runtime import Context
@@ -200,6 +202,7 @@ def main() -> None:
         kinds[name] = kinds.get(name, 0) + 1
     mix = ", ".join(f"{k} {v * 100 / len(flow):.1f}%" for k, v in sorted(kinds.items()))
     print(f"{len(flow):,} operations: {mix}")
+    print(f"hot modules: {native.describe()}")
     best = 0.0
     for _ in range(3):
         rate, outputs = run_core(flow, markets)

@@ -1,0 +1,6 @@
+"""The matcher service. Its hot modules run compiled when an up-to-date build exists
+(see libs/common/native.py), otherwise as the Python they are written in."""
+
+from libs.common.native import extend_path
+
+extend_path(__path__, __name__)

@@ -9,40 +9,116 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from typing import Final
 
-import msgspec
+from mypy_extensions import mypyc_attr
 
 from services.matcher.positions import Positions
+from services.matcher.structs import OrderRecord
 
-SELF_TRADE = "selfTradeCanceled"
-REDUCE_ONLY = "reduceOnlyCanceled"
-
-
-class RestingOrder(msgspec.Struct, kw_only=True):
-    oid: int
-    account: str
-    is_buy: bool
-    px: int
-    sz: int
-    orig_sz: int
-    ts: int
-    cloid: str | None = None
-    reduce_only: bool = False
-    filled_ntl: int = 0
+SELF_TRADE: Final = "selfTradeCanceled"
+REDUCE_ONLY: Final = "reduceOnlyCanceled"
 
 
-class Match(msgspec.Struct, frozen=True, kw_only=True):
+# Compiled, instances of an "acyclic" class are not tracked by the garbage collector (they
+# hold only strings, numbers and other acyclic objects); "free_list_len" keeps the memory
+# of the last freed instance for the next one.
+@mypyc_attr(acyclic=True)
+class RestingOrder:
+    """An order on the book (persisted as an ``OrderRecord``). A plain class rather than
+    a msgspec Struct: compiled, its fields are read directly, and it is read on every
+    operation."""
+
+    __slots__ = (
+        "account",
+        "cloid",
+        "filled_ntl",
+        "is_buy",
+        "oid",
+        "orig_sz",
+        "px",
+        "reduce_only",
+        "sz",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        *,
+        oid: int,
+        account: str,
+        is_buy: bool,
+        px: int,
+        sz: int,
+        orig_sz: int,
+        ts: int,
+        cloid: str | None = None,
+        reduce_only: bool = False,
+        filled_ntl: int = 0,
+    ) -> None:
+        self.oid = oid
+        self.account = account
+        self.is_buy = is_buy
+        self.px = px
+        self.sz = sz
+        self.orig_sz = orig_sz
+        self.ts = ts
+        self.cloid = cloid
+        self.reduce_only = reduce_only
+        self.filled_ntl = filled_ntl
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RestingOrder) and self.record() == other.record()
+
+    def __repr__(self) -> str:
+        return repr(self.record())
+
+    def record(self) -> OrderRecord:
+        return OrderRecord(
+            oid=self.oid,
+            account=self.account,
+            is_buy=self.is_buy,
+            px=self.px,
+            sz=self.sz,
+            orig_sz=self.orig_sz,
+            ts=self.ts,
+            cloid=self.cloid,
+            reduce_only=self.reduce_only,
+            filled_ntl=self.filled_ntl,
+        )
+
+    @staticmethod
+    def from_record(r: OrderRecord) -> RestingOrder:
+        return RestingOrder(
+            oid=r.oid,
+            account=r.account,
+            is_buy=r.is_buy,
+            px=r.px,
+            sz=r.sz,
+            orig_sz=r.orig_sz,
+            ts=r.ts,
+            cloid=r.cloid,
+            reduce_only=r.reduce_only,
+            filled_ntl=r.filled_ntl,
+        )
+
+
+@mypyc_attr(acyclic=True, free_list_len=1)
+class Match:
     """One execution against a resting order; ``maker_done`` when it left the book."""
 
-    maker: RestingOrder
-    px: int
-    sz: int
-    maker_done: bool
+    __slots__ = ("maker", "maker_done", "px", "sz")
+
+    def __init__(self, *, maker: RestingOrder, px: int, sz: int, maker_done: bool) -> None:
+        self.maker = maker
+        self.px = px
+        self.sz = sz
+        self.maker_done = maker_done
 
 
 # Returned (never mutated) when an incoming order crosses nothing.
-_NO_MATCHES: list[Match] = []
-_NO_REMOVALS: list[tuple[RestingOrder, str]] = []
+_NO_MATCHES: Final[list[Match]] = []
+_NO_REMOVALS: Final[list[tuple[RestingOrder, str]]] = []
 
 
 class _Level:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -30,9 +30,10 @@ from libs.common.schemas import (
     ScheduleCancel,
 )
 from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX, MARKET_SPEC_PREFIX
-from services.matcher.market import MarketEngine, MarketSnapshot
+from services.matcher.market import MarketEngine
+from services.matcher.structs import MarketSnapshot, Schedules
 
-BOOK_PREFIX = "book:"
+BOOK_PREFIX: Final = "book:"
 
 # Commands a market engine handles itself, by message type.
 _HANDLERS: dict[type, Callable[[MarketEngine, Any, Context], None]] = {
@@ -44,13 +45,12 @@ _HANDLERS: dict[type, Callable[[MarketEngine, Any, Context], None]] = {
     PositionTransfer: MarketEngine.transfer,
     ConfigureMarket: MarketEngine.configure,
 }
-SCHEDULE_KEY = "schedule"
-
-
-class Schedules(msgspec.Struct, kw_only=True):
-    """Dead man's switches: the event time at which each account's orders are canceled."""
-
-    at: dict[str, int] = msgspec.field(default_factory=dict)
+SCHEDULE_KEY: Final = "schedule"
+# Compiled, a Final module name is a C static; an imported name costs a dict lookup per use.
+_NewOrder: Final = NewOrder
+_CancelRequest: Final = CancelRequest
+_ModifyRequest: Final = ModifyRequest
+_ScheduleCancel: Final = ScheduleCancel
 
 
 class MatcherCore:
@@ -83,7 +83,7 @@ class MatcherCore:
 
     def _dispatch(self, message: Any, ctx: Context) -> None:
         kind = type(message)
-        if kind is ScheduleCancel:
+        if kind is _ScheduleCancel:
             self._schedule(message)
             return
         market = message.market
@@ -98,8 +98,14 @@ class MatcherCore:
             except UnitError as exc:
                 self._unknown_market(message, str(exc), ctx)
                 return
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
+        # Almost every record is one of the first three: direct calls once compiled.
+        if kind is _NewOrder:
+            engine.new_order(message, ctx)
+        elif kind is _CancelRequest:
+            engine.cancel(message, ctx)
+        elif kind is _ModifyRequest:
+            engine.modify(message, ctx)
+        elif (handler := _HANDLERS.get(kind)) is not None:
             handler(engine, message, ctx)
         elif kind is CancelAll:
             self._cancel_all(engine, message, ctx)

@@ -8,20 +8,9 @@ index by ``rate * mark``, so risk settles any position with one subtraction.
 
 from __future__ import annotations
 
-import msgspec
+from typing import Final
 
-PPB = 1_000_000_000
-
-
-class FundingState(msgspec.Struct, kw_only=True):
-    next_sample_ts: int = 0
-    next_funding_ts: int = 0
-    premium_sum: int = 0
-    samples: int = 0
-    last_premium_ppb: int = 0
-    rate_ppb: int = 0
-    recent_rates: list[int] = msgspec.field(default_factory=list)
-    cum_index: int = 0
+PPB: Final = 1_000_000_000
 
 
 def premium_ppb(impact_bid: int | None, impact_ask: int | None, oracle: int) -> int:
@@ -37,7 +26,7 @@ def premium_ppb(impact_bid: int | None, impact_ask: int | None, oracle: int) -> 
     return _div_toward_zero(diff * PPB, oracle)
 
 
-HOUR_MS = 3_600_000
+HOUR_MS: Final = 3_600_000
 
 
 def interval_rate(

@@ -10,14 +10,11 @@ one moves it by ``dt / (tau + dt)`` of the gap, exactly, in integer micro-ticks.
 
 from __future__ import annotations
 
-import msgspec
+from typing import Final
 
-EMA_SCALE = 1_000_000  # the EMA is kept in micro-ticks so small premiums survive
+from services.matcher.structs import MarkState
 
-
-class MarkState(msgspec.Struct, kw_only=True):
-    ema_basis: int = 0  # EMA of (mid - oracle), in micro-ticks
-    ema_ts: int = 0  # event time of the last EMA sample; 0 before the first
+EMA_SCALE: Final = 1_000_000  # the EMA is kept in micro-ticks so small premiums survive
 
 
 def median3(a: int, b: int, c: int) -> int:

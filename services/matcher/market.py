@@ -7,7 +7,9 @@ marks and funding to market.events, marks and funding to every risk partition.
 
 from __future__ import annotations
 
-import msgspec
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from libs.common import metrics, topics
 from libs.common.markets import (
@@ -41,76 +43,51 @@ from libs.common.schemas import (
     Trade,
 )
 from libs.common.state import L2_DEPTH, L2View, MarketContext
+from services.matcher import structs
 from services.matcher.book import Book, RestingOrder
-from services.matcher.funding import PPB, FundingState, align_next, interval_rate, premium_ppb
-from services.matcher.mark import MarkState, mark_price, update_basis
+from services.matcher.funding import PPB, align_next, interval_rate, premium_ppb
+from services.matcher.mark import mark_price, update_basis
 from services.matcher.positions import Positions
+from services.matcher.structs import (
+    FundingState,
+    MarketSnapshot,
+    MarkState,
+    PendingChildren,
+    TriggerOrder,
+)
 
-PPM = 1_000_000
-VALID = "valid"
-
-
-class TriggerOrder(msgspec.Struct, kw_only=True):
-    """A stop-loss or take-profit waiting off the book for the mark to cross its trigger."""
-
-    oid: int
-    account: str
-    is_buy: bool
-    px: int
-    sz: int
-    trigger_px: int
-    tpsl: str
-    is_market: bool
-    reduce_only: bool
-    position_tpsl: bool
-    ts: int
-    cloid: str | None = None
-
-    def fires_at(self, mark: int) -> bool:
-        # A sell protects a long: its stop fires as the price falls, its target as it rises.
-        rising = (self.tpsl == "tp") != self.is_buy
-        return mark >= self.trigger_px if rising else mark <= self.trigger_px
+PPM: Final = 1_000_000
+# Compiled, a Final module name is a C static, where an imported name or a module attribute
+# costs a dict lookup per use: the names of the hot path.
+RISK_IN: Final = topics.RISK_IN
+MARKET_EVENTS: Final = topics.MARKET_EVENTS
+VALID: Final = structs.VALID
+_NewOrder: Final = NewOrder
+_OrderResult: Final = OrderResult
+_BookDelta: Final = BookDelta
+_Level: Final = Level
 
 
-class PendingChildren(msgspec.Struct, kw_only=True):
-    """TP/SL orders of a normalTpsl parent, placed once the parent has filled."""
-
-    account: str
-    children: list[ChildOrder]
-
-
-class MarketSnapshot(msgspec.Struct, kw_only=True):
-    """Everything a market's engine needs to continue exactly where it was."""
-
-    market: str
-    orders: list[RestingOrder]
-    triggers: list[TriggerOrder]
-    pending: dict[int, PendingChildren]
-    positions: dict[str, int]
-    mark: MarkState
-    funding: FundingState
-    index_px: int = 0
-    mark_px: int = 0
-    last_px: int = 0
-    external_mid: int = 0
-    next_tid: int = 1
-    seq: int = 0
-    halted: bool = False
-    oracle_status: str = VALID
-    last_snapshot_ts: int = 0
-    ts: int = 0
-    book_ts: int = 0
-    overrides: MarketParams = msgspec.field(default_factory=MarketParams)  # run-time changes
-
-
-class Execution(msgspec.Struct, kw_only=True):
+@mypyc_attr(acyclic=True, free_list_len=1)  # not tracked by the GC (see book.RestingOrder)
+class Execution:
     """What happened to an incoming order: filled size and notional, and its status."""
 
-    status: str
-    filled: int = 0
-    filled_ntl: int = 0
-    resting: int = 0
-    error: str | None = None
+    __slots__ = ("error", "filled", "filled_ntl", "resting", "status")
+
+    def __init__(
+        self,
+        *,
+        status: str,
+        filled: int = 0,
+        filled_ntl: int = 0,
+        resting: int = 0,
+        error: str | None = None,
+    ) -> None:
+        self.status = status
+        self.filled = filled
+        self.filled_ntl = filled_ntl
+        self.resting = resting
+        self.error = error
 
 
 class MarketEngine:
@@ -153,7 +130,7 @@ class MarketEngine:
     def snapshot(self) -> MarketSnapshot:
         return MarketSnapshot(
             market=self.market,
-            orders=self.book.resting(),
+            orders=[order.record() for order in self.book.resting()],
             triggers=[self.triggers[oid] for oid in sorted(self.triggers)],
             pending=dict(sorted(self.pending.items())),
             positions=dict(sorted(self.positions.sizes.items())),
@@ -184,7 +161,8 @@ class MarketEngine:
                 f"table ({exc}); fix config/markets.toml"
             ) from None
         engine.overrides = snap.overrides
-        for order in snap.orders:
+        for record in snap.orders:
+            order = RestingOrder.from_record(record)
             engine.book.rest(order)
             engine._track(order.account, order.oid, order.cloid)
         engine.book.take_touched()
@@ -273,9 +251,9 @@ class MarketEngine:
             filled, resting, filled_ntl = execution.filled, execution.resting, execution.filled_ntl
             error = error or execution.error
         ctx.emit(
-            topics.RISK_IN,
+            RISK_IN,
             account,
-            OrderResult(
+            _OrderResult(
                 ts=self.ts,
                 account=account,
                 market=self.market,
@@ -307,10 +285,11 @@ class MarketEngine:
                 "Only reduce-only orders are accepted while the oracle price is not valid. "
                 + self._asset_note(),
             )
-        is_market = isinstance(msg, NewOrder) and (
+        is_market = isinstance(msg, _NewOrder) and (
             msg.kind == "market" or (msg.kind == "trigger" and msg.trigger_is_market)
         )
-        if msg.sz <= 0 or px < 0 or (px == 0 and not is_market):
+        sz = msg.sz
+        if sz <= 0 or px < 0 or (px == 0 and not is_market):
             return "rejected", "Order has invalid price or size."
         if px and self.index_px:
             band = self.index_px * spec.price_band_ppm // PPM
@@ -321,7 +300,7 @@ class MarketEngine:
                     f"Order price cannot be more than {pct}% away from the reference price",
                 )
         reference = px or self.mark_px or self.index_px
-        if not msg.reduce_only and reference and reference * msg.sz < spec.min_order_usd:
+        if not msg.reduce_only and reference and reference * sz < spec.min_order_usd:
             return (
                 "minTradeNtlRejected",
                 f"Order must have minimum value of ${spec.min_order_usd // 1_000_000}.",
@@ -332,62 +311,62 @@ class MarketEngine:
 
     def new_order(self, msg: NewOrder, ctx: Context) -> None:
         self.ts = msg.ts
-        refusal = self._admission_error(msg, msg.px)
-        can_rest = msg.kind == "trigger" or (msg.kind == "limit" and msg.tif != "Ioc")
+        account, kind, cloid, msg_px = msg.account, msg.kind, msg.cloid, msg.px
+        refusal = self._admission_error(msg, msg_px)
+        can_rest = kind == "trigger" or (kind == "limit" and msg.tif != "Ioc")
         if (
             refusal is None
             and can_rest
             and not msg.reduce_only
-            and self.open_orders.get(msg.account, 0) >= self.spec.max_open_orders
+            and self.open_orders.get(account, 0) >= self.spec.max_open_orders
         ):
             refusal = ("rejected", f"Too many open orders ({self.spec.max_open_orders}).")
-        if refusal is None and msg.cloid and (msg.account, msg.cloid) in self.cloids:
+        if refusal is None and cloid and (account, cloid) in self.cloids:
             refusal = ("rejected", "Duplicate client order id.")
-        if refusal is None and msg.kind == "trigger" and msg.trigger_px <= 0:
+        if refusal is None and kind == "trigger" and msg.trigger_px <= 0:
             refusal = ("rejected", "Trigger order needs a positive trigger price.")
         if refusal is not None:
             status, error = refusal
-            self._result(
-                ctx, msg.account, msg.oid, status, error=error, req_id=msg.req_id, cloid=msg.cloid
-            )
+            self._result(ctx, account, msg.oid, status, error=error, req_id=msg.req_id, cloid=cloid)
             for child in msg.children:
                 self._result(
                     ctx,
-                    msg.account,
+                    account,
                     child.oid,
                     "canceled",
                     error="Parent order was rejected.",
                     cloid=child.cloid,
                 )
             return
-        if msg.kind == "trigger":
+        if kind == "trigger":
             self._add_trigger(msg, ctx)
             return
-        is_market = msg.kind == "market"
-        px = msg.px if msg.px else self._slippage_price(msg.is_buy, msg.slippage_ppm)
+        is_market = kind == "market"
+        px = msg_px if msg_px else self._slippage_price(msg.is_buy, msg.slippage_ppm)
         tif = "Ioc" if is_market else msg.tif
+        oid = msg.oid
         ex = self._execute(
             ctx,
-            msg.oid,
-            msg.account,
+            oid,
+            account,
             msg.is_buy,
             px,
             msg.sz,
             tif,
             msg.reduce_only,
-            msg.cloid,
+            cloid,
             is_market=is_market,
         )
         if msg.children:
-            self._hold_children(msg.oid, msg.account, msg.children, ex, ctx)
+            self._hold_children(oid, account, msg.children, ex, ctx)
         self._result(
             ctx,
-            msg.account,
-            msg.oid,
+            account,
+            oid,
             ex.status,
             execution=ex,
             req_id=msg.req_id,
-            cloid=msg.cloid,
+            cloid=cloid,
             px=px,
         )
 
@@ -416,18 +395,17 @@ class MarketEngine:
     ) -> Execution:
         """Match an incoming order and rest what a GTC or ALO order has left."""
         book = self.book
-        note = self._asset_note()
         if px <= 0:
             return Execution(
                 status="marketOrderNoLiquidityRejected",
-                error=f"No reference price for a market order. {note}",
+                error=f"No reference price for a market order. {self._asset_note()}",
             )
         if reduce_only:
             cap = self.positions.reducible(account, is_buy)
             if cap == 0:
                 return Execution(
                     status="reduceOnlyRejected",
-                    error=f"Reduce only order would increase position. {note}",
+                    error=f"Reduce only order would increase position. {self._asset_note()}",
                 )
             sz = min(sz, cap)
         if tif == "Alo" and book.would_cross(is_buy, px):
@@ -435,7 +413,8 @@ class MarketEngine:
             bbo = self.spec.format_price(best or 0)
             return Execution(
                 status="badAloPxRejected",
-                error=f"Post only order would have immediately matched, bbo was {bbo}. {note}",
+                error=f"Post only order would have immediately matched, bbo was {bbo}. "
+                + self._asset_note(),
             )
         matches, remaining, removed = book.match(is_buy, px, sz, account, self.positions)
         filled = filled_ntl = 0
@@ -472,11 +451,12 @@ class MarketEngine:
         if is_market:
             return Execution(
                 status="marketOrderNoLiquidityRejected",
-                error=f"No liquidity available for market order. {note}",
+                error=f"No liquidity available for market order. {self._asset_note()}",
             )
         return Execution(
             status="iocCancelRejected",
-            error=f"Order could not immediately match against any resting orders. {note}",
+            error="Order could not immediately match against any resting orders. "
+            + self._asset_note(),
         )
 
     def _fill_pair(
@@ -497,7 +477,7 @@ class MarketEngine:
         ts = self.ts
         market = self.market
         ctx.emit(
-            topics.RISK_IN,
+            RISK_IN,
             taker,
             FillLeg(
                 ts=ts,
@@ -514,7 +494,7 @@ class MarketEngine:
             ),
         )
         ctx.emit(
-            topics.RISK_IN,
+            RISK_IN,
             maker.account,
             FillLeg(
                 ts=ts,
@@ -535,7 +515,7 @@ class MarketEngine:
             self.traded_ntl += px * sz
         buyer, seller = (taker, maker.account) if taker_is_buy else (maker.account, taker)
         ctx.emit(
-            topics.MARKET_EVENTS,
+            MARKET_EVENTS,
             market,
             Trade(
                 ts=ts,
@@ -712,34 +692,37 @@ class MarketEngine:
 
     def cancel(self, msg: CancelRequest, ctx: Context) -> None:
         self.ts = msg.ts
-        oid = self._find(msg.account, msg.oid, msg.cloid)
+        account = msg.account
+        oid = self._find(account, msg.oid, msg.cloid)
         order = self.book.orders.get(oid) if oid is not None else None
-        trigger = self.triggers.get(oid) if oid is not None else None
-        if order is not None and order.account == msg.account:
-            self.book.cancel(order.oid)
-            self._untrack(order.account, order.oid, order.cloid)
+        trigger = self.triggers.get(oid) if oid is not None and self.triggers else None
+        if order is not None and order.account == account:
+            oid, cloid = order.oid, order.cloid
+            self.book.cancel(oid)
+            self._untrack(account, oid, cloid)
             filled = order.orig_sz - order.sz
             ex = Execution(status="canceled", filled=filled, filled_ntl=order.filled_ntl)
             self._result(
                 ctx,
-                msg.account,
-                order.oid,
+                account,
+                oid,
                 "canceled",
                 execution=ex,
                 req_id=msg.req_id,
-                cloid=order.cloid,
+                cloid=cloid,
             )
-            self._release_children(ctx, order.oid, filled)
-        elif trigger is not None and trigger.account == msg.account:
+            if self.pending:
+                self._release_children(ctx, oid, filled)
+        elif trigger is not None and trigger.account == account:
             del self.triggers[trigger.oid]
             self._untrack(trigger.account, trigger.oid, trigger.cloid)
             self._result(
-                ctx, msg.account, trigger.oid, "canceled", req_id=msg.req_id, cloid=trigger.cloid
+                ctx, account, trigger.oid, "canceled", req_id=msg.req_id, cloid=trigger.cloid
             )
         else:
             self._result(
                 ctx,
-                msg.account,
+                account,
                 oid or msg.oid,
                 "cancelRejected",
                 error="Order was never placed, already canceled, or filled.",
@@ -766,31 +749,30 @@ class MarketEngine:
 
     def modify(self, msg: ModifyRequest, ctx: Context) -> None:
         self.ts = msg.ts
-        oid = self._find(msg.account, msg.oid, msg.by_cloid)
+        account = msg.account
+        oid = self._find(account, msg.oid, msg.by_cloid)
         order = self.book.orders.get(oid) if oid is not None else None
-        if order is None or order.account != msg.account:
+        if order is None or order.account != account:
             self._result(
                 ctx,
-                msg.account,
+                account,
                 oid or msg.oid,
                 "modifyRejected",
                 error="Cannot modify canceled or filled order",
                 req_id=msg.req_id,
             )
             return
-        refusal = self._admission_error(msg, msg.px)
+        px, is_buy, sz, tif, reduce_only = msg.px, msg.is_buy, msg.sz, msg.tif, msg.reduce_only
+        oid = order.oid
+        refusal = self._admission_error(msg, px)
         if (
             refusal is None
-            and msg.tif == "Alo"
-            and (msg.px != order.px)
-            and self.book.would_cross(msg.is_buy, msg.px)
+            and tif == "Alo"
+            and (px != order.px)
+            and self.book.would_cross(is_buy, px)
         ):
             refusal = ("badAloPxRejected", "Post only order would have immediately matched.")
-        if (
-            refusal is None
-            and msg.cloid
-            and self.cloids.get((msg.account, msg.cloid), order.oid) != order.oid
-        ):
+        if refusal is None and msg.cloid and self.cloids.get((account, msg.cloid), oid) != oid:
             refusal = ("rejected", "Duplicate client order id.")
         if refusal is not None:
             # The order stays exactly as it was: the answer says the modify was refused.
@@ -804,8 +786,8 @@ class MarketEngine:
             )
             self._result(
                 ctx,
-                msg.account,
-                order.oid,
+                account,
+                oid,
                 "modifyRejected",
                 execution=ex,
                 error=error,
@@ -814,44 +796,40 @@ class MarketEngine:
                 px=order.px,
             )
             return
-        same_place = msg.px == order.px and msg.is_buy == order.is_buy
-        if same_place and msg.sz <= order.sz and msg.reduce_only == order.reduce_only:
+        same_place = px == order.px and is_buy == order.is_buy
+        if same_place and sz <= order.sz and reduce_only == order.reduce_only:
             filled = order.orig_sz - order.sz
-            order.orig_sz = filled + msg.sz  # the new size; what filled stays filled
-            self.book.shrink(order.oid, msg.sz)
-            ex = Execution(
-                status="resting", filled=filled, filled_ntl=order.filled_ntl, resting=msg.sz
-            )
+            order.orig_sz = filled + sz  # the new size; what filled stays filled
+            self.book.shrink(oid, sz)
+            ex = Execution(status="resting", filled=filled, filled_ntl=order.filled_ntl, resting=sz)
             self._result(
                 ctx,
-                msg.account,
-                order.oid,
+                account,
+                oid,
                 "resting",
                 execution=ex,
                 req_id=msg.req_id,
                 cloid=order.cloid,
-                px=order.px,
+                px=px,
             )
             return
         # A new price, side or a larger size: the order goes to the back of the queue.
-        self.book.cancel(order.oid)
-        self._untrack(order.account, order.oid, order.cloid)
+        self.book.cancel(oid)
+        self._untrack(account, oid, order.cloid)
         filled_before = order.orig_sz - order.sz
         cloid = msg.cloid or order.cloid
-        ex = self._execute(
-            ctx, order.oid, msg.account, msg.is_buy, msg.px, msg.sz, msg.tif, msg.reduce_only, cloid
-        )
-        if ex.status != "resting":  # the parent left the book: place or drop its TP/SL
-            self._release_children(ctx, order.oid, filled_before + ex.filled)
+        ex = self._execute(ctx, oid, account, is_buy, px, sz, tif, reduce_only, cloid)
+        if ex.status != "resting" and self.pending:  # the parent left the book: its TP/SL
+            self._release_children(ctx, oid, filled_before + ex.filled)
         self._result(
             ctx,
-            msg.account,
-            order.oid,
+            account,
+            oid,
             ex.status,
             execution=ex,
             req_id=msg.req_id,
             cloid=cloid,
-            px=msg.px,
+            px=px,
         )
 
     def control(self, msg: MarketControl, ctx: Context) -> None:
@@ -860,7 +838,7 @@ class MarketEngine:
         self.halted = msg.action == "halt"
         if self.state != before:
             ctx.emit(
-                topics.MARKET_EVENTS,
+                MARKET_EVENTS,
                 self.market,
                 MarketStatus(
                     ts=msg.ts,
@@ -919,7 +897,7 @@ class MarketEngine:
         self.next_tid += 1
         for account, is_buy in ((msg.from_account, from_buys), (msg.to_account, not from_buys)):
             ctx.emit(
-                topics.RISK_IN,
+                RISK_IN,
                 account,
                 FillLeg(
                     ts=msg.ts,
@@ -963,7 +941,7 @@ class MarketEngine:
         self.oracle_status = msg.status
         if self.state != before:
             ctx.emit(
-                topics.MARKET_EVENTS,
+                MARKET_EVENTS,
                 self.market,
                 MarketStatus(
                     ts=msg.ts,
@@ -981,7 +959,7 @@ class MarketEngine:
             self.mark, msg.px, bid, ask, self.last_px or None, self.external_mid or None
         )
         ctx.broadcast(
-            topics.RISK_IN,
+            RISK_IN,
             self.market,
             MarkUpdate(
                 ts=msg.ts,
@@ -993,7 +971,7 @@ class MarketEngine:
             ),
         )
         ctx.emit(
-            topics.MARKET_EVENTS,
+            MARKET_EVENTS,
             self.market,
             MarkPrice(
                 ts=msg.ts,
@@ -1010,7 +988,7 @@ class MarketEngine:
             self.last_snapshot_ts = msg.ts
             bids, asks = self.book.depth(1 << 30)
             ctx.emit(
-                topics.MARKET_EVENTS,
+                MARKET_EVENTS,
                 self.market,
                 BookSnapshot(
                     ts=msg.ts,
@@ -1055,7 +1033,7 @@ class MarketEngine:
             state.premium_sum = state.samples = 0
             state.next_funding_ts = align_next(ts, spec.funding_interval_ms)
             ctx.broadcast(
-                topics.RISK_IN,
+                RISK_IN,
                 self.market,
                 FundingUpdate(
                     ts=ts,
@@ -1067,7 +1045,7 @@ class MarketEngine:
                 ),
             )
             ctx.emit(
-                topics.MARKET_EVENTS,
+                MARKET_EVENTS,
                 self.market,
                 FundingRate(
                     ts=ts,
@@ -1113,12 +1091,12 @@ class MarketEngine:
         bid_levels, ask_levels = self.book.bids.levels, self.book.asks.levels
         for is_bid, px in touched:
             level = (bid_levels if is_bid else ask_levels).get(px)
-            entry = Level(px, level.size, len(level.orders)) if level else Level(px, 0, 0)
+            entry = _Level(px, level.size, len(level.orders)) if level else _Level(px, 0, 0)
             (bids if is_bid else asks).append(entry)
         ctx.emit(
-            topics.MARKET_EVENTS,
+            MARKET_EVENTS,
             self.market,
-            BookDelta(
+            _BookDelta(
                 ts=self.ts,
                 market=self.market,
                 seq=self.seq,

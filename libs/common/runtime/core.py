@@ -9,10 +9,11 @@ exactly those. Cores do no I/O and read time only from messages.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import msgspec
 
+from libs.common.runtime.output import Output
 from libs.common.topics import Topics, partition_for
 
 
@@ -31,15 +32,10 @@ class Core(Protocol):
 
 CoreFactory = Callable[[int], Core]
 
-
-class Output(msgspec.Struct, frozen=True):
-    """One record to produce: deployed topic name, partition, key and message."""
-
-    topic: str
-    partition: int
-    key: bytes
-    message: msgspec.Struct
-    id: str
+ROUTES_KEPT: Final = 1 << 16  # remembered keys per topic
+# Compiled (libs/common/native.py), a Final module name is a C static; an imported name
+# costs a dict lookup per use.
+_Output: Final = Output
 
 
 class Context:
@@ -52,6 +48,7 @@ class Context:
     __slots__ = (
         "_id_prefix",
         "_index",
+        "_routes",
         "_topics",
         "input_topic",
         "live",
@@ -71,6 +68,8 @@ class Context:
         self._index = 0
         self._id_prefix = f"{input_topic}/{partition}/-1/"
         self._topics: dict[str, tuple[str, int]] = {}
+        # logical topic -> key -> (deployed topic, partition, encoded key)
+        self._routes: dict[str, dict[str, tuple[str, int, bytes]]] = {}
 
     def _where(self, topic: str) -> tuple[str, int]:
         """Deployed name and partition count of a logical topic (cached)."""
@@ -78,6 +77,18 @@ class Context:
         if found is None:
             found = self._topics[topic] = (self.topics.name(topic), self.topics.partitions(topic))
         return found
+
+    def _route(self, topic: str, key: str) -> tuple[str, int, bytes]:
+        """Where ``key`` goes in a logical topic, remembered: keys (accounts, markets)
+        repeat, and partitioning is pure Python."""
+        routes = self._routes.get(topic)
+        if routes is None:
+            routes = self._routes[topic] = {}
+        elif len(routes) >= ROUTES_KEPT:
+            routes.clear()
+        name, count = self._where(topic)
+        route = routes[key] = (name, partition_for(key, count), key.encode())
+        return route
 
     def at(self, offset: int, *, live: bool) -> Context:
         """Point the context at the next input record."""
@@ -97,15 +108,12 @@ class Context:
         index = self._index
         self._index = index + 1
         if self.live:
-            found = self._topics.get(topic) or self._where(topic)
+            routes = self._routes.get(topic)
+            route = routes.get(key) if routes is not None else None
+            if route is None:
+                route = self._route(topic, key)
             self.outputs.append(
-                Output(
-                    found[0],
-                    partition_for(key, found[1]),
-                    key.encode(),
-                    message,
-                    self._id_prefix + str(index),
-                )
+                _Output(route[0], route[1], route[2], message, self._id_prefix + str(index))
             )
 
     def broadcast(self, topic: str, key: str, message: msgspec.Struct) -> None:

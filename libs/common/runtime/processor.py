@@ -32,7 +32,8 @@ from aiokafka.producer import sender as _aiokafka_sender
 
 from libs.common import codec, metrics
 from libs.common.runtime.batching import BatchSizer
-from libs.common.runtime.core import Context, Core, CoreFactory, Output
+from libs.common.runtime.core import Context, Core, CoreFactory
+from libs.common.runtime.output import Output
 from libs.common.runtime.snapshot import SnapshotStore
 from libs.common.schemas import DeadLetter
 from libs.common.settings import Settings

@@ -34,9 +34,10 @@ from libs.common.schemas import (
     PositionTransfer,
     ScheduleCancel,
 )
-from services.matcher.book import Book, RestingOrder
+from services.matcher.book import Book
 from services.matcher.engine import MatcherCore
 from services.matcher.market import MarketEngine
+from services.matcher.structs import OrderRecord
 from tests.unit.cores import Driver, of_type, restart_midway
 from tests.unit.matcher.scenario import ALICE, BOB, CAROL, DAVE, MARKETS, T0
 
@@ -249,7 +250,7 @@ class Observer:
         self,
         msg: Message,
         outputs: list[Output],
-        before: list[RestingOrder],
+        before: list[OrderRecord],
         engine: MarketEngine | None,
     ) -> None:
         if isinstance(msg, NewOrder) and (msg.reduce_only or msg.kind == "trigger"):
@@ -276,7 +277,7 @@ class Observer:
         self,
         outputs: list[Output],
         results: list[OrderResult],
-        before: list[RestingOrder],
+        before: list[OrderRecord],
         book: Book,
     ) -> None:
         legs = of_type(outputs, FillLeg)
@@ -353,7 +354,7 @@ def _run(inputs: list[Message]) -> tuple[Driver, list[Output], Observer]:
     outputs: list[Output] = []
     for msg in inputs:
         engine = _engine(driver)
-        before = [msgspec.structs.replace(o) for o in engine.book.resting()] if engine else []
+        before = [o.record() for o in engine.book.resting()] if engine else []
         out = driver.send(msg)
         observer.check(msg, out, before, _engine(driver))
         outputs += out
