@@ -28,8 +28,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from libs.common.collateral import haircut_value
-from libs.common.margin import PPM, AccountSummary, margin_table
+from libs.common.collateral import asset_values, haircut_value
+from libs.common.margin import (
+    PPM,
+    TRANSFER_MARGIN_DIVISOR,
+    AccountSummary,
+    clearinghouse_state,
+    margin_table,
+)
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import div_ceil, format_usd
 from libs.common.state import AccountState
@@ -211,6 +217,40 @@ def _usd(micro: int) -> str:
     return format_usd(micro) if micro else "0.0"
 
 
+def clearinghouse_document(
+    account: AccountState | None,
+    marks: Mapping[str, int],
+    markets: MarketRegistry,
+    now_ms: int,
+    prices: Mapping[str, tuple[int, bool]],
+) -> dict[str, Any]:
+    """``clearinghouseState`` as risk decides on the account: collateral assets count in
+    account value at their haircut value, a portfolio-margin account shows its portfolio
+    requirements, and withdrawable is what risk would let out (assets toward it only
+    while their oracle is valid, and no USDC borrowed out against them)."""
+    document = clearinghouse_state(account, marks, markets, now_ms)
+    acct = account or AccountState(address="")
+    if not acct.assets and acct.margin_mode != PORTFOLIO:
+        return document
+    summary = AccountSummary(acct, marks, markets)
+    assets = asset_values(acct, prices, markets)
+    initial, maintenance = summary.cross_initial, summary.cross_maintenance
+    if acct.margin_mode == PORTFOLIO:
+        pm = account_portfolio_margin(acct, marks, markets)
+        initial, maintenance = pm.initial, pm.maintenance
+    keep = max(initial, div_ceil(summary.cross_notional, TRANSFER_MARGIN_DIVISOR))
+    withdrawable = max(0, summary.cross_equity + assets.usable - summary.holds - keep)
+    if acct.assets:
+        withdrawable = min(withdrawable, max(0, acct.collateral))
+    document["crossMarginSummary"]["accountValue"] = _usd(summary.cross_equity + assets.equity)
+    document["crossMarginSummary"]["totalMarginUsed"] = _usd(initial)
+    document["marginSummary"]["accountValue"] = _usd(summary.account_value + assets.equity)
+    document["marginSummary"]["totalMarginUsed"] = _usd(initial + summary.isolated_margin_used)
+    document["crossMaintenanceMarginUsed"] = _usd(maintenance)
+    document["withdrawable"] = _usd(withdrawable)
+    return document
+
+
 def portfolio_margin_document(
     account: AccountState | None,
     marks: Mapping[str, int],
@@ -272,6 +312,7 @@ __all__ = [
     "ScenarioGrid",
     "account_legs",
     "account_portfolio_margin",
+    "clearinghouse_document",
     "leg_terms",
     "portfolio_margin",
     "portfolio_margin_document",

@@ -12,10 +12,9 @@ from typing import Any, cast
 import msgspec
 
 from libs.common.collateral import oracle_prices
-from libs.common.margin import clearinghouse_state
 from libs.common.markets import MarginTier, MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_ratio, format_units, format_usd
-from libs.common.portfolio import portfolio_margin_document
+from libs.common.portfolio import clearinghouse_document, portfolio_margin_document
 from libs.common.schemas import (
     CANDLE_INTERVALS,
     CandleView,
@@ -309,8 +308,11 @@ class InfoApi:
     # ------------------------------------------------------------ accounts
 
     async def clearinghouse_state(self, body: dict[str, Any]) -> Any:
-        account, marks = await self.hot.account(self._user(body))
-        return clearinghouse_state(account, marks, self.markets, self.clock())
+        account, states = await self.hot.account_marks(self._user(body))
+        marks = {name: state.mark_px for name, state in states.items()}
+        return clearinghouse_document(
+            account, marks, self.markets, self.clock(), oracle_prices(states)
+        )
 
     async def portfolio_margin(self, body: dict[str, Any]) -> Any:
         """Our extension: the account's portfolio requirement and the scenario that binds,
