@@ -11,6 +11,8 @@ the size from the fit.
 
 from __future__ import annotations
 
+import math
+
 # Weight of the past in the fit, per batch: about the last 1 / (1 - DECAY) batches
 # count, enough to average out the jitter of single batches.
 DECAY = 0.95
@@ -104,7 +106,7 @@ class BatchSizer:
     def observe(self, records: int, seconds: float) -> int:
         """Learn from one batch (``records`` taken, ``seconds`` from fetch to snapshot) and
         return the size of the next one."""
-        if records <= 0 or not seconds >= 0:
+        if records <= 0 or not 0 <= seconds < math.inf:
             return self.size
         if self.told_apart:
             predicted = self.predict(records)

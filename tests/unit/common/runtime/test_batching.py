@@ -146,6 +146,8 @@ def test_an_empty_or_untimed_batch_changes_nothing() -> None:
     sizer = BatchSizer(1, 4000, target_ms=25)
     assert sizer.observe(0, 1.0) == 4000
     assert sizer.observe(10, float("nan")) == 4000
+    assert sizer.observe(10, float("inf")) == 4000
+    assert sizer.observe(10, -0.001) == 4000
     assert sizer.weight == 0.0
 
 
