@@ -654,7 +654,10 @@ class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
 class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     """An account (or isolated position, ``market``) in liquidation after a change: a
     fill, a mark, a credit. ``below`` is false once it is back above maintenance or
-    has nothing left to liquidate; ``reason`` says what changed."""
+    has nothing left to liquidate; ``reason`` says what changed. ``open_orders`` is
+    false when risk knows no order of the account in the markets of ``positions``
+    (risk records every order before the matcher sees it), so the liquidator's first
+    step sends no cancel-all; a status without the field is read as true."""
 
     account: str
     equity: int
@@ -664,6 +667,7 @@ class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     below: bool
     reason: str
     market: str = ""
+    open_orders: bool = True
 
 
 class LiquidationReport(Message, frozen=True, tag="liquidation_report.v1"):

@@ -55,6 +55,16 @@ CASE_PREFIX = "case:"
 UNWIND_PREFIX = "unwind:"
 MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
 METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "insurance", "adl"})
+# The counter's child of each stage, looked up once: ``labels()`` hashes and validates
+# its arguments under a lock at every call, a few microseconds per liquidation step.
+_STAGE_COUNTERS: dict[str, Any] = {}
+
+
+def _count_stage(stage: str) -> None:
+    counter = _STAGE_COUNTERS.get(stage)
+    if counter is None:
+        counter = _STAGE_COUNTERS[stage] = metrics.LIQUIDATIONS.labels(stage)
+    counter.inc()
 
 
 class LiquidationCase(msgspec.Struct, kw_only=True):
@@ -181,7 +191,7 @@ class LiquidatorCore:
                 self._claim(ctx, case, msg.ts)
             return
         if case.stage == "triggered":
-            self._cancel_orders(ctx, case, msg.ts)
+            self._cancel_orders(ctx, case, msg.ts, msg.open_orders)
         self._advance(ctx, case, key, msg.ts)
 
     def _report(self, msg: LiquidationReport, ctx: Context) -> None:
@@ -344,7 +354,7 @@ class LiquidatorCore:
                 equity=msg.equity,
             )
             if ctx.live:
-                metrics.LIQUIDATIONS.labels("unwind").inc()
+                _count_stage("unwind")
 
     def _unwind_report(self, msg: LiquidationReport, ctx: Context) -> None:
         state = self.unwinds.get(msg.market)
@@ -484,15 +494,23 @@ class LiquidatorCore:
             sz=abs(pos.szi),
         )
 
-    def _cancel_orders(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+    def _cancel_orders(
+        self, ctx: Context, case: LiquidationCase, ts: int, open_orders: bool = True
+    ) -> None:
+        """The first step, audited either way; the cancel-all goes only to an account
+        risk knows orders of (an order placed after this status races the cancel-all
+        through Kafka in any case: the matcher may see it before or after)."""
         markets = sorted({p.market for p in case.positions})
+        case.stage = "cancel"
+        if not open_orders:
+            self._audit(ctx, case, "cancel", ts, "no open orders in " + ",".join(markets))
+            return
         for market in markets:
             ctx.emit(
                 topics.MATCHER_IN,
                 market,
                 CancelAll(ts=ts, account=case.account, market=market, status="liquidatedCanceled"),
             )
-        case.stage = "cancel"
         self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
 
     def _claim(self, ctx: Context, case: LiquidationCase, ts: int, usd: int = 0) -> None:
@@ -764,4 +782,4 @@ class LiquidatorCore:
             ),
         )
         if ctx.live and stage in METERED_STAGES and account == case.account:
-            metrics.LIQUIDATIONS.labels(stage).inc()
+            _count_stage(stage)

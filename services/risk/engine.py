@@ -1359,8 +1359,18 @@ class RiskCore:
                 positions=tuple(positions),
                 below=below,
                 reason=reason,
+                open_orders=self._orders_in(acct, positions),
             ),
         )
+
+    @staticmethod
+    def _orders_in(acct: AccountState, positions: list[LiquidatedPosition]) -> bool:
+        """Whether the account has an order (resting, triggering or on its way to the
+        matcher) in a market of these positions."""
+        if not acct.orders:
+            return False
+        markets = {p.market for p in positions}
+        return any(o.market in markets for o in acct.orders.values())
 
     def _vault_status(self, vault: AccountState, reason: str, ts: int, ctx: Context) -> None:
         """The backstop vault's positions at their marks, to the liquidator (which

@@ -428,12 +428,26 @@ def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() 
         ),
         below=True,
         reason="trigger",
+        open_orders=False,  # she has no order for the liquidator to cancel
     )
     assert account(r, ALICE).liquidating
     # no second trigger: each later mark only updates the liquidator
     (update,) = [o.message for o in r.send(mark("94000"))]
     assert isinstance(update, LiquidationStatus)
     assert (update.reason, update.below, update.equity) == ("mark", True, usd("-1.5"))
+
+
+def test_the_first_status_says_whether_the_account_has_orders_in_its_markets() -> None:
+    r = _alice_long_on_600()
+    r.send(place(ALICE, "sell", "3500", "0.01", market="ETH"))
+    assert [o.market for o in account(r, ALICE).orders.values()] == ["ETH"]
+    (status,) = of_type(r.send(mark("94900")), LiquidationStatus)
+    assert status.open_orders is False  # an ETH order: nothing to cancel in BTC
+    r = _alice_long_on_600()
+    r.send(place(ALICE, "sell", "120000", "0.1", reduce_only=True))
+    assert [o.market for o in account(r, ALICE).orders.values()] == ["BTC"]
+    (status,) = of_type(r.send(mark("94900")), LiquidationStatus)
+    assert (status.reason, status.open_orders) == ("trigger", True)
 
 
 def test_an_account_that_recovers_can_be_triggered_again() -> None:
