@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from libs.common import metrics, topics
 from libs.common.runtime import ChangeTracked, Context
 from libs.common.schemas import (
@@ -49,7 +47,7 @@ from libs.common.state import (
 )
 from services.liquidator import adl, unwind, waterfall
 from services.liquidator.config import LiquidatorConfig
-from services.liquidator.unwind import VaultUnwind
+from services.liquidator.structs import LiquidationCase, VaultUnwind
 
 CASE_PREFIX = "case:"
 UNWIND_PREFIX = "unwind:"
@@ -65,41 +63,6 @@ def _count_stage(stage: str) -> None:
     if counter is None:
         counter = _STAGE_COUNTERS[stage] = metrics.LIQUIDATIONS.labels(stage)
     counter.inc()
-
-
-class LiquidationCase(msgspec.Struct, kw_only=True):
-    """A liquidation in progress and what it waits for: an order's result
-    (``pending_oid``), transfers to be seen filled (``awaiting``), the fund's answer
-    (``claim``) or the ADL candidates of every risk partition (``adl_px`` set)."""
-
-    account: str
-    opened: int
-    equity: int
-    maintenance: int
-    market: str = ""
-    case_id: str = ""
-    triggers: int = 1
-    stage: str = "triggered"
-    collateral: int = 0
-    positions: list[LiquidatedPosition] = msgspec.field(default_factory=list)
-    pending_oid: int = 0
-    pending_sz: int = 0
-    last_slice_ts: int = -1
-    book_failed: bool = False
-    awaiting: int = 0
-    claim: int = 0
-    adl_market: str = ""
-    adl_px: int = 0
-    adl_answers: list[AdlCandidates] = msgspec.field(default_factory=list)
-    adl_request: str = ""
-    requests: int = 0
-    credit_seen: bool = False
-    debt_open: bool = False
-    order_equity: int = 0
-    window: int = -1
-    window_ntl: int = 0
-    held_window: int = -1
-    steps: int = 0
 
 
 def case_key(account: str, market: str) -> str:
