@@ -641,14 +641,18 @@ class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
     """Risk found an account below maintenance: equity and requirement in micro-USDC.
 
     ``market`` names an isolated position, liquidated on its own margin; empty for the
-    cross account (all its cross positions). ``collateral`` and ``positions`` are the
-    account's state at the trigger (the isolated position alone for an isolated case),
-    so the liquidator decides from its own log."""
+    cross account (all its cross positions). ``status`` is the case's first status (the
+    account's collateral and positions at the trigger, the isolated position alone for
+    an isolated case; reason ``trigger``), carried in the trigger so the liquidator opens
+    the case and takes its first step from one record; a trigger without it is followed
+    by that status as a record of its own. Either way the liquidator decides from its
+    own log."""
 
     account: str
     equity: int
     maintenance: int
     market: str = ""
+    status: LiquidationStatus | None = None
 
 
 class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):

@@ -127,6 +127,8 @@ class LiquidatorCore:
             f"equity={msg.equity} maintenance={msg.maintenance}",
         )
         self._watch_debt(ctx, case, msg.ts)
+        if msg.status is not None:  # the first status, in the same record
+            self._status(msg.status, ctx)
 
     def _status(self, msg: LiquidationStatus, ctx: Context) -> None:
         if msg.account == BACKSTOP_VAULT_ACCOUNT:
