@@ -15,7 +15,10 @@ maintenance) then spends a large share of its time in the collector
   them when they are dropped; only a reference cycle among them would stay until exit,
   and the cores' state (dicts of structs keyed by id) holds none.
 
-Neither changes what a core computes: only when unreachable cycles are reclaimed.
+Neither changes what a core computes: only when unreachable cycles are reclaimed. Both
+are a policy of the process: ``settle()`` does nothing until ``tune()`` ran (the
+launcher's, a benchmark's), so a test session running processors in-process keeps the
+default collector.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ import gc
 # Allocations between young collections, young collections per middle one, middle
 # ones per full one (CPython's defaults: 700, 10, 10).
 THRESHOLDS = (50_000, 20, 100)
+_tuned = False
 
 
 def tune() -> None:
-    """Collect less often; call once at process start."""
+    """Collect less often, and let ``settle()`` freeze; call once at process start."""
+    global _tuned
     gc.set_threshold(*THRESHOLDS)
+    _tuned = True
 
 
 def settle() -> None:
-    """Collect once, then exempt everything alive now from later collections."""
-    gc.collect()
-    gc.freeze()
+    """Collect once, then exempt everything alive now from later collections (only in
+    a process that called ``tune()``)."""
+    if _tuned:
+        gc.collect()
+        gc.freeze()
