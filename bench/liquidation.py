@@ -14,7 +14,10 @@ matcher) to that account's first liquidation ``NewOrder`` processed by the match
 
 - In-process (always): risk, matcher and liquidator cores on every partition, wired by
   the in-memory FIFO bus (``bench.liquidator``): the decisions and messages, no
-  transport, one thread doing the work of all twelve partitions in turn.
+  transport, one thread doing the work of all twelve partitions in turn. The garbage
+  collector is set up as the services set it up (``libs/common/runtime/heap.py``):
+  larger thresholds from the start, and the state built by the setup frozen before the
+  mark, as a service freezes its state once restored and replayed.
 - ``--kafka``: risk, matcher and liquidator as processes over Kafka and Redis (a
   private stack unless ``--bootstrap``); the tick is produced to matcher.in and the
   latency is the time until a read_committed consumer of matcher.in holds the order
@@ -45,7 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.liquidator import MARKETS, START_PX, USD, exchange, order
 from libs.common import codec, topics
 from libs.common.admin import ensure_topics
-from libs.common.runtime import SnapshotStore
+from libs.common.runtime import SnapshotStore, heap
 from libs.common.schemas import (
     Deposit,
     IndexTick,
@@ -139,6 +142,7 @@ def report(label: str, latencies: list[float], cases: int, finished_s: float) ->
 
 def in_process(accounts: int, seed: int) -> float:
     plan = scenario(accounts, seed)
+    heap.tune()
     bus = exchange()
     started = time.perf_counter()
     bus.publish(topics.MATCHER_IN, "BTC", IndexTick(ts=1, market="BTC", px=START_PX))
@@ -147,6 +151,7 @@ def in_process(accounts: int, seed: int) -> float:
             bus.publish(topics.RISK_IN, key, message)
     print(f"setup: {accounts} longs, 40 shorts, a maker in {time.perf_counter() - started:.1f} s")
     bus.log.clear()
+    heap.settle()
     watch = Stopwatch(accounts)
     for (topic, _), driver in bus.drivers.items():
         setattr(driver, "send", watch.wrap(driver.send, topic))  # noqa: B010

@@ -13,6 +13,10 @@ backstop vault. Then, timed: the BTC mark falls by ``P``% in ten steps of 100 ms
 holds at the bottom, one mark a second, until no case is open and every account is
 above maintenance or flat.
 
+The garbage collector is set up as the services set it up (``libs/common/runtime/heap.py``:
+larger thresholds, the state built by the setup frozen before the crash, as a service
+freezes its state once restored).
+
 Reported: cases and the records processed, liquidations per second (cases opened and
 finished, per second of processing), the event time until everything is back above
 maintenance or closed, each stage's count, and the bad debt left. Last line:
@@ -28,6 +32,7 @@ from collections import Counter
 
 from libs.common import topics
 from libs.common.markets import load_markets
+from libs.common.runtime import heap
 from libs.common.schemas import (
     Deposit,
     LiquidationStep,
@@ -161,10 +166,12 @@ def main() -> None:
     args = parser.parse_args()
     accounts = args.accounts or (2_000 if args.quick else 10_000)
 
+    heap.tune()
     started = time.perf_counter()
     bus, _ = setup(accounts, args.seed)
     took = time.perf_counter() - started
     print(f"setup: {accounts} longs, 40 shorts and a bid ladder in {took:.1f} s")
+    heap.settle()
 
     bottom = START_PX * (100 - args.drop_pct) // 100
     ts = 1_000

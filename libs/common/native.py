@@ -1,9 +1,10 @@
 """Modules compiled with mypyc, and how their packages pick the compiled versions up.
 
-The hot path of the matcher (its book, engines and positions) and the runtime context
-every core emits through are plain, strictly typed Python that mypyc can compile to C
-extensions: ``python -m libs.common.compile`` writes them to ``build/native/`` (never next
-to the sources) with a stamp of the sources they were built from. A package listed in
+The hot path of the matcher (its book, engines and positions), the liquidator's core and
+the runtime context every core emits through are plain, strictly typed Python that mypyc
+can compile to C extensions: ``python -m libs.common.compile`` writes them to
+``build/native/`` (never next to the sources) with a stamp of the sources they were
+built from. A package listed in
 ``COMPILED`` puts its directory there first on its search path (``extend_path``) only
 when the stamp matches the sources on disk: an edited source runs as Python until it is
 rebuilt, and the same sources run unchanged without any build (development).
@@ -24,9 +25,15 @@ from pathlib import Path
 COMPILED: dict[str, tuple[str, ...]] = {
     "libs.common.runtime": ("core",),
     "services.matcher": ("book", "positions", "mark", "funding", "market", "engine"),
+    "services.liquidator": ("waterfall", "adl", "unwind", "cases"),
 }
 # Plain modules whose classes the compiled ones are built against.
-DEPENDS = ("libs/common/runtime/output.py", "services/matcher/structs.py")
+DEPENDS = (
+    "libs/common/runtime/output.py",
+    "services/matcher/structs.py",
+    "services/liquidator/structs.py",
+    "services/liquidator/config.py",
+)
 # Where the group's shared library lives (a package whose path includes the build).
 GROUP = "libs.common.runtime._native"
 ROOT = Path(__file__).resolve().parents[2]

@@ -641,20 +641,27 @@ class LiquidationTrigger(Message, frozen=True, tag="liquidation_trigger.v1"):
     """Risk found an account below maintenance: equity and requirement in micro-USDC.
 
     ``market`` names an isolated position, liquidated on its own margin; empty for the
-    cross account (all its cross positions). ``collateral`` and ``positions`` are the
-    account's state at the trigger (the isolated position alone for an isolated case),
-    so the liquidator decides from its own log."""
+    cross account (all its cross positions). ``status`` is the case's first status (the
+    account's collateral and positions at the trigger, the isolated position alone for
+    an isolated case; reason ``trigger``), carried in the trigger so the liquidator opens
+    the case and takes its first step from one record; a trigger without it is followed
+    by that status as a record of its own. Either way the liquidator decides from its
+    own log."""
 
     account: str
     equity: int
     maintenance: int
     market: str = ""
+    status: LiquidationStatus | None = None
 
 
 class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     """An account (or isolated position, ``market``) in liquidation after a change: a
     fill, a mark, a credit. ``below`` is false once it is back above maintenance or
-    has nothing left to liquidate; ``reason`` says what changed."""
+    has nothing left to liquidate; ``reason`` says what changed. ``open_orders`` is
+    false when risk knows no order of the account in the markets of ``positions``
+    (risk records every order before the matcher sees it), so the liquidator's first
+    step sends no cancel-all; a status without the field is read as true."""
 
     account: str
     equity: int
@@ -664,6 +671,7 @@ class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     below: bool
     reason: str
     market: str = ""
+    open_orders: bool = True
 
 
 class LiquidationReport(Message, frozen=True, tag="liquidation_report.v1"):

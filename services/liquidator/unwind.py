@@ -5,30 +5,11 @@ distance of the mark). Exact integers only."""
 
 from __future__ import annotations
 
-import msgspec
-
 from libs.common.money import div_ceil
 from libs.common.schemas import LiquidatedPosition
 from services.liquidator.config import LiquidatorConfig
+from services.liquidator.structs import VaultUnwind
 from services.liquidator.waterfall import PPM, lots_within
-
-
-class VaultUnwind(msgspec.Struct, kw_only=True):
-    """The unwind of one market's vault position: the notional sent in the current
-    interval (``window`` = event time // interval; what an order did not fill is given
-    back), the order awaiting its result (``pending_mark``: the mark it was sent at) and
-    when the last one went out (one per ``cooldown_ms``, so an empty book is not asked at
-    every mark)."""
-
-    market: str
-    window: int = -1
-    window_ntl: int = 0
-    pending_oid: int = 0
-    pending_sz: int = 0
-    pending_mark: int = 0
-    last_ts: int = -1
-    orders: int = 0
-    steps: int = 0
 
 
 def slice_lots(pos: LiquidatedPosition, state: VaultUnwind, ts: int, cfg: LiquidatorConfig) -> int:

@@ -1161,15 +1161,21 @@ class RiskCore:
                 self._review_account(acct, ts, ctx, triggers)
         triggers.sort(key=lambda t: (-t[0], t[1], t[2]))
         for _, address, market, equity, maintenance in triggers:
+            # the case's first status rides in the trigger: one record per new case
+            first = self._status_of(self.accounts[address], market, True, "trigger", ts)
             ctx.emit(
                 topics.LIQUIDATIONS,
                 address,
                 LiquidationTrigger(
-                    ts=ts, account=address, equity=equity, maintenance=maintenance, market=market
+                    ts=ts,
+                    account=address,
+                    equity=equity,
+                    maintenance=maintenance,
+                    market=market,
+                    status=first,
                 ),
             )
             self._in_liquidation.add(address)
-            self._emit_status(self.accounts[address], market, True, "trigger", ts, ctx)
         for acct, keys in reviewed:
             self._report(acct, keys, reason, ts, ctx)
 
@@ -1328,6 +1334,12 @@ class RiskCore:
     def _emit_status(
         self, acct: AccountState, market: str, below: bool, reason: str, ts: int, ctx: Context
     ) -> None:
+        status = self._status_of(acct, market, below, reason, ts)
+        ctx.emit(topics.LIQUIDATIONS, acct.address, status)
+
+    def _status_of(
+        self, acct: AccountState, market: str, below: bool, reason: str, ts: int
+    ) -> LiquidationStatus:
         ex = self.exposures
         row = ex.row(acct.address)
         positions = []
@@ -1346,21 +1358,27 @@ class RiskCore:
                 pos = acct.positions[name]
                 if pos.is_cross and pos.szi:
                     positions.append(self._liquidated_position(name, pos))
-        ctx.emit(
-            topics.LIQUIDATIONS,
-            acct.address,
-            LiquidationStatus(
-                ts=ts,
-                account=acct.address,
-                market=market,
-                equity=equity,
-                maintenance=maintenance,
-                collateral=acct.collateral,
-                positions=tuple(positions),
-                below=below,
-                reason=reason,
-            ),
+        return LiquidationStatus(
+            ts=ts,
+            account=acct.address,
+            market=market,
+            equity=equity,
+            maintenance=maintenance,
+            collateral=acct.collateral,
+            positions=tuple(positions),
+            below=below,
+            reason=reason,
+            open_orders=self._orders_in(acct, positions),
         )
+
+    @staticmethod
+    def _orders_in(acct: AccountState, positions: list[LiquidatedPosition]) -> bool:
+        """Whether the account has an order (resting, triggering or on its way to the
+        matcher) in a market of these positions."""
+        if not acct.orders:
+            return False
+        markets = {p.market for p in positions}
+        return any(o.market in markets for o in acct.orders.values())
 
     def _vault_status(self, vault: AccountState, reason: str, ts: int, ctx: Context) -> None:
         """The backstop vault's positions at their marks, to the liquidator (which

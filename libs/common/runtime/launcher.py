@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 from libs.common import logs, metrics
+from libs.common.runtime import heap
 from libs.common.runtime.core import CoreFactory
 from libs.common.runtime.processor import Processor
 from libs.common.settings import Settings
@@ -22,6 +23,7 @@ Main = Callable[[Settings, asyncio.Event], Awaitable[None]]
 def launch(service: str, main: Main, settings: Settings | None = None) -> None:
     """Run ``main(settings, stop)`` until it returns; SIGTERM and SIGINT set ``stop``."""
     settings = settings or Settings()
+    heap.tune()
     logs.configure(service, settings.instance_id, settings.log_level)
     metrics.serve(settings.metrics_port, settings.metrics_host)
 

@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.producer import sender as _aiokafka_sender
 
 from libs.common import codec, metrics
+from libs.common.runtime import heap
 from libs.common.runtime.batching import BatchSizer
 from libs.common.runtime.core import Context, Core, CoreFactory
 from libs.common.runtime.output import Output
@@ -105,6 +106,7 @@ class PartitionWorker:
         self.producer = producer
         self.replay_until = replay_until
         self.position = position
+        self.replaying = position < replay_until
         self.ctx = Context(settings.topics, processor.input_topic, tp.partition)
         self.sizer = BatchSizer(settings.batch_min, settings.batch_max, settings.batch_target_ms)
         self.pending: dict[str, bytes | None] = {}
@@ -174,6 +176,9 @@ class PartitionWorker:
             live += is_live
         next_offset = records[-1].offset + 1
         self.position = next_offset
+        if self.replaying and next_offset >= replay_until:
+            self.replaying = False
+            heap.settle()  # the state rebuilt by the replay is long-lived too
         # The changes are taken now, before the next batch is applied, so the snapshot
         # written after this batch's commit is exactly the state after this batch.
         return Staged(
@@ -414,6 +419,7 @@ class Processor:
             await self.snapshots.reset(tp.partition)
             core = self.core_factory(tp.partition)
             stored = 0
+        heap.settle()  # the restored state lives until the partition is revoked
         self.consumer.seek(tp, stored)
         self.consumer.resume(tp)
         worker = PartitionWorker(self, tp, core, producer, replay_until=committed, position=stored)

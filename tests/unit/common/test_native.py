@@ -17,8 +17,9 @@ from libs.common import codec, native, topics
 from libs.common.markets import load_markets
 from libs.common.runtime import Context
 from libs.common.topics import Topics
+from services.liquidator.cases import LiquidatorCore
 from services.matcher.engine import MatcherCore
-from tests.support.workload import matcher_workload
+from tests.support.workload import liquidator_workload, matcher_workload
 
 
 @pytest.fixture
@@ -61,6 +62,8 @@ def test_the_stamp_covers_every_compiled_source_and_the_structs_they_use() -> No
         "services/matcher/engine.py",
         "libs/common/runtime/core.py",
         "services/matcher/structs.py",
+        "services/liquidator/cases.py",
+        "services/liquidator/structs.py",
     } <= files
     assert all((native.ROOT / f).is_file() for f in files)
 
@@ -89,12 +92,41 @@ def digest(seed: int, count: int) -> str:
     return h.hexdigest()
 
 
-def test_compiled_and_python_produce_the_same_bytes() -> None:
+def liquidator_digest(seed: int, count: int) -> str:
+    """Every output and every persisted state change of the liquidator cores over the
+    liquidations log of seeded waterfalls (book orders, backstop, fund, ADL, unwind)."""
+    cores: dict[int, tuple[LiquidatorCore, Context]] = {}
+    h = hashlib.sha256()
+    for offset, (_, message, partition) in enumerate(liquidator_workload(seed, count)):
+        assert partition is not None
+        if partition not in cores:
+            cores[partition] = (
+                LiquidatorCore(partition),
+                Context(Topics(""), topics.LIQUIDATIONS, partition),
+            )
+        core, ctx = cores[partition]
+        core.apply(message, ctx.at(offset, live=True))
+        for out in ctx.drain():
+            h.update(f"{out.topic}|{out.partition}|{out.id}|".encode() + out.key)
+            h.update(codec.encode(out.message))
+        if offset % 13 == 0:
+            for key, value in sorted(core.take_changes().items()):
+                h.update(key.encode() + (value or b"-"))
+    return h.hexdigest()
+
+
+DIGESTS = {"matcher": (digest, 4000), "liquidator": (liquidator_digest, 3000)}
+
+
+@pytest.mark.parametrize("core", sorted(DIGESTS))
+def test_compiled_and_python_produce_the_same_bytes(core: str) -> None:
     if native.describe() != "compiled (mypyc)":
         pytest.skip("the compiled modules are not loaded (python -m libs.common.compile)")
+    run, count = DIGESTS[core]
     script = (
-        "from libs.common import native; from tests.unit.common.test_native import digest; "
-        "print(native.describe()); print(digest(7, 4000))"
+        "from libs.common import native; "
+        f"from tests.unit.common.test_native import {run.__name__}; "
+        f"print(native.describe()); print({run.__name__}(7, {count}))"
     )
     python = subprocess.run(
         [sys.executable, "-c", script],
@@ -106,4 +138,4 @@ def test_compiled_and_python_produce_the_same_bytes() -> None:
         check=True,
     ).stdout.split()
     assert python[0] == "python"
-    assert digest(7, 4000) == python[1]
+    assert run(7, count) == python[1]

@@ -6,6 +6,7 @@ $200,000. Maintenance is 1% of her notional at the mark (BTC tier 0)."""
 
 from __future__ import annotations
 
+from libs.common import topics
 from libs.common.schemas import (
     AccountFill,
     BadDebtNotice,
@@ -13,6 +14,8 @@ from libs.common.schemas import (
     CancelAll,
     LiquidationStep,
     NewOrder,
+    OrderUpdate,
+    PlaceOrder,
 )
 from libs.common.state import is_liquidation_order
 from services.liquidator.config import LiquidatorConfig
@@ -66,13 +69,40 @@ def alice_long_two_btc(fund: str = "1000", config: LiquidatorConfig | None = Non
 DEPOSITS = usd("12000") + usd("20000") + usd("5000") + usd("100000") + usd("100000")
 
 
+def test_an_account_without_orders_gets_no_cancel_all_but_the_step_is_audited() -> None:
+    bus = alice_long_two_btc()
+    for price in ("94700", "94600", "94500", "94400"):
+        place(bus, CAROL, "buy", price, "0.4")
+    first = mark(bus, "94800", 1_000)
+    assert [(s.stage, s.detail) for s in first[:2]] == [
+        ("triggered", f"equity={usd('1510')} maintenance={usd('1896')}"),
+        ("cancel", "no open orders in BTC"),
+    ]
+    assert [c for c in of_type(bus.log, CancelAll) if c.account == ALICE] == []
+    # the same first order as with an order to cancel: 0.4 BTC at 91,309.4
+    (order,) = [o for o in of_type(bus.log, NewOrder) if is_liquidation_order(o.oid)]
+    assert (order.account, order.sz, order.px) == (ALICE, lots("0.4"), 913_094)
+
+
 def test_a_large_long_goes_into_a_thin_book_in_slices_with_a_cooldown() -> None:
     bus = alice_long_two_btc()
     for price in ("94700", "94600", "94500", "94400"):
         place(bus, CAROL, "buy", price, "0.4")
+    take_profit = PlaceOrder(
+        ts=1,
+        account=ALICE,
+        market="BTC",
+        is_buy=False,
+        px=px("120000"),
+        sz=lots("0.1"),
+        reduce_only=True,
+    )  # no hold: only the liquidator cancels it
+    (resting,) = of_type(bus.publish(topics.RISK_IN, ALICE, take_profit), OrderUpdate)
+    assert resting.status == "resting"
     # mark 94,800: equity 11,910 - 10,400 = $1,510 < maintenance $1,896, above 2/3 of it
     first = mark(bus, "94800", 1_000)
     assert [s.stage for s in first] == ["triggered", "cancel", "book", "book"]
+    assert first[1].detail == "open orders canceled in BTC"
     assert (first[0].equity, first[0].maintenance, first[0].shortfall) == (
         usd("1510"),
         usd("1896"),
@@ -88,6 +118,8 @@ def test_a_large_long_goes_into_a_thin_book_in_slices_with_a_cooldown() -> None:
     ]
     (cancel,) = [c for c in of_type(bus.log, CancelAll) if c.account == ALICE]
     assert (cancel.market, cancel.status) == ("BTC", "liquidatedCanceled")
+    (canceled,) = [u for u in of_type(bus.log, OrderUpdate) if u.oid == resting.oid][1:]
+    assert (canceled.status, canceled.filled_sz) == ("liquidatedCanceled", 0)
 
     # within the cooldown a mark sends nothing; one second on, the next 20% slice
     assert [s.stage for s in mark(bus, "94800", 1_500)] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from libs.common.schemas import (
@@ -133,9 +134,19 @@ def test_an_isolated_position_is_liquidated_on_its_own_margin() -> None:
     assert of_type(r.send(mark("91000")), LiquidationTrigger) == []
     trigger = only(r.send(mark("90900")), LiquidationTrigger)
     # its margin $1,000 less the $910 loss is $90, under 1% of $9,090
-    assert trigger == LiquidationTrigger(
+    assert msgspec.structs.replace(trigger, status=None) == LiquidationTrigger(
         ts=5, account=ALICE, equity=usd("90"), maintenance=usd("90.9"), market="BTC"
     )
+    # its first status rides along: the isolated position alone, on its own margin
+    status = trigger.status
+    assert status is not None
+    assert (status.market, status.equity, status.below, status.reason) == (
+        "BTC",
+        usd("90"),
+        True,
+        "trigger",
+    )
+    assert [(p.market, p.is_cross) for p in status.positions] == [("BTC", False)]
     acct = account(r, ALICE)
     assert acct.positions["BTC"].liquidating and not acct.liquidating
     assert acct.collateral == usd("8998.5")  # cross collateral untouched

@@ -404,14 +404,11 @@ def test_a_mark_that_leaves_equity_above_maintenance_triggers_nothing_but_a_marg
 def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() -> None:
     r = _alice_long_on_600()
     outs = r.send(mark("94900"))
-    out, status = [o for o in outs if o.topic == "liquidations"]
-    assert out.partition == status.partition == partition_for(ALICE, 4)
-    # equity 598.5 - 510 = $88.5, maintenance 1% of $9,490 = $94.9
-    assert out.message == LiquidationTrigger(
-        ts=5, account=ALICE, equity=usd("88.5"), maintenance=usd("94.9")
-    )
-    # the account's positions follow the trigger, for the liquidator
-    assert status.message == LiquidationStatus(
+    (out,) = [o for o in outs if o.topic == "liquidations"]
+    assert out.partition == partition_for(ALICE, 4)
+    # equity 598.5 - 510 = $88.5, maintenance 1% of $9,490 = $94.9; the account's
+    # positions ride in the same record, as the case's first status, for the liquidator
+    status = LiquidationStatus(
         ts=5,
         account=ALICE,
         equity=usd("88.5"),
@@ -428,12 +425,29 @@ def test_a_mark_that_takes_equity_below_maintenance_triggers_liquidation_once() 
         ),
         below=True,
         reason="trigger",
+        open_orders=False,  # she has no order for the liquidator to cancel
+    )
+    assert out.message == LiquidationTrigger(
+        ts=5, account=ALICE, equity=usd("88.5"), maintenance=usd("94.9"), status=status
     )
     assert account(r, ALICE).liquidating
     # no second trigger: each later mark only updates the liquidator
     (update,) = [o.message for o in r.send(mark("94000"))]
     assert isinstance(update, LiquidationStatus)
     assert (update.reason, update.below, update.equity) == ("mark", True, usd("-1.5"))
+
+
+def test_the_first_status_says_whether_the_account_has_orders_in_its_markets() -> None:
+    r = _alice_long_on_600()
+    r.send(place(ALICE, "sell", "3500", "0.01", market="ETH"))
+    assert [o.market for o in account(r, ALICE).orders.values()] == ["ETH"]
+    status = only(r.send(mark("94900")), LiquidationTrigger).status
+    assert status is not None and status.open_orders is False  # nothing to cancel in BTC
+    r = _alice_long_on_600()
+    r.send(place(ALICE, "sell", "120000", "0.1", reduce_only=True))
+    assert [o.market for o in account(r, ALICE).orders.values()] == ["BTC"]
+    status = only(r.send(mark("94900")), LiquidationTrigger).status
+    assert status is not None and (status.reason, status.open_orders) == ("trigger", True)
 
 
 def test_an_account_that_recovers_can_be_triggered_again() -> None:
