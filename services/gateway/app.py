@@ -73,6 +73,7 @@ class Gateway:
         ns = settings.namespace
         self.bus = Bus(settings)
         self.hot = HotState(self.redis, settings)
+        self.bus.reflected = self.hot.reflects
         self.history = History(self.redis, settings)
         self.ip_limits = IpRateLimiter(self.redis, ns, clock, limit=settings.ip_weight_per_minute)
         self.address_limits = AddressRateLimiter(self.redis, ns, clock)

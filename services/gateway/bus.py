@@ -4,7 +4,7 @@ matcher.in), answered by the account.events record that carries the same req_id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,6 +28,9 @@ class Bus:
         )
         self.topics = settings.topics
         self.timeout_s = settings.gateway_reply_timeout_ms / 1000
+        # Waits until the hot state in Redis includes an answer's input record (set by
+        # the gateway): a client that reads after an answer sees what the answer says.
+        self.reflected: Callable[[str, float], Awaitable[bool]] | None = None
 
     async def start(self) -> None:
         await self.producer.start()
@@ -55,11 +58,23 @@ class Bus:
                     partition=partition,
                     headers=[("id", req_id.encode())],
                 )
+            started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait(waiters, timeout=self.timeout_s)
+            await self._reflect([self.replies.origins.get(r, "") for r in req_ids], started)
             return [w.result() if w in done else None for w in waiters]
         finally:
             for req_id in req_ids:
                 self.replies.forget(req_id)
+
+    async def _reflect(self, origins: Sequence[str], started: float) -> None:
+        """Hold the answers until Redis shows their effects (within the reply timeout:
+        past it the answer goes out anyway, as it is committed in Kafka)."""
+        if self.reflected is None:
+            return
+        for origin in dict.fromkeys(o for o in origins if o):
+            left = self.timeout_s - (asyncio.get_running_loop().time() - started)
+            if left <= 0 or not await self.reflected(origin, left):
+                return
 
     async def ask_market(self, market: str, message: Message) -> Any:
         """An operator command for a market's matcher, answered on market.events by the

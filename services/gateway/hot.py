@@ -8,6 +8,7 @@ partition's committed offset, so every read is a consistent, committed view.
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import msgspec
@@ -50,6 +51,25 @@ class HotState:
         self.matcher = SnapshotStore(redis, settings.namespace, "matcher")
         self.risk_partitions = settings.topics.partitions(topics.RISK_IN)
         self.matcher_partitions = settings.topics.partitions(topics.MATCHER_IN)
+
+    async def reflects(self, origin: str, timeout_s: float) -> bool:
+        """Wait until the hot state includes input record ``origin`` (an output's id,
+        ``<input topic>/<partition>/<offset>/<n>``): the runtime writes Redis just after
+        the Kafka transaction that carried the answer. False if not within the time."""
+        parts = origin.split("/")
+        store = {topics.RISK_IN: self.risk, topics.MATCHER_IN: self.matcher}.get(parts[0])
+        if store is None or len(parts) != 4:
+            return True
+        partition, offset = int(parts[1]), int(parts[2])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pause = 0.0005
+        while await store.stored_offset(partition) <= offset:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.01)
+        return True
 
     def risk_key(self, account: str) -> str:
         return self.risk.state_key(partition_for(account, self.risk_partitions))

@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common import codec, topics
+from libs.common.runtime.processor import ID_HEADER
 from libs.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class Replies:
             ),
         }
         self.waiters: dict[str, asyncio.Future[Any]] = {}
+        # req_id -> id of the answer's record, "<input topic>/<partition>/<offset>/<n>":
+        # which input record of which state machine produced it
+        self.origins: dict[str, str] = {}
         self.listeners: list[Listener] = []
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -64,6 +68,7 @@ class Replies:
 
     def forget(self, req_id: str) -> None:
         self.waiters.pop(req_id, None)
+        self.origins.pop(req_id, None)
 
     async def _run(self) -> None:
         while True:
@@ -80,6 +85,7 @@ class Replies:
                     if req_id:
                         future = self.waiters.pop(req_id, None)
                         if future is not None and not future.done():
+                            self.origins[req_id] = _record_id(record.headers)
                             future.set_result(event)
                     for listener in self.listeners:
                         try:
@@ -95,3 +101,10 @@ class Replies:
             except asyncio.CancelledError:
                 pass
         await self.consumer.stop()
+
+
+def _record_id(headers: Any) -> str:
+    for name, value in headers or ():
+        if name == ID_HEADER:
+            return bytes(value).decode()
+    return ""

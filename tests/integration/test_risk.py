@@ -149,11 +149,14 @@ async def test_a_trade_and_a_mark_move_flag_the_short_and_redis_matches_a_replay
 
         assert await wait_for(caught_up)
 
-    # the trigger, then the status the liquidator decides from
+    # the trigger, carrying the first status the liquidator decides from
     (trigger,) = [r.value for r in triggers if isinstance(r.value, LiquidationTrigger)]
-    assert trigger == LiquidationTrigger(
-        ts=T0 + 3, account=BOB, equity=95_500_000, maintenance=106_000_000
-    )
+    assert (trigger.ts, trigger.account, trigger.market) == (T0 + 3, BOB, "")
+    assert (trigger.equity, trigger.maintenance) == (95_500_000, 106_000_000)
+    assert trigger.status is not None and trigger.status.below
+    assert (trigger.status.equity, trigger.status.reason) == (95_500_000, "trigger")
+    (short,) = trigger.status.positions
+    assert (short.market, short.szi) == ("BTC", -btc.size_units("0.1"))
     answers = {e.value.req_id: e.value.status for e in events if isinstance(e.value, OrderUpdate)}
     assert (answers["a1"], answers["b1"]) == ("resting", "filled")
     # Redis holds exactly what a fresh replay of the log computes, offsets included.
