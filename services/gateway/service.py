@@ -23,8 +23,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     ]
     for runner in runners:
         await runner.setup()
-    await web.TCPSite(runners[0], settings.gateway_host, settings.gateway_port).start()
+    # The operator API first: the public /health answering means both are up.
     await web.TCPSite(runners[1], settings.gateway_host, settings.operator_port).start()
+    await web.TCPSite(runners[0], settings.gateway_host, settings.gateway_port).start()
     projector = asyncio.create_task(run_projector(gateway.history, stop))
     try:
         await stop.wait()
