@@ -295,6 +295,7 @@ async def run(args: argparse.Namespace) -> float:
             operator_port=operator_port,
             oracle_volatility_bps=0,
             ip_weight_per_minute=1_000_000_000,  # one benchmark host sends everything
+            fetch_max_wait_ms=args.fetch_max_wait_ms,
         )
         await ensure_topics(settings)
         logs = Path(tempfile.mkdtemp(prefix="bench-e2e-logs-"))
@@ -349,6 +350,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="saturation clients")
     parser.add_argument("--saturation-batch", type=int, default=40)
     parser.add_argument("--saturation-orders", type=int, default=0)
+    parser.add_argument(
+        "--fetch-max-wait-ms", type=int, default=Settings().fetch_max_wait_ms, help="services'"
+    )
     ratio = uvloop.run(run(parser.parse_args()))
     print(f"e2e_vs_bus_ratio={ratio:.3f}")
 
