@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     gateway_reply_timeout_ms: int = Field(
         5000, description="How long /exchange waits for an outcome on the bus"
     )
+    fetch_max_wait_ms: int = Field(
+        500,
+        description="Longest a consumer's fetch waits at the broker for data to arrive",
+    )
+    gateway_redis_connections: int = Field(
+        256,
+        description="Redis connections one gateway process opens at most; a request "
+        "waits for a free one instead of failing",
+    )
     ip_weight_per_minute: int = Field(
         1200, description="Request weight one IP may spend per minute (HTTP 429 beyond)"
     )

@@ -180,6 +180,11 @@ class AgentStore:
     async def master_of(self, agent: str, now_ms: int) -> str | None:
         """The master this agent acts for now, or None if it is no live agent."""
         claim = cast(bytes | None, await self.client.get(self.claim_key(agent)))
+        return await self.master_by_claim(agent, claim, now_ms)
+
+    async def master_by_claim(self, agent: str, claim: bytes | None, now_ms: int) -> str | None:
+        """``master_of`` with the agent's claim (``GET claim_key(agent)``) already read, so
+        a caller can fetch it in a pipeline with its other reads."""
         if claim is None:
             return None
         approval = _DECODE.decode(claim)

@@ -69,7 +69,10 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.gateway_redis_connections, timeout=None
+        )
+        self.redis = aioredis.Redis.from_pool(pool)
         ns = settings.namespace
         self.bus = Bus(settings)
         self.hot = HotState(self.redis, settings)

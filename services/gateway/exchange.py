@@ -157,8 +157,8 @@ class ExchangeApi:
                     envelope.signature,
                     source=self.settings.signature_source,  # type: ignore[arg-type]
                 )
-                account = await self.agents.acting_for(signer, now)
-                if account == signer and not await self.hot.account_exists(signer):
+                account, exists = await self._acting_for(signer, now)
+                if account == signer and not exists:
                     raise ExchangeError(f"User or API Wallet {signer} does not exist.")
         except signing.SignatureError as exc:
             raise ExchangeError(str(exc)) from None
@@ -170,6 +170,21 @@ class ExchangeApi:
         if isinstance(action, ApproveAgentAction):
             return await self.approve_agent(account, action, now)
         return await self.handlers[kind](account, action)
+
+    async def _acting_for(self, signer: str, now: int) -> tuple[str, bool]:
+        """The account an L1 signer acts for, and whether the signer has an account.
+
+        The signer's agent claim and its account are read in one round trip (an agent
+        costs one more, to check its master still lists it): the same answer as
+        ``agents.acting_for`` then ``hot.account_exists``, at half the round trips.
+        """
+        key, field = self.hot.account_field(signer)
+        async with self.hot.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.agents.claim_key(signer))
+            pipe.hexists(key, field)
+            claim, exists = await pipe.execute()
+        master = await self.agents.master_by_claim(signer, claim, now)
+        return master or signer.lower(), bool(exists)
 
     # ------------------------------------------------------------ orders
 

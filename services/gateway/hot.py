@@ -118,7 +118,11 @@ class HotState:
         return account, states
 
     async def account_exists(self, user: str) -> bool:
-        return bool(await self.redis.hexists(self.risk_key(user), ACCOUNT_PREFIX + user))
+        return bool(await self.redis.hexists(*self.account_field(user)))
+
+    def account_field(self, user: str) -> tuple[str, str]:
+        """The hash key and field holding the user's account state (risk's snapshot)."""
+        return self.risk_key(user), ACCOUNT_PREFIX + user
 
     async def l2(self, market: str) -> L2View | None:
         raw = cast(

@@ -45,6 +45,7 @@ class Replies:
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._task: asyncio.Task[None] | None = None
 

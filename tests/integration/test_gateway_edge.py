@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from libs.common.settings import Settings
 from libs.common.state import ACCOUNT_PREFIX, AccountState
 from services.gateway.app import Gateway
+from services.gateway.exchange import TIMEOUT
 from sim.client import signed_body, wallet
 
 pytestmark = pytest.mark.kafka
@@ -153,6 +154,29 @@ async def test_an_unknown_signer_is_refused(gateway: tuple[TestClient, Gateway])
         "status": "err",
         "response": f"User or API Wallet {STRANGER.address.lower()} does not exist.",
     }
+
+
+async def test_an_agent_acts_for_its_master_and_a_stale_agent_for_nobody(
+    gateway: tuple[TestClient, Gateway],
+) -> None:
+    """The signer's agent claim and account are read together; the answer is as before."""
+    client, gw = gateway
+    master = TRADER.address.lower()
+    agent = STRANGER.address.lower()
+    t = now()
+    await gw.agents.approve(master, agent, "bot", t, t)
+    before = (await gw.address_limits.user_rate_limit(master))["nRequestsUsed"]
+    _status, answer = await post(client, "/exchange", signed_body(STRANGER, order(), t + 1))
+    # Admitted for the master (no state machine runs, so the outcome times out) and
+    # counted against the master's budget, not the agent's.
+    assert answer["response"]["data"]["statuses"] == [{"error": TIMEOUT}]
+    assert (await gw.address_limits.user_rate_limit(master))["nRequestsUsed"] == before + 1
+    assert (await gw.address_limits.user_rate_limit(agent))["nRequestsUsed"] == 0
+    # The master no longer lists the agent (its claim is left behind): the agent acts
+    # for itself, and has no account.
+    await gw.redis.hdel(gw.agents.master_key(master), agent)
+    _status, answer = await post(client, "/exchange", signed_body(STRANGER, order(), t + 2))
+    assert answer == {"status": "err", "response": f"User or API Wallet {agent} does not exist."}
 
 
 JSON = st.recursive(

@@ -348,6 +348,7 @@ class Processor:
             # A processor started before its topic exists must notice it soon, not after
             # the client's default five minutes.
             metadata_max_age_ms=5_000,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
 
     # ------------------------------------------------------------ ownership
