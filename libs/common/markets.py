@@ -252,7 +252,7 @@ def load_markets(path: Path | str | None = None) -> MarketRegistry:
             # unconfigured: the smallest volatility whose largest shock is 1/default_leverage
             vol = -(-1_000_000 * 100 // (spec.default_leverage * max(grid.shock_steps_pct)))
             markets[n] = spec = msgspec.structs.replace(spec, pm_volatility_ppm=vol)
-        _check_portfolio(spec, grid)
+        check_portfolio(spec, grid)
     names = {spec.name for spec in markets}
     collateral = tuple(_collateral(raw, names) for raw in doc.get("collateral", []))
     if len({c.asset for c in collateral}) != len(collateral):
@@ -321,7 +321,7 @@ def _portfolio_grid(raw: object) -> PortfolioGrid:
     )
 
 
-def _check_portfolio(spec: MarketSpec, grid: PortfolioGrid) -> None:
+def check_portfolio(spec: MarketSpec, grid: PortfolioGrid) -> None:
     """A market's portfolio parameters: a positive volatility below 100%, a correlation
     within 0..1, and a largest shock at least the initial margin at the default
     leverage, so a lone position never needs less than under cross margin."""
@@ -527,6 +527,7 @@ __all__ = [
     "MarketRegistry",
     "MarketSpec",
     "PortfolioGrid",
+    "check_portfolio",
     "check_spec",
     "differences",
     "format_units",

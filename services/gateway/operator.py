@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from libs.common import codec, topics
 from libs.common.margin import clearinghouse_state
-from libs.common.markets import MarketRegistry, parse_params, reconfigure
+from libs.common.markets import MarketRegistry, check_portfolio, parse_params, reconfigure
 from libs.common.money import UnitError, format_usd, usd_to_units
 from libs.common.schemas import (
     BalanceUpdate,
@@ -136,7 +136,8 @@ class OperatorApi:
             req = ConfigureMarketRequest.model_validate(request[BODY])
             spec = self.markets.by_name(req.coin)
             params = parse_params(req.changes)
-            reconfigure(spec, params)
+            # portfolio margin stays at least cross margin for a lone position
+            check_portfolio(reconfigure(spec, params), self.markets.portfolio)
         except ValidationError as exc:
             return err(describe(exc), 400)
         except (UnitError, ValueError) as exc:

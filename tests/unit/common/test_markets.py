@@ -348,3 +348,14 @@ def test_overrides_rebuild_exactly_the_changed_market(
     assert with_overrides(market, kept) == changed
     assert set(kept.changes()) <= set(params.changes())
     assert differences(market, market) == MarketParams()
+
+
+def test_a_lower_default_leverage_must_keep_portfolio_margin_above_cross() -> None:
+    from libs.common.markets import check_portfolio, parse_params, reconfigure
+
+    # BTC's largest portfolio shock is 6%: at 20x (5% initial) a lone position needs more
+    # under portfolio margin than under cross; at 10x (10%) it would need less
+    check_portfolio(reconfigure(BTC, parse_params({"default_leverage": 25})), MARKETS.portfolio)
+    lower = reconfigure(BTC, parse_params({"default_leverage": 10}))
+    with pytest.raises(ValueError, match=r"largest portfolio shock \(60000 ppm\)"):
+        check_portfolio(lower, MARKETS.portfolio)
