@@ -31,24 +31,21 @@ import argparse
 import asyncio
 import json
 import math
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import uvloop
 from eth_account.signers.local import LocalAccount
 
 from bench.bus import consume_all, produce_all
+from bench.venue import bench_venue
 from libs.common import codec
 from libs.common.admin import ensure_topics
 from libs.common.schemas import PlaceOrder
 from libs.common.settings import Settings
-from libs.localstack import LocalStack, free_ports
-from libs.localstack.procs import ServiceProcess, wait_http
-from sim.client import VenueClient, signed_body, wallet
+from sim.client import signed_body, wallet
 
 ACCOUNTS = 256
 # Connections the open-loop generator keeps; a request due while all are busy waits.
@@ -282,29 +279,10 @@ async def run(args: argparse.Namespace) -> float:
         rates = [100.0, 1000.0, 5000.0] if args.quick else [100.0, 1000.0, 5000.0, 10000.0, 20000.0]
     seconds = args.seconds or (3.0 if args.quick else 5.0)
     sat_orders = args.saturation_orders or (6_000 if args.quick else 40_000)
-    stack = LocalStack.private(Path(tempfile.mkdtemp(prefix="bench-e2e-")))
-    stack.start()
-    procs: list[ServiceProcess] = []
-    try:
-        gateway_port, operator_port = free_ports(2)
-        settings = Settings(
-            kafka_bootstrap=stack.bootstrap,
-            redis_url=stack.redis_url,
-            namespace=f"benche{uuid.uuid4().hex[:8]}.",
-            gateway_port=gateway_port,
-            operator_port=operator_port,
-            oracle_volatility_bps=0,
-            ip_weight_per_minute=1_000_000_000,  # one benchmark host sends everything
-            fetch_max_wait_ms=args.fetch_max_wait_ms,
-        )
-        await ensure_topics(settings)
-        logs = Path(tempfile.mkdtemp(prefix="bench-e2e-logs-"))
-        procs = [ServiceProcess(n, settings, logs).start() for n in ("risk", "matcher", "gateway")]
-        url = f"http://127.0.0.1:{gateway_port}"
-        wait_http(url + "/health")
-        keys = [wallet(0xB000 + i) for i in range(ACCOUNTS)]
-        async with VenueClient(url, f"http://127.0.0.1:{operator_port}") as venue:
-            await asyncio.gather(*(venue.deposit(k.address, "10000000") for k in keys))
+    keys = [wallet(0xB000 + i) for i in range(ACCOUNTS)]
+    overrides = {"fetch_max_wait_ms": args.fetch_max_wait_ms}
+    async with bench_venue("e2e", keys, "10000000", **overrides) as venue:
+        settings, gateway_port = venue.settings, venue.gateway_port
         signer = Signer(keys)
         print(f"gateway, risk and matcher as processes; {ACCOUNTS} funded accounts")
         await saturated(
@@ -333,10 +311,6 @@ async def run(args: argparse.Namespace) -> float:
         bus = await raw_bus(settings, sat_orders)
         print(f"pipeline at saturation (best of the two) {best:,.0f} orders/s")
         return best / bus
-    finally:
-        for proc in procs:
-            proc.stop()
-        stack.stop()
 
 
 def main() -> None:

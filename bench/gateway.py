@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
 
-from libs.common.admin import ensure_topics
-from libs.common.settings import Settings
+from bench.venue import bench_venue
 from libs.common.signing import recover_l1_signer
-from libs.localstack import LocalStack, free_ports
-from libs.localstack.procs import ServiceProcess, wait_http
-from sim.client import VenueClient, signed_body, wallet
+from sim.client import signed_body, wallet
 
 
 def order(asset: int, px: str) -> dict[str, Any]:
@@ -92,28 +86,9 @@ async def drive(url: str, bodies: list[dict[str, Any]], clients: int) -> tuple[f
 
 async def run(args: argparse.Namespace) -> float:
     count = args.orders or (2_000 if args.quick else 20_000)
-    stack = LocalStack.private(Path(tempfile.mkdtemp(prefix="bench-gateway-")))
-    stack.start()
-    procs: list[ServiceProcess] = []
-    try:
-        gateway_port, operator_port = free_ports(2)
-        settings = Settings(
-            kafka_bootstrap=stack.bootstrap,
-            redis_url=stack.redis_url,
-            namespace=f"benchg{uuid.uuid4().hex[:8]}.",
-            gateway_port=gateway_port,
-            operator_port=operator_port,
-            oracle_volatility_bps=0,
-            ip_weight_per_minute=10_000_000,  # one benchmark host sends everything
-        )
-        await ensure_topics(settings)
-        logs = Path(tempfile.mkdtemp(prefix="bench-gateway-logs-"))
-        procs = [ServiceProcess(n, settings, logs).start() for n in ("risk", "matcher", "gateway")]
-        url = f"http://127.0.0.1:{gateway_port}"
-        wait_http(url + "/health")
-        keys = [wallet(0xB000 + i) for i in range(args.clients)]
-        async with VenueClient(url, f"http://127.0.0.1:{operator_port}") as venue:
-            await asyncio.gather(*(venue.deposit(k.address, "1000000") for k in keys))
+    keys = [wallet(0xB000 + i) for i in range(args.clients)]
+    async with bench_venue("gateway", keys, "1000000", ip_weight_per_minute=10_000_000) as venue:
+        url = venue.url
         now = int(time.time() * 1000)
         bodies = [
             signed_body(
@@ -134,10 +109,6 @@ async def run(args: argparse.Namespace) -> float:
             f" answer latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         )
         return rate
-    finally:
-        for proc in procs:
-            proc.stop()
-        stack.stop()
 
 
 def main() -> None:
