@@ -6,7 +6,8 @@ A mixed flow in the spirit of exchange-core's benchmark: mostly modifies and can
 some GTC and IOC orders, a few percent of operations trade; about 1,000 resting orders
 over hundreds of price levels; 1,000 accounts. The flow is generated once against a
 scratch engine (so every cancel and modify names a live order), then replayed on a
-fresh core: once for throughput, once timing every operation for its latency.
+fresh core: once for throughput, once timing every operation for its latency. Then the
+cost of persisting a one-order batch with 1,000 and 10,000 orders resting.
 The hot modules run compiled when built (``python -m libs.common.compile``, done by
 deploy/local/bootstrap.sh); the output says which ran. Last line:
 ``matcher_ops_per_sec=<core ops/s>``.
@@ -130,6 +131,50 @@ def run_core(flow: list[msgspec.Struct], markets: MarketRegistry) -> tuple[float
     return len(flow) / (time.perf_counter() - started), outputs
 
 
+def persist_per_batch(markets: MarketRegistry, resting: int, batches: int = 200) -> str:
+    """What one batch placing one order costs with ``resting`` orders on the book: the
+    apply and ``take_changes`` (what the runtime writes to Redis after each batch)."""
+    core = MatcherCore(markets, 0)
+    ctx = Context(Topics(""), topics.MATCHER_IN, 0)
+    core.apply(IndexTick(ts=1, market="BTC", px=MID), ctx.at(0, live=False))
+    for i in range(resting):
+        order = NewOrder(
+            ts=2 + i,
+            oid=1 + i,
+            account=f"0x{i % 1_000:040x}",
+            market="BTC",
+            is_buy=True,
+            px=MID - 1 - i % SPREAD_LEVELS,
+            sz=100,
+        )
+        core.apply(order, ctx.at(1 + i, live=False))
+    core.take_changes()
+    ctx.outputs.clear()
+    fields = size = 0
+    started = time.perf_counter()
+    for k in range(batches):
+        n = resting + k
+        order = NewOrder(
+            ts=2 + n,
+            oid=1 + n,
+            account=f"0x{n % 1_000:040x}",
+            market="BTC",
+            is_buy=False,
+            px=MID + 1 + n % SPREAD_LEVELS,
+            sz=100,
+        )
+        core.apply(order, ctx.at(1 + n, live=True))
+        ctx.outputs.clear()
+        changes = core.take_changes()
+        fields += len(changes)
+        size += sum(len(value) for value in changes.values() if value is not None)
+    per_batch = (time.perf_counter() - started) / batches * 1e6
+    return (
+        f"persist, {resting:,} resting orders: {per_batch:,.0f} us per one-order batch "
+        f"(apply + take_changes), {fields / batches:.0f} fields, {size // batches:,} bytes"
+    )
+
+
 def latencies(flow: list[msgspec.Struct], markets: MarketRegistry) -> list[int]:
     """Per-operation latency in nanoseconds (the clock read costs ~50 ns of each)."""
     core = MatcherCore(markets, 0)
@@ -213,6 +258,8 @@ def main() -> None:
         f"core latency per op: p50 {percentile(lat, 0.5):.1f} us, "
         f"p99 {percentile(lat, 0.99):.1f} us, p99.9 {percentile(lat, 0.999):.1f} us"
     )
+    for resting in (1_000, 10_000):
+        print(persist_per_batch(markets, resting))
     if not args.no_kafka:
         service = uvloop.run(through_kafka(args, flow[: min(len(flow), 200_000)]))
         print(f"service through Kafka (one market, one partition): {service:,.0f} ops/s")

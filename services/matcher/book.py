@@ -38,6 +38,7 @@ class RestingOrder:
         "orig_sz",
         "px",
         "reduce_only",
+        "seq",
         "sz",
         "ts",
     )
@@ -55,6 +56,7 @@ class RestingOrder:
         cloid: str | None = None,
         reduce_only: bool = False,
         filled_ntl: int = 0,
+        seq: int = 0,
     ) -> None:
         self.oid = oid
         self.account = account
@@ -66,6 +68,7 @@ class RestingOrder:
         self.cloid = cloid
         self.reduce_only = reduce_only
         self.filled_ntl = filled_ntl
+        self.seq = seq
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RestingOrder) and self.record() == other.record()
@@ -85,6 +88,7 @@ class RestingOrder:
             cloid=self.cloid,
             reduce_only=self.reduce_only,
             filled_ntl=self.filled_ntl,
+            seq=self.seq,
         )
 
     @staticmethod
@@ -100,6 +104,7 @@ class RestingOrder:
             cloid=r.cloid,
             reduce_only=r.reduce_only,
             filled_ntl=r.filled_ntl,
+            seq=r.seq,
         )
 
 
@@ -166,6 +171,10 @@ class Book:
         self.asks = _Side(is_bid=False)
         self.orders: dict[int, RestingOrder] = {}
         self.touched: dict[tuple[bool, int], None] = {}
+        # Orders rested, changed or removed since the last take_dirty(), in change order:
+        # what the engine persists for this book after a batch.
+        self.dirty: dict[int, None] = {}
+        self.next_seq = 1  # each rest takes the next number: a level's queue order
         self.reduce_only_resting = 0
 
     # ------------------------------------------------------------ queries
@@ -228,12 +237,20 @@ class Book:
     # ------------------------------------------------------------ changes
 
     def rest(self, order: RestingOrder) -> None:
+        """Put an order at the back of its price level's queue."""
+        order.seq = self.next_seq
+        self.next_seq += 1
+        self.insert(order)
+
+    def insert(self, order: RestingOrder) -> None:
+        """Rest an order keeping its sequence number (restoring a book in rest order)."""
         side = self.bids if order.is_buy else self.asks
         level = side.level_for(order.px)
         level.orders[order.oid] = order
         level.size += order.sz
         self.orders[order.oid] = order
         self.touched[(order.is_buy, order.px)] = None
+        self.dirty[order.oid] = None
         self.reduce_only_resting += order.reduce_only
 
     def cancel(self, oid: int) -> RestingOrder | None:
@@ -247,6 +264,7 @@ class Book:
         if not level.orders:
             side.drop_level(order.px)
         self.touched[(order.is_buy, order.px)] = None
+        self.dirty[oid] = None
         self.reduce_only_resting -= order.reduce_only
         return order
 
@@ -257,6 +275,7 @@ class Book:
         level.size -= order.sz - new_sz
         order.sz = new_sz
         self.touched[(order.is_buy, order.px)] = None
+        self.dirty[oid] = None
 
     def match(
         self, is_buy: bool, px: int, sz: int, account: str, positions: Positions
@@ -296,6 +315,7 @@ class Book:
                         continue
                 maker.sz -= qty
                 maker.filled_ntl += qty * best
+                self.dirty[maker.oid] = None
                 level.size -= qty
                 remaining -= qty
                 positions.apply(account, is_buy, qty)
@@ -312,6 +332,7 @@ class Book:
         return matches, remaining, removed
 
     def _remove(self, level: _Level, order: RestingOrder) -> None:
+        self.dirty[order.oid] = None
         del level.orders[order.oid]
         del self.orders[order.oid]
         level.size -= order.sz
@@ -322,3 +343,9 @@ class Book:
         touched = list(self.touched)
         self.touched.clear()
         return touched
+
+    def take_dirty(self) -> list[int]:
+        """Orders rested, changed or removed since the last call, in change order."""
+        dirty = list(self.dirty)
+        self.dirty.clear()
+        return dirty

@@ -31,8 +31,23 @@ from libs.common.schemas import (
 )
 from libs.common.state import L2_PREFIX, MARKET_CTX_PREFIX, MARKET_SPEC_PREFIX
 from services.matcher.market import MarketEngine
-from services.matcher.structs import MarketSnapshot, Schedules
+from services.matcher.structs import (
+    MarketSnapshot,
+    OrderRecord,
+    PendingChildren,
+    Schedules,
+    TriggerOrder,
+)
 
+# A market's state is persisted in pieces, so a batch writes only what it changed: the
+# header (everything but the orders) under HEADER_PREFIX + market, and each resting order,
+# trigger and pending TP/SL group under its own field, e.g. "o:BTC:17".
+HEADER_PREFIX: Final = "mkt:"
+ORDER_PREFIX: Final = "o:"
+TRIGGER_PREFIX: Final = "t:"
+PENDING_PREFIX: Final = "p:"
+# The old layout: a market's whole snapshot in one field (still read; replaced on the
+# market's next write).
 BOOK_PREFIX: Final = "book:"
 
 # Commands a market engine handles itself, by message type.
@@ -63,6 +78,7 @@ class MatcherCore:
         self.schedules = Schedules()
         self._deadlines: list[tuple[int, str]] = []
         self._dirty: dict[str, None] = {}
+        self._legacy: dict[str, None] = {}  # markets restored from the old layout
         self._schedules_dirty = False
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(MarketSnapshot)
@@ -119,7 +135,11 @@ class MatcherCore:
         encode = self._encoder.encode
         for market in self._dirty:
             engine = self.engines[market]
-            changes[BOOK_PREFIX + market] = encode(engine.snapshot())
+            changes[HEADER_PREFIX + market] = encode(engine.header())
+            if market in self._legacy:
+                self._convert(engine, changes)
+            else:
+                self._pieces(engine, changes)
             changes[MARKET_CTX_PREFIX + market] = encode(engine.context())
             if engine.l2_dirty:
                 changes[L2_PREFIX + market] = encode(engine.l2_view())
@@ -133,19 +153,101 @@ class MatcherCore:
             self._schedules_dirty = False
         return changes
 
+    def _pieces(self, engine: MarketEngine, changes: dict[str, bytes | None]) -> None:
+        """The orders, triggers and pending groups the batch changed (None: gone)."""
+        encode = self._encoder.encode
+        name = engine.market + ":"
+        book = engine.book
+        if book.dirty:
+            orders = book.orders
+            for oid in book.take_dirty():
+                order = orders.get(oid)
+                changes[ORDER_PREFIX + name + str(oid)] = (
+                    None if order is None else encode(order.record())
+                )
+        if engine.dirty_triggers:
+            for oid in engine.dirty_triggers:
+                trigger = engine.triggers.get(oid)
+                changes[TRIGGER_PREFIX + name + str(oid)] = (
+                    None if trigger is None else encode(trigger)
+                )
+            engine.dirty_triggers.clear()
+        if engine.dirty_pending:
+            for oid in engine.dirty_pending:
+                group = engine.pending.get(oid)
+                changes[PENDING_PREFIX + name + str(oid)] = None if group is None else encode(group)
+            engine.dirty_pending.clear()
+
+    def _convert(self, engine: MarketEngine, changes: dict[str, bytes | None]) -> None:
+        """Write a market restored from the old layout in pieces, and drop its old field."""
+        encode = self._encoder.encode
+        market = engine.market
+        for order in engine.book.resting():
+            changes[f"{ORDER_PREFIX}{market}:{order.oid}"] = encode(order.record())
+        for oid in sorted(engine.triggers):
+            changes[f"{TRIGGER_PREFIX}{market}:{oid}"] = encode(engine.triggers[oid])
+        for oid in sorted(engine.pending):
+            changes[f"{PENDING_PREFIX}{market}:{oid}"] = encode(engine.pending[oid])
+        changes[BOOK_PREFIX + market] = None
+        engine.book.take_dirty()
+        engine.dirty_triggers.clear()
+        engine.dirty_pending.clear()
+        del self._legacy[market]
+
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.engines.clear()
         self._dirty.clear()
+        self._legacy.clear()
+        headers: dict[str, MarketSnapshot] = {}
+        legacy: dict[str, MarketSnapshot] = {}
         for field, raw in entries.items():
-            if field.startswith(BOOK_PREFIX):
+            if field.startswith(HEADER_PREFIX):
                 snap = self._decoder.decode(raw)
-                spec = self.markets.by_name(snap.market)
-                self.engines[snap.market] = MarketEngine.restore(spec, snap)
+                headers[snap.market] = snap
+            elif field.startswith(BOOK_PREFIX):
+                snap = self._decoder.decode(raw)
+                legacy[snap.market] = snap
+        if headers:
+            self._gather(headers, entries)
+        for market in sorted(headers.keys() | legacy.keys()):
+            snap = headers.get(market) or legacy[market]
+            if market not in headers:
+                self._legacy[market] = None
+            spec = self.markets.by_name(market)
+            self.engines[market] = MarketEngine.restore(spec, snap)
         raw_schedules = entries.get(SCHEDULE_KEY)
         self.schedules = (
             msgspec.msgpack.decode(raw_schedules, type=Schedules) if raw_schedules else Schedules()
         )
         self._deadlines = sorted((at, account) for account, at in self.schedules.at.items())
+
+    @staticmethod
+    def _gather(headers: dict[str, MarketSnapshot], entries: Mapping[str, bytes]) -> None:
+        """Fill each market header with its persisted orders (in rest order), triggers and
+        pending groups (by oid)."""
+        orders: dict[str, list[OrderRecord]] = {m: [] for m in headers}
+        triggers: dict[str, list[TriggerOrder]] = {m: [] for m in headers}
+        pending: dict[str, list[tuple[int, PendingChildren]]] = {m: [] for m in headers}
+        order_decoder = msgspec.msgpack.Decoder(OrderRecord)
+        trigger_decoder = msgspec.msgpack.Decoder(TriggerOrder)
+        pending_decoder = msgspec.msgpack.Decoder(PendingChildren)
+        for field, raw in entries.items():
+            kind, sep, rest = field.partition(":")
+            if not sep or kind not in ("o", "t", "p"):
+                continue
+            market, _, oid = rest.rpartition(":")
+            if market not in headers:
+                raise RuntimeError(f"matcher state: {field} has no market header")
+            if kind == "o":
+                orders[market].append(order_decoder.decode(raw))
+            elif kind == "t":
+                triggers[market].append(trigger_decoder.decode(raw))
+            else:
+                pending[market].append((int(oid), pending_decoder.decode(raw)))
+        for market, snap in headers.items():
+            snap.orders = sorted(orders[market], key=lambda r: r.seq)
+            snap.triggers = sorted(triggers[market], key=lambda t: t.oid)
+            snap.pending = dict(sorted(pending[market], key=lambda item: item[0]))
 
     # ------------------------------------------------------------ helpers
 

@@ -102,6 +102,9 @@ class MarketEngine:
         self.book = Book(spec.name)
         self.triggers: dict[int, TriggerOrder] = {}
         self.pending: dict[int, PendingChildren] = {}
+        # Triggers and pending TP/SL groups placed or removed since the last persist.
+        self.dirty_triggers: dict[int, None] = {}
+        self.dirty_pending: dict[int, None] = {}
         self.positions = Positions()
         self.mark = MarkState()
         self.funding = FundingState()
@@ -128,11 +131,21 @@ class MarketEngine:
     # ------------------------------------------------------------ persistence
 
     def snapshot(self) -> MarketSnapshot:
+        """The whole market: header, resting orders, triggers and pending TP/SLs."""
+        snap = self.header()
+        snap.orders = [order.record() for order in self.book.resting()]
+        snap.triggers = [self.triggers[oid] for oid in sorted(self.triggers)]
+        snap.pending = dict(sorted(self.pending.items()))
+        return snap
+
+    def header(self) -> MarketSnapshot:
+        """The market without its orders, triggers and pending TP/SLs (persisted one by
+        one, as they change)."""
         return MarketSnapshot(
             market=self.market,
-            orders=[order.record() for order in self.book.resting()],
-            triggers=[self.triggers[oid] for oid in sorted(self.triggers)],
-            pending=dict(sorted(self.pending.items())),
+            orders=[],
+            triggers=[],
+            pending={},
             positions=dict(sorted(self.positions.sizes.items())),
             mark=self.mark,
             funding=self.funding,
@@ -148,6 +161,7 @@ class MarketEngine:
             ts=self.ts,
             book_ts=self.book_ts,
             overrides=self.overrides,
+            order_seq=self.book.next_seq,
         )
 
     @classmethod
@@ -161,11 +175,18 @@ class MarketEngine:
                 f"table ({exc}); fix config/markets.toml"
             ) from None
         engine.overrides = snap.overrides
-        for record in snap.orders:
+        book = engine.book
+        for record in snap.orders:  # each level's queue in order
             order = RestingOrder.from_record(record)
-            engine.book.rest(order)
+            if snap.order_seq:
+                book.insert(order)
+            else:  # the old layout: numbered afresh, in priority order
+                book.rest(order)
             engine._track(order.account, order.oid, order.cloid)
-        engine.book.take_touched()
+        if snap.order_seq:
+            book.next_seq = snap.order_seq
+        book.take_touched()
+        book.take_dirty()
         for trigger in snap.triggers:
             engine.triggers[trigger.oid] = trigger
             engine._track(trigger.account, trigger.oid, trigger.cloid)
@@ -576,6 +597,7 @@ class MarketEngine:
     def _place_trigger(self, trigger: TriggerOrder, ctx: Context, req_id: str = "") -> None:
         """Rest a TP/SL off the book until the mark crosses it, and say so."""
         self.triggers[trigger.oid] = trigger
+        self.dirty_triggers[trigger.oid] = None
         self._track(trigger.account, trigger.oid, trigger.cloid)
         self._result(
             ctx,
@@ -598,9 +620,11 @@ class MarketEngine:
     ) -> None:
         if ex.status == "resting":  # placed when the parent leaves the book
             self.pending[parent] = PendingChildren(account=account, children=list(children))
+            self.dirty_pending[parent] = None
             return
         if ex.filled:
             self.pending[parent] = PendingChildren(account=account, children=list(children))
+            self.dirty_pending[parent] = None
             self._release_children(ctx, parent, ex.filled)
         else:
             for child in children:
@@ -618,6 +642,7 @@ class MarketEngine:
         group = self.pending.pop(parent, None)
         if group is None:
             return
+        self.dirty_pending[parent] = None
         for child in group.children:
             if parent_filled == 0:
                 self._result(
@@ -652,6 +677,7 @@ class MarketEngine:
             if t.oid not in self.triggers:
                 continue  # canceled by an earlier trigger that closed its position
             del self.triggers[t.oid]
+            self.dirty_triggers[t.oid] = None
             self._untrack(t.account, t.oid, t.cloid)
             self._result(ctx, t.account, t.oid, "triggered", cloid=t.cloid, px=t.px)
             sz = t.sz
@@ -715,6 +741,7 @@ class MarketEngine:
                 self._release_children(ctx, oid, filled)
         elif trigger is not None and trigger.account == account:
             del self.triggers[trigger.oid]
+            self.dirty_triggers[trigger.oid] = None
             self._untrack(trigger.account, trigger.oid, trigger.cloid)
             self._result(
                 ctx, account, trigger.oid, "canceled", req_id=msg.req_id, cloid=trigger.cloid
@@ -742,6 +769,7 @@ class MarketEngine:
             count += 1
         for oid in [oid for oid, t in sorted(self.triggers.items()) if t.account == account]:
             trigger = self.triggers.pop(oid)
+            self.dirty_triggers[oid] = None
             self._untrack(account, oid, trigger.cloid)
             self._result(ctx, account, oid, status, cloid=trigger.cloid)
             count += 1
@@ -928,6 +956,7 @@ class MarketEngine:
                 continue
             if self.positions.reducible(account, trigger.is_buy) == 0:
                 del self.triggers[oid]
+                self.dirty_triggers[oid] = None
                 self._untrack(account, oid, trigger.cloid)
                 self._result(ctx, account, oid, "reduceOnlyCanceled", cloid=trigger.cloid)
 

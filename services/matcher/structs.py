@@ -28,6 +28,7 @@ class OrderRecord(msgspec.Struct, kw_only=True):
     cloid: str | None = None
     reduce_only: bool = False
     filled_ntl: int = 0
+    seq: int = 0  # rest order within the book: a level's queue is rebuilt in this order
 
 
 class MarkState(msgspec.Struct, kw_only=True):
@@ -97,6 +98,9 @@ class MarketSnapshot(msgspec.Struct, kw_only=True):
     ts: int = 0
     book_ts: int = 0
     overrides: MarketParams = msgspec.field(default_factory=MarketParams)  # run-time changes
+    # The book's next rest sequence number; 0 in the old single-field layout, whose orders
+    # carry no sequence numbers and are listed in priority order.
+    order_seq: int = 0
 
 
 class Schedules(msgspec.Struct, kw_only=True):

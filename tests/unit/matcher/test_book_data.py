@@ -75,7 +75,9 @@ def test_the_gateway_reads_the_top_20_levels_and_the_market_context() -> None:
     venue.tick("99500")
     venue.driver.commit()
     persisted = venue.driver.persisted
-    assert set(persisted) == {"book:BTC", "ctx:BTC", "l2:BTC"}
+    orders = {key for key in persisted if key.startswith("o:BTC:")}
+    assert len(orders) == 26  # each resting order in its own field
+    assert set(persisted) - orders == {"mkt:BTC", "ctx:BTC", "l2:BTC"}
 
     l2 = msgspec.msgpack.decode(persisted["l2:BTC"], type=L2View)
     assert (l2.market, l2.seq, len(l2.bids), len(l2.asks)) == ("BTC", 26, 20, 1)
@@ -96,7 +98,7 @@ def test_only_what_changed_is_written_again() -> None:
     venue.cancel(BOB, 1)  # rejected: the book does not change
     assert "l2:BTC" not in venue.core.take_changes()
     venue.sell(BOB, "100000", "0.1")
-    assert set(venue.core.take_changes()) == {"book:BTC", "ctx:BTC", "l2:BTC"}
+    assert set(venue.core.take_changes()) == {"mkt:BTC", "ctx:BTC", "l2:BTC", "o:BTC:3"}
 
 
 def test_open_interest_and_last_price_follow_the_trades() -> None:

@@ -442,6 +442,7 @@ def test_a_restarted_matcher_behaves_exactly_like_the_one_that_never_stopped(
         assert a.book.resting() == b.book.resting()
         assert a.positions.sizes == b.positions.sizes
         assert a.triggers == b.triggers
+        assert a.snapshot() == b.snapshot()  # all of it: header, queues, TP/SLs
     assert original.core.take_changes() == restarted.core.take_changes()
 
 
