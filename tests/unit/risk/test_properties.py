@@ -357,6 +357,13 @@ def _check(venue: Venue, outs: list[Output], step: tuple[str, Any]) -> None:
             total += acct.collateral
             for order in acct.orders.values():
                 assert order.hold >= 0
+            # holds are never stale: repricing from scratch changes none of them
+            fresh = msgspec.msgpack.decode(msgspec.msgpack.encode(acct), type=type(acct))
+            for market in sorted({o.market for o in fresh.orders.values()}):
+                c._reprice(fresh, MARKETS.by_name(market))
+            assert {o.oid: o.hold for o in fresh.orders.values()} == {
+                o.oid: o.hold for o in acct.orders.values()
+            }, f"stale holds at {step}"
             s = AccountSummary(acct, marks, MARKETS)
             row = ex.row_of[acct.address]
             # the vectorized index is exactly the shared formulas
