@@ -268,6 +268,13 @@ class RiskCore:
         keep = max(ex.initial_of(row), div_ceil(int(ex.notional[row]), 10))
         return max(0, ex.usable_equity(row) - int(ex.holds[row]) - keep)
 
+    def _spendable(self, acct: AccountState, usd: int) -> bool:
+        """Whether ``usd`` of USDC may leave the account (a withdrawal, a transfer, a vault
+        deposit): within withdrawable, and never USDC borrowed against collateral assets."""
+        if usd <= 0 or usd > self._withdrawable(acct):
+            return False
+        return not (acct.assets and usd > acct.collateral)
+
     def _answer(self, ctx: Context, msg: PlaceOrder | ModifyOrder, refusal: Refusal) -> None:
         ctx.emit(
             topics.ACCOUNT_EVENTS,
@@ -404,12 +411,7 @@ class RiskCore:
             self._withdraw_asset(msg, ctx)
             return
         acct = self.accounts.get(msg.account)
-        if (
-            msg.usd <= 0
-            or acct is None
-            or msg.usd > self._withdrawable(acct)
-            or (acct.assets and msg.usd > acct.collateral)  # no USDC borrowed out
-        ):
+        if acct is None or not self._spendable(acct, msg.usd):
             error = "Insufficient balance."
             self._balance(ctx, msg.ts, msg.account, 0, "withdraw", msg.req_id, error)
             return
@@ -428,12 +430,10 @@ class RiskCore:
             error = "Transfer amount must be positive."
         elif not msg.destination or msg.destination == msg.account:
             error = "Invalid destination."
-        elif acct is None or msg.usd > self._withdrawable(acct):
+        elif acct is None or not self._spendable(acct, msg.usd):
             error = "Insufficient balance."
         elif self.venue.open_bad_debt:
             error = BAD_DEBT_OPEN
-        elif acct.assets and msg.usd > acct.collateral:
-            error = "Insufficient balance."  # no USDC borrowed out against assets
         if error is not None or acct is None:
             self._action(ctx, msg, "usdTransfer", error)
             return
@@ -1709,7 +1709,7 @@ class RiskCore:
             error = f"Vault {msg.vault} does not exist."
         elif msg.account in VENUE_ACCOUNTS:
             error = "The venue's own accounts cannot hold vault shares."
-        elif msg.is_deposit and (acct is None or msg.usd > self._withdrawable(acct)):
+        elif msg.is_deposit and (acct is None or not self._spendable(acct, msg.usd)):
             error = "Insufficient balance."
         if error is not None:
             self._action(ctx, msg, "vaultTransfer", error)

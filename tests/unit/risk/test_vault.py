@@ -346,3 +346,17 @@ def _trade(who: str, buys: bool, price: str, oid: int, ts: int) -> FillLeg:
         tid=ts,
         order_closed=True,
     )
+
+
+def test_usdc_borrowed_against_collateral_assets_cannot_buy_vault_shares() -> None:
+    bus = funded()
+    # Dave holds 1 BTC (worth $95,000 after its haircut) and $100 of USDC: only the
+    # USDC he owns may leave his account, as for a withdrawal or a transfer
+    send(bus, DAVE, Deposit(ts=3, account=DAVE, usd=0, asset="BTC", amount=lots("1")))
+    send(bus, DAVE, Deposit(ts=3, account=DAVE, usd=usd("100")))
+    assert answer(send(bus, DAVE, vault_transfer(DAVE, "100.000001", 1_000))) == (
+        "Insufficient balance."
+    )
+    assert acct(bus, DAVE).collateral == usd("100")
+    assert answer(send(bus, DAVE, vault_transfer(DAVE, "100", 1_001))) is None
+    assert (acct(bus, DAVE).collateral, shares(bus, DAVE)) == (0, 100_000_000)
