@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 from libs.common import codec, topics
+from libs.common.markets import load_markets
+from services.gateway.info import InfoApi
 from services.gateway.wire import (
     ActionModel,
     ConfigureMarketRequest,
@@ -35,31 +37,12 @@ PUBLIC_TOPICS = (
     topics.LIQUIDATION_AUDIT,
     topics.OPERATOR_AUDIT,
 )
-INFO_TYPES = (
-    "meta",
-    "marginTable",
-    "spotMeta",
-    "metaAndAssetCtxs",
-    "allMids",
-    "l2Book",
-    "clearinghouseState",
-    "openOrders",
-    "frontendOpenOrders",
-    "orderStatus",
-    "userFills",
-    "userFillsByTime",
-    "fundingHistory",
-    "userFunding",
-    "liquidationHistory",
-    "predictedFundings",
-    "userFees",
-    "userRateLimit",
-    "perpsAtOpenInterestCap",
-    "candleSnapshot",
-    "vaultDetails",
-    "userVaultEquities",
-    "portfolioMargin",
-)
+
+
+def info_types() -> list[str]:
+    """The /info request types, exactly as the gateway dispatches them."""
+    unused: Any = None  # the dispatch table needs none of the API's connections
+    return list(InfoApi(unused, unused, load_markets(), unused, lambda: 0).handlers)
 
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +67,7 @@ def openapi() -> dict[str, Any]:
         "type": "object",
         "required": ["type"],
         "properties": {
-            "type": {"type": "string", "enum": list(INFO_TYPES)},
+            "type": {"type": "string", "enum": info_types()},
             "user": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"},
             "coin": {"type": "string"},
             "oid": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
