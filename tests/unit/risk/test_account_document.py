@@ -68,10 +68,14 @@ def test_collateral_assets_count_in_account_value_and_withdrawable_follows_risk(
     assert doc["marginSummary"]["accountValue"] == "476000"
     # USDC is never borrowed out against BTC: at most the $1,000 of USDC leaves
     assert doc["withdrawable"] == format_usd(risk_view(r)[1]) == "1000"
-    (out,) = of_type(r.send(withdraw(ALICE, "1000")), BalanceUpdate)
-    assert out.error is None
+    # a 1 BTC long ($15 maker fee) must keep 10% of its value, $10,000: the BTC covers it
+    # while its oracle is valid, so the $985 of USDC left may still go
+    r.send(leg(ALICE, "buy", "100000", "1", maker=True))
+    assert document(r)["withdrawable"] == format_usd(risk_view(r)[1]) == "985"
     # with the oracle stale the BTC still counts in value, not toward withdrawals
     r.send(mark("100000", status="stale"))
     stale = document(r)
-    assert stale["marginSummary"]["accountValue"] == "475000"
+    assert stale["marginSummary"]["accountValue"] == "475985"
     assert (stale["withdrawable"], risk_view(r)[1]) == ("0.0", 0)
+    (out,) = of_type(r.send(withdraw(ALICE, "1")), BalanceUpdate)
+    assert out.error == "Insufficient balance."
