@@ -1,10 +1,13 @@
 """The whole pipeline against the raw bus: signed orders in, acknowledgements out.
 
     python -m bench.e2e [--quick] [--rates 1000,5000] [--seconds S] [--batch B]
-                        [--clients C] [--saturation-orders N]
+                        [--clients C] [--saturation-orders N] [--hops N] [--gateways G]
 
-Starts a private Kafka and Redis and the gateway, risk and matcher as processes, funds
-accounts through the operator API, then:
+Starts a private Kafka and Redis and the gateway (G processes sharing its port), risk
+and matcher as processes, funds accounts through the operator API, then:
+
+- **Hops.** N orders one at a time, each record of each order timed as it is produced
+  and as it is committed on the bus (``bench.hops``): the median time of each hop.
 
 - **Offered rate.** An open-loop generator posts signed orders at a fixed rate for S
   seconds: request i is due at ``start + i * B / rate`` and is sent then whether or not
@@ -40,6 +43,7 @@ import uvloop
 from eth_account.signers.local import LocalAccount
 
 from bench.bus import consume_all, produce_all
+from bench.hops import hops
 from bench.venue import bench_venue
 from libs.common import codec
 from libs.common.admin import ensure_topics
@@ -281,13 +285,23 @@ async def run(args: argparse.Namespace) -> float:
     sat_orders = args.saturation_orders or (6_000 if args.quick else 40_000)
     keys = [wallet(0xB000 + i) for i in range(ACCOUNTS)]
     overrides = {"fetch_max_wait_ms": args.fetch_max_wait_ms}
-    async with bench_venue("e2e", keys, "10000000", **overrides) as venue:
+    async with bench_venue("e2e", keys, "10000000", args.gateways, **overrides) as venue:
         settings, gateway_port = venue.settings, venue.gateway_port
         signer = Signer(keys)
-        print(f"gateway, risk and matcher as processes; {ACCOUNTS} funded accounts")
+        print(
+            f"{args.gateways} gateway(s), risk and matcher as processes; {ACCOUNTS} funded accounts"
+        )
         await saturated(
             gateway_port, signer.bodies(gateway_port, 2 * args.clients, 1), args.clients, 1
         )  # warm
+        if args.hops:
+            conn = await Connection.open(gateway_port)
+            lines = await hops(
+                settings, conn.post, gateway_port, request, keys, order_wire, args.hops
+            )
+            conn.close()
+            print(f"one order at a time ({args.hops}), median time per hop:")
+            print("\n".join(lines))
 
         for rate in rates:
             requests = max(1, int(rate * seconds / args.batch))
@@ -323,6 +337,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="orders per request, offered")
     parser.add_argument("--clients", type=int, default=64, help="saturation clients")
     parser.add_argument("--saturation-batch", type=int, default=40)
+    parser.add_argument(
+        "--hops", type=int, default=40, help="orders sent one at a time, timed per hop"
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=1, help="gateway processes sharing the port"
+    )
     parser.add_argument("--saturation-orders", type=int, default=0)
     parser.add_argument(
         "--fetch-max-wait-ms", type=int, default=Settings().fetch_max_wait_ms, help="services'"

@@ -30,11 +30,16 @@ class BenchVenue:
 
 @asynccontextmanager
 async def bench_venue(
-    name: str, accounts: Sequence[LocalAccount], usd: str, **settings: Any
+    name: str,
+    accounts: Sequence[LocalAccount],
+    usd: str,
+    gateways: int = 1,
+    **settings: Any,
 ) -> AsyncIterator[BenchVenue]:
     """Start everything, fund ``accounts`` with ``usd`` each, and stop it all on exit.
-    ``settings`` override the services' settings (one benchmark host sends everything,
-    so the IP weight budget is lifted by default)."""
+    ``gateways`` processes share the gateway's ports (the kernel spreads connections
+    over them). ``settings`` override the services' settings (one benchmark host sends
+    everything, so the IP weight budget is lifted by default)."""
     stack = LocalStack.private(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
     stack.start()
     procs: list[ServiceProcess] = []
@@ -52,8 +57,16 @@ async def bench_venue(
         await ensure_topics(config)
         logs = Path(tempfile.mkdtemp(prefix=f"bench-{name}-logs-"))
         procs = [ServiceProcess(n, config, logs).start() for n in ("risk", "matcher", "gateway")]
+        # more gateways on the same public port, each with an operator port of its own
+        # so that each one's readiness can be seen
+        extra = free_ports(gateways - 1) if gateways > 1 else []
+        for n, port in enumerate(extra, start=2):
+            own = config.model_copy(update={"operator_port": port})
+            procs.append(ServiceProcess("gateway", own, logs / f"gateway-{n}").start())
         url = f"http://127.0.0.1:{gateway_port}"
         wait_http(url + "/health")
+        for port in extra:
+            wait_http(f"http://127.0.0.1:{port}/health")
         async with VenueClient(url, f"http://127.0.0.1:{operator_port}") as client:
             await asyncio.gather(*(client.deposit(k.address, usd) for k in accounts))
         yield BenchVenue(config, url, gateway_port)

@@ -23,9 +23,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     ]
     for runner in runners:
         await runner.setup()
-    # The operator API first: the public /health answering means both are up.
-    await web.TCPSite(runners[1], settings.gateway_host, settings.operator_port).start()
-    await web.TCPSite(runners[0], settings.gateway_host, settings.gateway_port).start()
+    # The operator API first: the public /health answering means both are up. Several
+    # gateway processes on one host may share the ports (SO_REUSEPORT): the kernel
+    # spreads the connections over them, and each answers its own requests (every
+    # instance reads all of account.events; nonces and rate limits are in Redis).
+    host = settings.gateway_host
+    await web.TCPSite(runners[1], host, settings.operator_port, reuse_port=True).start()
+    await web.TCPSite(runners[0], host, settings.gateway_port, reuse_port=True).start()
     projector = asyncio.create_task(run_projector(gateway.history, stop))
     try:
         await stop.wait()
