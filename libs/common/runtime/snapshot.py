@@ -1,7 +1,7 @@
 """Hot state in Redis: one hash of state entries plus the input offset, per partition.
 
 Both keys of a partition share a hash tag (``{<ns><service>:<partition>}``) so they
-live in one Redis Cluster slot and one MULTI/EXEC covers them. Writes are fenced by
+live in one Redis Cluster slot and one script writes both atomically. Writes are fenced by
 offset: a write whose offset is not ahead of the stored one is refused, so a stalled
 former owner of a partition can never move Redis backwards.
 """
@@ -11,7 +11,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+
+# The fenced write as one script (the Redis equivalent of WATCH, GET, MULTI/EXEC, in
+# one round trip instead of three). KEYS: offset, state. ARGV: the offset, the number
+# of upserted entries, their fields and values in pairs, then the fields to delete.
+# Fields go to HSET/HDEL in chunks: Lua's unpack is bounded by its C stack.
+_WRITE = """
+local offset = tonumber(ARGV[1])
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= offset then
+  return 0
+end
+local last = 2 + 2 * tonumber(ARGV[2])
+local i = 3
+while i <= last do
+  local j = math.min(i + 999, last)
+  redis.call('HSET', KEYS[2], unpack(ARGV, i, j))
+  i = j + 1
+end
+i = last + 1
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
+  i = j + 1
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 class SnapshotStore:
@@ -21,6 +47,7 @@ class SnapshotStore:
         self.client = client
         self.namespace = namespace
         self.service = service
+        self._write = client.register_script(_WRITE)
 
     def hash_tag(self, partition: int) -> str:
         return f"{{{self.namespace}{self.service}:{partition}}}"
@@ -50,30 +77,18 @@ class SnapshotStore:
         return int(raw) if raw is not None else 0
 
     async def write(self, partition: int, offset: int, changes: Mapping[str, bytes | None]) -> bool:
-        """Apply changed entries and set the offset in one MULTI/EXEC.
+        """Apply changed entries and set the offset, atomically, in one round trip.
 
         Returns False (and writes nothing) if Redis already holds this offset or a
         later one, which only a former owner of the partition can run into.
         """
-        offset_key = self.offset_key(partition)
-        state_key = self.state_key(partition)
-        upserts = {k: v for k, v in changes.items() if v is not None}
-        deletes = [k for k, v in changes.items() if v is None]
-        async with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(offset_key)
-                    current = await pipe.get(offset_key)
-                    if current is not None and int(current) >= offset:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return False
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    if upserts:
-                        pipe.hset(state_key, mapping=upserts)  # type: ignore[arg-type]
-                    if deletes:
-                        pipe.hdel(state_key, *deletes)
-                    pipe.set(offset_key, offset)
-                    await pipe.execute()
-                    return True
-                except WatchError:
-                    continue
+        upserts: list[str | bytes] = []
+        deletes: list[str] = []
+        for key, value in changes.items():
+            if value is None:
+                deletes.append(key)
+            else:
+                upserts += (key, value)
+        args: list[str | bytes | int] = [offset, len(upserts) // 2, *upserts, *deletes]
+        keys = [self.offset_key(partition), self.state_key(partition)]
+        return bool(await self._write(keys=keys, args=args))
