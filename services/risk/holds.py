@@ -164,16 +164,7 @@ class Holds:
         claims = claim(order, szi) if order is not None else 0
         reducible = abs(szi)
         if claims != claimed or (order is not None and counts_on_older(order, szi)):
-            # one pass: what the older orders claim, and whether a younger one minds
-            older = 0
-            younger_counts = False
-            for other in acct.orders.values():
-                if other.market != market or other.oid == oid:
-                    continue
-                if other.oid < oid:
-                    older += claim(other, szi)
-                elif not younger_counts:
-                    younger_counts = counts_on_older(other, szi)
+            older, younger_counts = _older_claims(acct, market, oid, szi)
             if claims != claimed and younger_counts and older + min(claims, claimed) < reducible:
                 # a younger order's share of the position moves: recompute them all
                 return self.reprice(acct, spec, leverage, taker_ppm)
@@ -196,6 +187,28 @@ class Holds:
             self._terms.pop(change.key, None)
         else:
             self._terms[change.key] = change.terms
+
+
+def _older_claims(acct: AccountState, market: str, oid: int, szi: int) -> tuple[int, bool]:
+    """In one pass over the account's orders: what the orders of the market older than
+    ``oid`` claim of the position (exact below its size, at least its size otherwise),
+    and whether a younger one counts on what is left. Stops once the position is all
+    claimed: nothing after can change then."""
+    reducible = abs(szi)
+    reducing = szi < 0
+    older = 0
+    younger_counts = False
+    for other in acct.orders.values():
+        if other.market != market or other.oid == oid:
+            continue
+        if other.oid < oid:
+            if other.is_buy == reducing and not other.reduce_only and other.hold_px > 0:
+                older += other.sz
+                if older >= reducible:
+                    break
+        elif not younger_counts and (other.is_buy == reducing or other.modify is not None):
+            younger_counts = counts_on_older(other, szi)
+    return older, younger_counts
 
 
 def _szi(acct: AccountState, market: str) -> int:

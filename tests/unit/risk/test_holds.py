@@ -201,3 +201,28 @@ def test_an_order_behind_a_position_already_claimed_computes_its_own_hold_only(
     r.send(result(ALICE, second, "canceled"))
     assert computed == []
     assert (orders[first].hold, orders[buy].hold) == (usd("13.5"), usd("504.5"))
+
+
+def test_a_pending_modify_that_would_reduce_follows_the_orders_ahead_of_it() -> None:
+    r = _long_03()
+    sell = placed_oid(r, place(ALICE, "sell", "100000", "0.2", cloid=None))
+    buy = placed_oid(r, place(ALICE, "buy", "100000", "0.1", cloid=None))
+    modify = ModifyOrder(
+        ts=7,
+        account=ALICE,
+        market="BTC",
+        oid=buy,
+        is_buy=False,
+        px=1_000_000,
+        sz=30_000,
+        req_id="m1",
+    )
+    r.send(modify)
+    orders = account(r, ALICE).orders
+    # as a sell of 0.3 behind the older sell's 0.2, the buy would close 0.1 and open 0.2:
+    # $1,000 + $13.5 fee, more than its $504.5 as a buy
+    assert orders[buy].hold == usd("1013.5")
+    # the older sell goes: the modify would close all 0.3 (its fee only), so the buy's
+    # own terms are the larger again
+    r.send(result(ALICE, sell, "canceled"))
+    assert orders[buy].hold == usd("504.5")
