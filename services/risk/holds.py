@@ -12,9 +12,10 @@ into position margin and a cancel releases it; a hold is never negative.
 An order's hold depends on its own terms, the position's size, the leverage, the taker
 rate and the market, and on other orders only through what the older ones claim of the
 position (``claim``). So when one order appears, changes or goes away and nothing else
-did, only its own hold moves, unless what it claims changed and a younger order still
-counts on the unclaimed rest: ``Holds`` reprices just that order then, and the whole
-market otherwise (the position, leverage, fee or market changed).
+did, only its own hold can move, unless what it claims changed and a younger order still
+counts on the unclaimed rest. ``Holds`` reprices just that order then, and the whole
+market when a younger order's share moved or the position, leverage, fee or market
+changed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from libs.common.margin import order_hold
 from libs.common.markets import MarketSpec
 from libs.common.state import AccountState, OpenOrderState
 
-# (account, market, position size, leverage, taker ppm) a market's holds were computed with
+# (account, market spec, position size, leverage, taker ppm): what a market's holds used
 Terms = tuple[AccountState, MarketSpec, int, int, int]
 
 
