@@ -1,6 +1,7 @@
 """The risk core alone: revaluing every position on a mark tick, and pre-trade checks.
 
     python -m bench.risk [--quick] [--accounts N] [--ticks N] [--orders N]
+    python -m bench.risk --resting-only [--resting 10,1000,10000]
 
 Builds one partition's state with N accounts (100,000; 20,000 with ``--quick``), every
 one long or short BTC, half of them in ETH too and a quarter in SOL, about 1% of them
@@ -20,8 +21,17 @@ margin, then every account in portfolio margin (``libs.common.portfolio``: each 
 also recomputes the scenario grid of every portfolio account holding the market), and
 the ratio of the tick times is the extra cost of portfolio margin on revaluation.
 
+Then order events against one account with N resting orders in BTC (``--resting``,
+10, 1,000 and 10,000): each round places an order (``PlaceOrder``: checked, held,
+forwarded), has it rest (``OrderResult`` resting) and canceled (``OrderResult``
+canceled), so N stays put; three events a round, each bringing the account's holds up
+to date. Three cases: no position and bids (the e2e benchmark's account), a long
+position and bids (the opening side), a long position and asks (the side that reduces
+it, the older asks claiming the whole position). ``--resting-only`` runs just this.
+
 Last lines: ``revalue_positions_per_sec=<cross>``, then
-``portfolio_revalue_positions_per_sec=<portfolio>``.
+``portfolio_revalue_positions_per_sec=<portfolio>``, then
+``order_events_per_sec_<case>_<N>=<events/s>`` per case and N.
 """
 
 from __future__ import annotations
@@ -37,8 +47,16 @@ import msgspec
 from libs.common import topics
 from libs.common.markets import MarketRegistry, load_markets
 from libs.common.runtime import Context
-from libs.common.schemas import MarkUpdate, PlaceOrder
-from libs.common.state import ACCOUNT_PREFIX, MARK_PREFIX, AccountState, MarkState, PositionState
+from libs.common.schemas import MarkUpdate, OrderResult, PlaceOrder
+from libs.common.state import (
+    ACCOUNT_PREFIX,
+    MARK_PREFIX,
+    AccountState,
+    MarkState,
+    OpenOrderState,
+    PositionState,
+    order_id,
+)
 from libs.common.topics import Topics
 from services.risk.engine import RiskCore
 
@@ -174,6 +192,117 @@ def bench_orders(core: RiskCore, orders: int, accounts: int, seed: int = 3) -> t
     return time.perf_counter() - started, accepted
 
 
+RESTING_CASES = {  # name: (position in lots, whether the resting orders are bids)
+    "flat_bids": (0, True),
+    "long_bids": (100_000, True),
+    "long_asks": (100_000, False),
+}
+RESTING_LOTS = 100  # 0.001 BTC, $100 an order
+
+
+def resting_entries(orders: int, szi: int, is_buy: bool) -> dict[str, bytes]:
+    """One funded account with ``orders`` resting BTC orders (holds as risk computes
+    them) and a position of ``szi`` lots, as encoded state entries."""
+    encode = msgspec.msgpack.Encoder().encode
+    mark = PRICES["BTC"]
+    address = f"0x{1:040x}"
+    acct = AccountState(address=address, collateral=10_000_000 * 1_000_000)
+    if szi:
+        acct.positions["BTC"] = PositionState(
+            market="BTC", szi=szi, entry_ntl=abs(szi) * mark, leverage=20
+        )
+    side = -1 if is_buy else 1
+    for n in range(orders):
+        px = mark + side * (1_000 + n % 1_000)
+        acct.orders[order_id(n + 1, 0)] = OpenOrderState(
+            oid=order_id(n + 1, 0),
+            market="BTC",
+            is_buy=is_buy,
+            px=px,
+            sz=RESTING_LOTS,
+            orig_sz=RESTING_LOTS,
+            hold=0,
+            ts=1,
+            hold_px=max(px, mark),
+        )
+    entries = {
+        MARK_PREFIX + "BTC": encode(MarkState(market="BTC", mark_px=mark, index_px=mark, ts=1))
+    }
+    core = RiskCore(load_markets(), 0)
+    core.restore({})
+    core.accounts.put(address, acct)
+    core._reprice(acct, core._specs["BTC"])  # the holds as risk keeps them
+    entries[ACCOUNT_PREFIX + address] = encode(acct)
+    return entries
+
+
+def bench_resting(
+    markets: MarketRegistry, orders: int, szi: int, is_buy: bool, rounds: int
+) -> tuple[float, int]:
+    """Rounds of place, rest, cancel against one account with ``orders`` resting orders;
+    returns (seconds, events applied). A first round, not timed, is the first event
+    after the restore, which recomputes the market's holds once (as after any restart)."""
+    core = RiskCore(markets, 0)
+    core.restore(resting_entries(orders, szi, is_buy))
+    address = f"0x{1:040x}"
+    ctx = Context(Topics(""), topics.RISK_IN, 0)
+    mark = PRICES["BTC"]
+    px = mark - 500 if is_buy else mark + 500
+    held = len(core.accounts[address].orders)
+
+    def one_round(n: int) -> None:
+        offset = orders + 10 + 3 * n
+        place = PlaceOrder(
+            ts=10_000 + n, account=address, market="BTC", is_buy=is_buy, px=px, sz=RESTING_LOTS
+        )
+        core.apply(place, ctx.at(offset, live=True))
+        oid = order_id(offset, 0)
+        for status, resting in (("resting", RESTING_LOTS), ("canceled", 0)):
+            offset += 1
+            result = OrderResult(
+                ts=10_000 + n,
+                account=address,
+                market="BTC",
+                oid=oid,
+                status=status,
+                filled_sz=0,
+                resting_sz=resting,
+                px=px,
+            )
+            core.apply(result, ctx.at(offset, live=True))
+        ctx.drain()
+
+    one_round(0)
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for n in range(1, rounds + 1):
+            one_round(n)
+        elapsed = time.perf_counter() - started
+    finally:
+        gc.enable()
+    if len(core.accounts[address].orders) != held:
+        raise RuntimeError("an order of the benchmark was refused or left resting")
+    return elapsed, 3 * rounds
+
+
+def run_resting(markets: MarketRegistry, sizes: list[int]) -> dict[str, float]:
+    """Order events per second, by case and number of resting orders."""
+    rates = {}
+    for case, (szi, is_buy) in RESTING_CASES.items():
+        for orders in sizes:
+            rounds = max(20, min(3_000, 3_000_000 // max(orders, 1) // 10))
+            elapsed, events = bench_resting(markets, orders, szi, is_buy, rounds)
+            rate = events / elapsed
+            print(
+                f"[holds] {case}, {orders:,} resting: {events:,} order events in "
+                f"{elapsed * 1000:.0f} ms = {rate:,.0f}/s ({elapsed / events * 1e6:.0f} us each)"
+            )
+            rates[f"{case}_{orders}"] = rate
+    return rates
+
+
 class Measured(NamedTuple):
     restored_s: float
     ticks_s: float
@@ -260,7 +389,16 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=0)
     parser.add_argument("--ticks", type=int, default=0)
     parser.add_argument("--orders", type=int, default=0)
+    parser.add_argument(
+        "--resting", default="10,1000,10000", help="resting orders of the one-account case"
+    )
+    parser.add_argument("--resting-only", action="store_true", help="only the one-account case")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.resting.split(",") if n]
+    if args.resting_only:
+        for key, rate in run_resting(load_markets(), sizes).items():
+            print(f"order_events_per_sec_{key}={rate:.0f}")
+        return
     accounts = args.accounts or (20_000 if args.quick else 100_000)
     ticks = args.ticks or (20 if args.quick else 30)
     orders = args.orders or (20_000 if args.quick else 50_000)
@@ -280,6 +418,8 @@ def main() -> None:
     print(f"pretrade_checks_per_sec={orders / cross.check_s:.0f}")
     print(f"revalue_positions_per_sec={cross.revalued / cross.ticks_s:.0f}")
     print(f"portfolio_revalue_positions_per_sec={portfolio.revalued / portfolio.ticks_s:.0f}")
+    for key, rate in run_resting(markets, sizes).items():
+        print(f"order_events_per_sec_{key}={rate:.0f}")
 
 
 if __name__ == "__main__":

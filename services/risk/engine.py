@@ -97,7 +97,7 @@ from libs.common.state import (
 )
 from services.risk import pretrade, telemetry, vault
 from services.risk.config import RiskConfig
-from services.risk.holds import reprice_holds
+from services.risk.holds import HoldChange, Holds, claim
 from services.risk.ledger import PPM, VenueLedger
 from services.risk.pretrade import Refusal
 from services.risk.revaluation import Exposures, call_level
@@ -145,6 +145,7 @@ class RiskCore:
         self.venue = VenueLedger()
         self.exposures = Exposures(self.markets, self.config.margin_call_levels)
         self._specs = {spec.name: spec for spec in markets}
+        self._holds = Holds()  # which terms each market's holds were computed with
         self._venue_dirty = False
         # Accounts with a cross or isolated liquidation open: derived from the flags.
         self._in_liquidation: set[str] = set()
@@ -209,6 +210,7 @@ class RiskCore:
             msgspec.msgpack.decode(raw, type=MarketOverrides) if raw else MarketOverrides()
         )
         self.markets = self.table.copy()
+        self._holds = Holds()
         self.exposures.registry = self.markets
         self._specs = {spec.name: spec for spec in self.markets}
         for name, params in self.overrides.by_market.items():
@@ -252,10 +254,28 @@ class RiskCore:
     def _maker_ppm(self, acct: AccountState, spec: MarketSpec) -> int:
         return spec.maker_fee_ppm if acct.maker_fee_ppm is None else acct.maker_fee_ppm
 
-    def _reprice(self, acct: AccountState, spec: MarketSpec) -> None:
+    def _hold_terms(self, acct: AccountState, spec: MarketSpec) -> tuple[int, int]:
+        """(leverage, taker ppm) the account's holds in the market are computed with."""
         pos = acct.positions.get(spec.name)
         leverage = pos.leverage if pos and pos.leverage else self._setting(acct, spec).leverage
-        reprice_holds(acct, spec, leverage, self._taker_ppm(acct, spec))
+        return leverage, self._taker_ppm(acct, spec)
+
+    def _reprice(self, acct: AccountState, spec: MarketSpec) -> HoldChange:
+        """Recompute every hold of the account in the market (its position, leverage or
+        fees changed)."""
+        return self._holds.reprice(acct, spec, *self._hold_terms(acct, spec))
+
+    def _reprice_order(
+        self, acct: AccountState, spec: MarketSpec, oid: int, claimed: int
+    ) -> HoldChange:
+        """Bring the holds up to date after one order alone appeared, changed or went
+        away (``claimed``: what it claimed of the position before): see ``Holds``."""
+        leverage, taker_ppm = self._hold_terms(acct, spec)
+        return self._holds.reprice_order(acct, spec, leverage, taker_ppm, oid, claimed)
+
+    def _claim(self, acct: AccountState, order: OpenOrderState) -> int:
+        pos = acct.positions.get(order.market)
+        return claim(order, pos.szi if pos else 0)
 
     def _available(self, acct: AccountState) -> int:
         row = self.exposures.row_of.get(acct.address)
@@ -737,29 +757,17 @@ class RiskCore:
     def _reserve(
         self, acct: AccountState, spec: MarketSpec, order: OpenOrderState, known: bool
     ) -> bool:
-        """Put the order in and reprice the market's holds; keep it only if the added
-        holds fit the account's free margin (otherwise everything is as it was)."""
+        """Put the order in and bring the market's holds up to date; keep it only if the
+        added holds fit the account's free margin (otherwise everything is as it was)."""
         available = self._available(acct) if known else 0
-        before = acct.holds
-        kept = self._holds_in(acct, spec.name)
         acct.orders[order.oid] = order
-        self._reprice(acct, spec)
-        added = acct.holds - before
+        change = self._reprice_order(acct, spec, order.oid, 0)
+        added = change.added
         if added > 0 and added > available:
             del acct.orders[order.oid]
-            self._restore_holds(kept)
+            self._holds.undo(change)
             return False
         return True
-
-    @staticmethod
-    def _holds_in(acct: AccountState, market: str) -> list[tuple[OpenOrderState, int]]:
-        return [(o, o.hold) for o in acct.orders.values() if o.market == market]
-
-    @staticmethod
-    def _restore_holds(kept: list[tuple[OpenOrderState, int]]) -> None:
-        """Undo a reprice: a refused order or modify changes nothing."""
-        for order, hold in kept:
-            order.hold = hold
 
     def _find(
         self, acct: AccountState | None, market: str, oid: int, cloid: str | None
@@ -828,8 +836,7 @@ class RiskCore:
             self._answer(ctx, msg, refusal)
             return
         available = self._available(acct)
-        before = acct.holds
-        kept = self._holds_in(acct, spec.name)
+        claimed = self._claim(acct, order)
         order.modify = PendingModify(
             req_id=msg.req_id,
             is_buy=msg.is_buy,
@@ -840,11 +847,11 @@ class RiskCore:
             cloid=msg.cloid or order.cloid,
             hold_px=0 if msg.reduce_only else max(msg.px, mark),
         )
-        self._reprice(acct, spec)
-        added = acct.holds - before
+        change = self._reprice_order(acct, spec, order.oid, claimed)
+        added = change.added
         if added > 0 and added > available:
             order.modify = None
-            self._restore_holds(kept)
+            self._holds.undo(change)
             self._answer(ctx, msg, pretrade.margin_refusal(spec))
             return
         self._changed(acct, msg.ts)
@@ -962,11 +969,16 @@ class RiskCore:
         self._forward_liquidation_result(msg, ctx)
         acct = self.accounts.get(msg.account)
         order = acct.orders.get(msg.oid) if acct is not None else None
-        if acct is not None and order is not None and self._settle_result(acct, order, msg):
-            spec = self._specs.get(order.market)
-            if spec is not None:
-                self._reprice(acct, spec)
-            self._changed(acct, msg.ts)
+        if acct is not None and order is not None:
+            claimed, count = self._claim(acct, order), len(acct.orders)
+            if self._settle_result(acct, order, msg):
+                spec = self._specs.get(order.market)
+                gone = count - len(acct.orders)
+                if spec is not None and gone > (0 if order.oid in acct.orders else 1):
+                    self._reprice(acct, spec)  # its unplaced TP/SL children went too
+                elif spec is not None:
+                    self._reprice_order(acct, spec, order.oid, claimed)
+                self._changed(acct, msg.ts)
         ctx.emit(
             topics.ACCOUNT_EVENTS,
             msg.account,
