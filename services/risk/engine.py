@@ -1224,7 +1224,8 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
-            cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
+            if acct.assets:
+                cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
             if self._oracles_valid(cross_markets):
                 acct.liquidating = changed = True
                 triggers.append((maintenance - equity, acct.address, "", equity, maintenance))
@@ -1311,9 +1312,10 @@ class RiskCore:
     def _liquidation_keys(self, acct: AccountState) -> list[str]:
         """The open liquidations of an account: "" for the cross account, then markets of
         isolated positions, sorted."""
-        keys = [""] if acct.liquidating else []
-        keys.extend(sorted(m for m, p in acct.positions.items() if p.liquidating))
-        return keys
+        isolated = [m for m, p in acct.positions.items() if p.liquidating]
+        if len(isolated) > 1:
+            isolated.sort()
+        return ["", *isolated] if acct.liquidating else isolated
 
     def _report(
         self, acct: AccountState, before: list[str], reason: str, ts: int, ctx: Context
@@ -1321,7 +1323,9 @@ class RiskCore:
         """After a change to an account in liquidation, its status to the liquidator: one
         per open case, and a last one (``below`` false) for a case that just ended."""
         after = self._liquidation_keys(acct)
-        if not before and not after:
+        if not before:  # nothing was open: a case opened here sent its status already
+            if after:
+                self._in_liquidation.add(acct.address)
             return
         if after:
             self._in_liquidation.add(acct.address)
@@ -1407,15 +1411,15 @@ class RiskCore:
         )
 
     def _liquidated_position(self, market: str, pos: PositionState) -> LiquidatedPosition:
-        spec = self._specs[market]
         mark = self._mark_px(market) or pos.entry_ntl // abs(pos.szi)
-        terms = position_terms(spec, pos.szi, pos.entry_ntl, pos.leverage or 1, mark)
+        # position_terms' maintenance without its other terms (valued at cost without a mark)
+        notional = abs(pos.szi * mark) if mark else pos.entry_ntl
         return LiquidatedPosition(
             market=market,
             szi=pos.szi,
             entry_ntl=pos.entry_ntl,
             mark_px=mark,
-            maintenance=terms.maintenance,
+            maintenance=margin_table(self._specs[market]).maintenance(notional),
             is_cross=pos.is_cross,
             isolated_margin=pos.isolated_margin,
         )
