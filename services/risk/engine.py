@@ -123,7 +123,8 @@ MODIFY_REFUSALS = frozenset(
     {"modifyRejected", "rejected", "oracleRejected", "minTradeNtlRejected", "badAloPxRejected"}
 )
 
-# A liquidation to raise: (shortfall, account, market ("" = cross), equity, maintenance).
+# A liquidation to raise: (-shortfall, account, market ("" = cross), equity, maintenance),
+# so that sorting them puts the largest shortfall first, ties by account then market.
 Trigger = tuple[int, str, str, int, int]
 
 
@@ -1159,7 +1160,7 @@ class RiskCore:
                 known = before.get(address) if before is not None else None
                 reviewed.append((acct, self._liquidation_keys(acct) if known is None else known))
                 self._review_account(acct, ts, ctx, triggers)
-        triggers.sort(key=lambda t: (-t[0], t[1], t[2]))
+        triggers.sort()  # (account, market) is unique: equal shortfalls never compare further
         for _, address, market, equity, maintenance in triggers:
             # the case's first status rides in the trigger: one record per new case
             first = self._status_of(self.accounts[address], market, True, "trigger", ts)
@@ -1176,8 +1177,10 @@ class RiskCore:
                 ),
             )
             self._in_liquidation.add(address)
+        opened = {address for _, address, _, _, _ in triggers}
         for acct, keys in reviewed:
-            self._report(acct, keys, reason, ts, ctx)
+            if keys or acct.address not in opened:  # a new case: its status rode in the trigger
+                self._report(acct, keys, reason, ts, ctx)
 
     def _margin_call(
         self,
@@ -1228,7 +1231,7 @@ class RiskCore:
                 cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
             if self._oracles_valid(cross_markets):
                 acct.liquidating = changed = True
-                triggers.append((maintenance - equity, acct.address, "", equity, maintenance))
+                triggers.append((equity - maintenance, acct.address, "", equity, maintenance))
         elif not below and acct.liquidating:
             acct.liquidating = False
             changed = True
@@ -1270,7 +1273,7 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not pos.liquidating and self._oracles_valid([market]):
             pos.liquidating = changed = True
-            triggers.append((maintenance - equity, acct.address, market, equity, maintenance))
+            triggers.append((equity - maintenance, acct.address, market, equity, maintenance))
         elif not below and pos.liquidating:
             pos.liquidating = False
             changed = True
@@ -1358,8 +1361,9 @@ class RiskCore:
                 positions.append(self._liquidated_position(market, pos))
         else:
             equity, maintenance = ex.equity(row), ex.maintenance_of(row)
-            for name in sorted(acct.positions):
-                pos = acct.positions[name]
+            held = acct.positions
+            for name in sorted(held) if len(held) > 1 else held:
+                pos = held[name]
                 if pos.is_cross and pos.szi:
                     positions.append(self._liquidated_position(name, pos))
         return LiquidationStatus(
