@@ -58,11 +58,14 @@ METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "insurance", 
 _STAGE_COUNTERS: dict[str, Any] = {}
 
 
-def _count_stage(stage: str) -> None:
-    counter = _STAGE_COUNTERS.get(stage)
-    if counter is None:
-        counter = _STAGE_COUNTERS[stage] = metrics.LIQUIDATIONS.labels(stage)
-    counter.inc()
+def _count_stages(counts: dict[str, int]) -> None:
+    """Add a batch's steps to the counter, one ``inc`` per stage (each takes a lock)."""
+    for stage, steps in counts.items():
+        counter = _STAGE_COUNTERS.get(stage)
+        if counter is None:
+            counter = _STAGE_COUNTERS[stage] = metrics.LIQUIDATIONS.labels(stage)
+        counter.inc(steps)
+    counts.clear()
 
 
 def case_key(account: str, market: str) -> str:
@@ -75,6 +78,8 @@ class LiquidatorCore:
         self.config = config or LiquidatorConfig()
         self.cases: ChangeTracked[LiquidationCase] = ChangeTracked(CASE_PREFIX, LiquidationCase)
         self.unwinds: ChangeTracked[VaultUnwind] = ChangeTracked(UNWIND_PREFIX, VaultUnwind)
+        # Live steps per stage since the last batch, for the counter (see take_changes).
+        self._stage_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------ runtime protocol
 
@@ -94,6 +99,8 @@ class LiquidatorCore:
         changes: dict[str, bytes | None] = {}
         self.cases.take_changes(changes)
         self.unwinds.take_changes(changes)
+        if self._stage_counts:  # the runtime takes the changes once per batch
+            _count_stages(self._stage_counts)
         return changes
 
     def restore(self, entries: Mapping[str, bytes]) -> None:
@@ -103,30 +110,26 @@ class LiquidatorCore:
     # ------------------------------------------------------------ inputs
 
     def _trigger(self, msg: LiquidationTrigger, ctx: Context) -> None:
-        key = case_key(msg.account, msg.market)
+        account, market, ts = msg.account, msg.market, msg.ts
+        equity, maintenance = msg.equity, msg.maintenance
+        key = case_key(account, market)
         case = self.cases.get(key)
         if case is None:
             case = LiquidationCase(
-                account=msg.account,
-                market=msg.market,
+                account=account,
+                market=market,
                 case_id=ctx.source_id,
-                opened=msg.ts,
-                equity=msg.equity,
-                maintenance=msg.maintenance,
+                opened=ts,
+                equity=equity,
+                maintenance=maintenance,
             )
             self.cases.put(key, case)
         else:
             case.triggers += 1
-            case.equity, case.maintenance = msg.equity, msg.maintenance
+            case.equity, case.maintenance = equity, maintenance
             self.cases.touch(key)
-        self._audit(
-            ctx,
-            case,
-            "triggered",
-            msg.ts,
-            f"equity={msg.equity} maintenance={msg.maintenance}",
-        )
-        self._watch_debt(ctx, case, msg.ts)
+        self._audit(ctx, case, "triggered", ts, f"equity={equity} maintenance={maintenance}")
+        self._watch_debt(ctx, case, ts)
         if msg.status is not None:  # the first status, in the same record
             self._status(msg.status, ctx)
 
@@ -139,25 +142,28 @@ class LiquidatorCore:
         if case is None:
             return
         self.cases.touch(key)
-        if case.stage == "triggered" and msg.equity >= 0 and not (msg.below and msg.positions):
+        equity, below, ts, reason = msg.equity, msg.below, msg.ts, msg.reason
+        first = case.stage == "triggered"
+        if first and equity >= 0 and not (below and msg.positions):
             self._stale(ctx, case, key, msg)
             return
-        case.equity, case.maintenance = msg.equity, msg.maintenance
-        case.collateral, case.positions = msg.collateral, list(msg.positions)
-        if msg.reason in ("backstop", "adl") and case.awaiting:
+        positions = list(msg.positions)
+        case.equity, case.maintenance = equity, msg.maintenance
+        case.collateral, case.positions = msg.collateral, positions
+        if reason in ("backstop", "adl") and case.awaiting:
             case.awaiting -= 1
-        if msg.reason == "credit":
+        if reason == "credit":
             case.credit_seen = True
-        self._watch_debt(ctx, case, msg.ts)
-        if not msg.below:
-            if case.positions or case.equity >= 0:
-                self._close(ctx, case, key, "recovered" if case.positions else "closed", msg.ts)
+        self._watch_debt(ctx, case, ts)
+        if not below:
+            if positions or equity >= 0:
+                self._close(ctx, case, key, "recovered" if positions else "closed", ts)
             elif not case.claim:  # flat but below zero: the fund's turn
-                self._claim(ctx, case, msg.ts)
+                self._claim(ctx, case, ts)
             return
-        if case.stage == "triggered":
-            self._cancel_orders(ctx, case, msg.ts, msg.open_orders)
-        self._advance(ctx, case, key, msg.ts)
+        if first:
+            self._cancel_orders(ctx, case, ts, msg.open_orders)
+        self._advance(ctx, case, key, ts)
 
     def _report(self, msg: LiquidationReport, ctx: Context) -> None:
         if msg.account == BACKSTOP_VAULT_ACCOUNT:
@@ -319,7 +325,7 @@ class LiquidatorCore:
                 equity=msg.equity,
             )
             if ctx.live:
-                _count_stage("unwind")
+                self._count_stage("unwind")
 
     def _unwind_report(self, msg: LiquidationReport, ctx: Context) -> None:
         state = self.unwinds.get(msg.market)
@@ -374,53 +380,58 @@ class LiquidatorCore:
         """The next step, once nothing the case asked for is outstanding."""
         if case.pending_oid or case.awaiting or case.claim or case.adl_px:
             return
-        if not case.positions:
-            if case.equity < 0:
+        # compiled, each read of a struct's field is a Python attribute lookup: read once
+        positions, equity = case.positions, case.equity
+        if not positions:
+            if equity < 0:
                 self._claim(ctx, case, ts)
             else:
                 self._close(ctx, case, key, "closed", ts)
             return
         cfg = self.config
-        if case.book_failed or waterfall.below_backstop(case.equity, case.maintenance, cfg):
-            if case.equity < 0:
+        if case.book_failed or waterfall.below_backstop(equity, case.maintenance, cfg):
+            if equity < 0:
                 self._claim(ctx, case, ts)
             else:
-                self._to_vault(ctx, case, case.positions, ts)
+                self._to_vault(ctx, case, positions, ts)
             return
-        if case.last_slice_ts >= 0 and ts < case.last_slice_ts + cfg.cooldown_ms:
+        last_slice_ts = case.last_slice_ts
+        if last_slice_ts >= 0 and ts < last_slice_ts + cfg.cooldown_ms:
             return  # the next status at or after the cooldown sends the next slice
-        pos = waterfall.largest(case.positions)
+        pos = waterfall.largest(positions)
+        market, szi, mark = pos.market, pos.szi, pos.mark_px
         sz = waterfall.slice_size(pos, cfg)
         capped = ""
-        if cfg.max_book_notional:
+        max_book_notional = cfg.max_book_notional
+        if max_book_notional:
             window = ts // cfg.book_interval_ms
             if window != case.window:
                 case.window, case.window_ntl = window, 0
-            room = waterfall.lots_within(cfg.max_book_notional - case.window_ntl, pos.mark_px)
+            room = waterfall.lots_within(max_book_notional - case.window_ntl, mark)
             if room < sz:
                 if room == 0:
                     self._hold(ctx, case, pos, window, ts)
                     return
-                sz, capped = room, f", capped at {cfg.max_book_notional} per interval"
-        px = waterfall.limit_px(pos, sz, case.equity, cfg)
+                sz, capped = room, f", capped at {max_book_notional} per interval"
+        px = waterfall.limit_px(pos, sz, equity, cfg)
         if px == 0:  # no price the book could give leaves the account solvent
             case.book_failed = True
-            self._to_vault(ctx, case, case.positions, ts)
+            self._to_vault(ctx, case, positions, ts)
             return
         oid = liquidation_order_id(ctx.offset, ctx.partition)
         case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
-        case.order_equity = case.equity
-        if cfg.max_book_notional:
-            case.window_ntl += sz * pos.mark_px
+        case.order_equity = equity
+        if max_book_notional:
+            case.window_ntl += sz * mark
         ctx.emit(
             topics.MATCHER_IN,
-            pos.market,
+            market,
             NewOrder(
                 ts=ts,
                 oid=oid,
                 account=case.account,
-                market=pos.market,
-                is_buy=pos.szi < 0,
+                market=market,
+                is_buy=szi < 0,
                 px=px,
                 sz=sz,
                 tif="Ioc",
@@ -433,8 +444,8 @@ class LiquidatorCore:
             case,
             "book",
             ts,
-            f"reduce-only IOC {sz} of {abs(pos.szi)} lots, limit {px}, mark {pos.mark_px}" + capped,
-            market=pos.market,
+            f"reduce-only IOC {sz} of {abs(szi)} lots, limit {px}, mark {mark}" + capped,
+            market=market,
             px=px,
             sz=sz,
         )
@@ -465,7 +476,11 @@ class LiquidatorCore:
         """The first step, audited either way; the cancel-all goes only to an account
         risk knows orders of (an order placed after this status races the cancel-all
         through Kafka in any case: the matcher may see it before or after)."""
-        markets = sorted({p.market for p in case.positions})
+        positions = case.positions
+        if len(positions) == 1:
+            markets = [positions[0].market]
+        else:
+            markets = sorted({p.market for p in positions})
         case.stage = "cancel"
         if not open_orders:
             self._audit(ctx, case, "cancel", ts, "no open orders in " + ",".join(markets))
@@ -724,8 +739,11 @@ class LiquidatorCore:
         before: int | None = None,
         after: int | None = None,
     ) -> None:
-        account = to or case.account
-        case.steps += 1
+        own = case.account
+        account = to or own
+        step = case.steps + 1
+        case.steps = step
+        equity, maintenance = case.equity, case.maintenance
         ctx.emit(
             topics.LIQUIDATION_AUDIT,
             account,
@@ -738,13 +756,17 @@ class LiquidatorCore:
                 case_id=case.case_id,
                 px=px,
                 sz=sz,
-                equity=case.equity if before is None else before,
-                maintenance=case.maintenance,
-                shortfall=shortfall or max(0, case.maintenance - case.equity),
+                equity=equity if before is None else before,
+                maintenance=maintenance,
+                shortfall=shortfall or max(0, maintenance - equity),
                 counterparty=counterparty,
-                equity_after=case.equity if after is None else after,
-                step=case.steps,
+                equity_after=equity if after is None else after,
+                step=step,
             ),
         )
-        if ctx.live and stage in METERED_STAGES and account == case.account:
-            _count_stage(stage)
+        if ctx.live and stage in METERED_STAGES and account == own:
+            self._count_stage(stage)
+
+    def _count_stage(self, stage: str) -> None:
+        counts = self._stage_counts
+        counts[stage] = counts.get(stage, 0) + 1

@@ -3,11 +3,15 @@ worst price of a liquidation order, and the bankruptcy price. Exact integers onl
 
 from __future__ import annotations
 
-from libs.common.money import div_ceil
 from libs.common.schemas import LiquidatedPosition
 from services.liquidator.config import LiquidatorConfig
 
 PPM = 1_000_000
+
+
+def _div_ceil(numerator: int, denominator: int) -> int:
+    """``libs.common.money.div_ceil``, compiled with this module (no Python call)."""
+    return -((-numerator) // denominator)
 
 
 def notional(pos: LiquidatedPosition) -> int:
@@ -21,6 +25,8 @@ def below_backstop(equity: int, maintenance: int, config: LiquidatorConfig) -> b
 
 def largest(positions: list[LiquidatedPosition]) -> LiquidatedPosition:
     """The position with the largest notional at its mark; ties by market name."""
+    if len(positions) == 1:
+        return positions[0]
     return min(positions, key=lambda p: (-notional(p), p.market))
 
 
@@ -43,14 +49,15 @@ def limit_px(pos: LiquidatedPosition, sz: int, equity: int, config: LiquidatorCo
     from the mark, and never past the price at which the slice would take the account's
     equity (less an allowance for the fees) below zero. Returns 0 when no price would
     (the book cannot help: the backstop takes over)."""
-    budget = equity - div_ceil(sz * pos.mark_px * config.fee_allowance_ppm, PPM)
+    mark = pos.mark_px
+    budget = equity - _div_ceil(sz * mark * config.fee_allowance_ppm, PPM)
     if budget <= 0:
         return 0
     if pos.szi > 0:
-        slipped = pos.mark_px * (PPM - config.max_slippage_ppm) // PPM
-        return max(1, slipped, pos.mark_px - budget // sz)
-    slipped = div_ceil(pos.mark_px * (PPM + config.max_slippage_ppm), PPM)
-    return min(slipped, pos.mark_px + budget // sz)
+        slipped = mark * (PPM - config.max_slippage_ppm) // PPM
+        return max(1, slipped, mark - budget // sz)
+    slipped = _div_ceil(mark * (PPM + config.max_slippage_ppm), PPM)
+    return min(slipped, mark + budget // sz)
 
 
 def bankruptcy_px(pos: LiquidatedPosition, equity: int) -> int:

@@ -123,7 +123,8 @@ MODIFY_REFUSALS = frozenset(
     {"modifyRejected", "rejected", "oracleRejected", "minTradeNtlRejected", "badAloPxRejected"}
 )
 
-# A liquidation to raise: (shortfall, account, market ("" = cross), equity, maintenance).
+# A liquidation to raise: (-shortfall, account, market ("" = cross), equity, maintenance),
+# so that sorting them puts the largest shortfall first, ties by account then market.
 Trigger = tuple[int, str, str, int, int]
 
 
@@ -1171,7 +1172,7 @@ class RiskCore:
                 known = before.get(address) if before is not None else None
                 reviewed.append((acct, self._liquidation_keys(acct) if known is None else known))
                 self._review_account(acct, ts, ctx, triggers)
-        triggers.sort(key=lambda t: (-t[0], t[1], t[2]))
+        triggers.sort()  # (account, market) is unique: equal shortfalls never compare further
         for _, address, market, equity, maintenance in triggers:
             # the case's first status rides in the trigger: one record per new case
             first = self._status_of(self.accounts[address], market, True, "trigger", ts)
@@ -1188,8 +1189,10 @@ class RiskCore:
                 ),
             )
             self._in_liquidation.add(address)
+        opened = {address for _, address, _, _, _ in triggers}
         for acct, keys in reviewed:
-            self._report(acct, keys, reason, ts, ctx)
+            if keys or acct.address not in opened:  # a new case: its status rode in the trigger
+                self._report(acct, keys, reason, ts, ctx)
 
     def _margin_call(
         self,
@@ -1236,10 +1239,11 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
-            cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
+            if acct.assets:
+                cross_markets.extend(sorted(a for a, lots in acct.assets.items() if lots))
             if self._oracles_valid(cross_markets):
                 acct.liquidating = changed = True
-                triggers.append((maintenance - equity, acct.address, "", equity, maintenance))
+                triggers.append((equity - maintenance, acct.address, "", equity, maintenance))
         elif not below and acct.liquidating:
             acct.liquidating = False
             changed = True
@@ -1281,7 +1285,7 @@ class RiskCore:
         below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
         if below and not pos.liquidating and self._oracles_valid([market]):
             pos.liquidating = changed = True
-            triggers.append((maintenance - equity, acct.address, market, equity, maintenance))
+            triggers.append((equity - maintenance, acct.address, market, equity, maintenance))
         elif not below and pos.liquidating:
             pos.liquidating = False
             changed = True
@@ -1323,9 +1327,10 @@ class RiskCore:
     def _liquidation_keys(self, acct: AccountState) -> list[str]:
         """The open liquidations of an account: "" for the cross account, then markets of
         isolated positions, sorted."""
-        keys = [""] if acct.liquidating else []
-        keys.extend(sorted(m for m, p in acct.positions.items() if p.liquidating))
-        return keys
+        isolated = [m for m, p in acct.positions.items() if p.liquidating]
+        if len(isolated) > 1:
+            isolated.sort()
+        return ["", *isolated] if acct.liquidating else isolated
 
     def _report(
         self, acct: AccountState, before: list[str], reason: str, ts: int, ctx: Context
@@ -1333,7 +1338,9 @@ class RiskCore:
         """After a change to an account in liquidation, its status to the liquidator: one
         per open case, and a last one (``below`` false) for a case that just ended."""
         after = self._liquidation_keys(acct)
-        if not before and not after:
+        if not before:  # nothing was open: a case opened here sent its status already
+            if after:
+                self._in_liquidation.add(acct.address)
             return
         if after:
             self._in_liquidation.add(acct.address)
@@ -1366,8 +1373,9 @@ class RiskCore:
                 positions.append(self._liquidated_position(market, pos))
         else:
             equity, maintenance = ex.equity(row), ex.maintenance_of(row)
-            for name in sorted(acct.positions):
-                pos = acct.positions[name]
+            held = acct.positions
+            for name in sorted(held) if len(held) > 1 else held:
+                pos = held[name]
                 if pos.is_cross and pos.szi:
                     positions.append(self._liquidated_position(name, pos))
         return LiquidationStatus(
@@ -1419,15 +1427,15 @@ class RiskCore:
         )
 
     def _liquidated_position(self, market: str, pos: PositionState) -> LiquidatedPosition:
-        spec = self._specs[market]
         mark = self._mark_px(market) or pos.entry_ntl // abs(pos.szi)
-        terms = position_terms(spec, pos.szi, pos.entry_ntl, pos.leverage or 1, mark)
+        # position_terms' maintenance without its other terms (valued at cost without a mark)
+        notional = abs(pos.szi * mark) if mark else pos.entry_ntl
         return LiquidatedPosition(
             market=market,
             szi=pos.szi,
             entry_ntl=pos.entry_ntl,
             mark_px=mark,
-            maintenance=terms.maintenance,
+            maintenance=margin_table(self._specs[market]).maintenance(notional),
             is_cross=pos.is_cross,
             isolated_margin=pos.isolated_margin,
         )

@@ -8,6 +8,7 @@ from fractions import Fraction
 import msgspec
 
 from libs.common import topics
+from libs.common.metrics import REGISTRY
 from libs.common.schemas import (
     AdlCandidate,
     BadDebtNotice,
@@ -356,3 +357,30 @@ def test_a_grant_that_no_longer_covers_the_deficit_claims_the_rest_before_the_ta
     step = [s for s in of_type(d.send(refusal), LiquidationStep) if s.stage == "adl"]
     # ADL for the $30 left after the fund paid its $0.588235: 940,000 + $30 / 0.01 BTC
     assert step and step[0].px == 970_000
+
+
+def test_the_stage_counter_adds_a_batchs_live_steps_when_the_runtime_takes_the_changes() -> None:
+    def counted(stage: str) -> float:
+        value = REGISTRY.get_sample_value("exchange_liquidations_total", {"stage": stage})
+        return value or 0.0
+
+    d = liquidator()
+    before = {stage: counted(stage) for stage in ("triggered", "cancel", "book")}
+    for n, who in enumerate((ALICE, BOB)):
+        # 0.01 BTC at 98,800: below maintenance, above 2/3 of it: a book order each
+        first = status(who, 1_000, 8_500_000, 9_880_000, (position(1_000, 988_000),))
+        case = msgspec.structs.replace(trigger(who, 1_000, 8_500_000, 9_880_000), status=first)
+        steps = of_type(d.send(case), LiquidationStep)
+        assert [s.stage for s in steps] == ["triggered", "cancel", "book"], n
+    assert {stage: counted(stage) for stage in before} == before  # nothing until the batch ends
+    d.commit()  # what the runtime does once per batch
+    assert {stage: counted(stage) - before[stage] for stage in before} == {
+        "triggered": 0.0,  # not a metered stage
+        "cancel": 2.0,
+        "book": 2.0,
+    }
+    # a replayed record emits nothing and counts nothing
+    replayed = trigger("0x" + "c3" * 20, 1_000, 8_500_000, 9_880_000)
+    assert d.send(replayed, live=False) == []
+    d.commit()
+    assert counted("cancel") - before["cancel"] == 2.0
