@@ -64,6 +64,15 @@ BATCH_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+TXN_PHASE_SECONDS = Histogram(
+    "exchange_transaction_phase_seconds",
+    "Time of each part of a batch's Kafka transaction: offsets (AddOffsetsToTxn and "
+    "TxnOffsetCommit, after the partitions are added) and commit (the produce "
+    "acknowledgements and EndTxn)",
+    ["service", "phase"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 BATCH_SIZE = Gauge(
     "exchange_batch_size_records", "Current adaptive batch size", ["service"], registry=REGISTRY
 )

@@ -261,8 +261,13 @@ class PartitionWorker:
         await producer.begin_transaction()
         try:
             await self._send_batched(outputs)
+            started = time.perf_counter()
             await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
+            offsets_done = time.perf_counter()
             await producer.commit_transaction()
+            phases = metrics.TXN_PHASE_SECONDS
+            phases.labels(proc.service, "offsets").observe(offsets_done - started)
+            phases.labels(proc.service, "commit").observe(time.perf_counter() - offsets_done)
         except BaseException:
             metrics.TXN_ABORTS.labels(proc.service).inc()
             try:
