@@ -812,6 +812,14 @@ class DeadLetter(Message, frozen=True, tag="dead_letter.v1"):
     payload: bytes
 
 
+class Checkpoint(Message, frozen=True, tag="checkpoint.v1"):
+    """A processor's input position, written in the same Kafka transaction as the
+    outputs of the batch it ends: ``offset`` is the next input offset to apply of the
+    input partition with the same number (``ts`` is the batch's last record time)."""
+
+    offset: int
+
+
 # ---------------------------------------------------------------- what each topic carries
 
 RiskIn = (

@@ -26,11 +26,15 @@ class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
     retention_ms: int
     doc: str
     is_input_log: bool = False
+    # Compacted: only the latest record of each key is kept (checkpoints).
+    compacted: bool = False
 
     def config(self) -> dict[str, str]:
         cfg = {"retention.ms": str(self.retention_ms), "min.insync.replicas": "1"}
         if self.is_input_log:
             cfg["retention.bytes"] = "-1"
+        if self.compacted:
+            cfg["cleanup.policy"] = "compact"
         return cfg
 
 
@@ -43,6 +47,16 @@ LIQUIDATIONS = "liquidations"
 LIQUIDATION_AUDIT = "liquidation.audit"
 DEAD_LETTERS = "dead.letters"
 OPERATOR_AUDIT = "operator.audit"
+# Where each processor's input position is committed, partition for partition.
+RISK_CHECKPOINTS = "risk.in.checkpoints"
+MATCHER_CHECKPOINTS = "matcher.in.checkpoints"
+LIQUIDATION_CHECKPOINTS = "liquidations.checkpoints"
+CHECKPOINTS = {
+    RISK_IN: RISK_CHECKPOINTS,
+    MATCHER_IN: MATCHER_CHECKPOINTS,
+    LIQUIDATIONS: LIQUIDATION_CHECKPOINTS,
+}
+CHECKPOINT_KEY = b"offset"
 
 REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -104,6 +118,18 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="operator",
         retention_ms=FOREVER,
         doc="Every operator API call (deposits, halts, configuration) with who and what.",
+    ),
+    *(
+        TopicSpec(
+            name=checkpoints,
+            partitions=4,
+            key="the constant b'offset'",
+            retention_ms=FOREVER,
+            compacted=True,
+            doc=f"The input position of {input_topic}'s processor, partition for partition: "
+            "one record per committed batch, in the batch's transaction.",
+        )
+        for input_topic, checkpoints in CHECKPOINTS.items()
     ),
     TopicSpec(
         name=DEAD_LETTERS,

@@ -7,8 +7,17 @@ owner's producer, so a paused or partitioned former owner can commit nothing mor
 Each owned partition runs its own loop: fetch a batch of that partition only (so a busy
 partition never starves the others), decode and apply the records to the pure core,
 produce its outputs and commit the input offset in one Kafka transaction, then write the
-changed state and the next input offset to Redis in one MULTI/EXEC. Redis is therefore
-never ahead of Kafka, and partitions commit independently of each other.
+changed state and the next input offset to Redis atomically. Redis is therefore never
+ahead of Kafka, and partitions commit independently of each other.
+
+The input offset is committed as a record: a ``Checkpoint`` on the partition of the same
+number of the input topic's checkpoint topic (``risk.in.checkpoints``...), produced in
+the batch's transaction like any output. It costs no extra round trip (its partition is
+added to the transaction with the outputs'), where the consumer group's transactional
+offset commit costs two (AddOffsetsToTxn, then TxnOffsetCommit to the group
+coordinator) before the commit. The committed offset C is the last committed
+checkpoint; a partition with none yet (a deployment that committed to the group before)
+falls back to the group's committed offset.
 
 On assignment the state is loaded at the Redis offset R and the
 records from R up to the committed offset C are re-applied without producing (their
@@ -36,9 +45,9 @@ from libs.common.runtime.batching import BatchSizer
 from libs.common.runtime.core import Context, Core, CoreFactory
 from libs.common.runtime.output import Output
 from libs.common.runtime.snapshot import SnapshotStore
-from libs.common.schemas import DeadLetter
+from libs.common.schemas import Checkpoint, DeadLetter
 from libs.common.settings import Settings
-from libs.common.topics import DEAD_LETTERS
+from libs.common.topics import CHECKPOINT_KEY, CHECKPOINTS, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +271,10 @@ class PartitionWorker:
         try:
             await self._send_batched(outputs)
             started = time.perf_counter()
-            await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
+            if proc.checkpoints is None:
+                await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
+            else:
+                await self._send_checkpoint(proc.checkpoints, next_offset)
             offsets_done = time.perf_counter()
             await producer.commit_transaction()
             phases = metrics.TXN_PHASE_SECONDS
@@ -280,6 +292,13 @@ class PartitionWorker:
             counts[out.topic] = counts.get(out.topic, 0) + 1
         for topic, count in counts.items():
             metrics.MESSAGES_OUT.labels(proc.service, topic).inc(count)
+
+    async def _send_checkpoint(self, topic: str, next_offset: int) -> None:
+        """The input position, in the transaction: the record the next owner reads."""
+        batch = self.producer.create_batch()
+        value = codec.encode(Checkpoint(ts=int(time.time() * 1000), offset=next_offset))
+        batch.append(key=CHECKPOINT_KEY, value=value, timestamp=None)
+        await self.producer.send_batch(batch, topic, partition=self.tp.partition)
 
     async def _send_batched(self, outputs: list[Output]) -> None:
         """Encode outputs into one record batch per (topic, partition), in output order."""
@@ -333,6 +352,18 @@ class Processor:
         self.decoder = codec.decoder(input_topic)
         self.redis = redis or aioredis.Redis.from_url(settings.redis_url)
         self.snapshots = SnapshotStore(self.redis, settings.namespace, service)
+        # Where the input position is committed (None: the consumer group's offsets,
+        # for an input topic without a checkpoint topic).
+        logical = CHECKPOINTS.get(input_topic)
+        self.checkpoints = settings.topics.name(logical) if logical else None
+        self._checkpoint = codec.decoder(logical) if logical else None
+        self.checkpoint_reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+        )
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.wake = asyncio.Event()
         self.fatal: BaseException | None = None
@@ -400,8 +431,10 @@ class Processor:
             max_batch_size=1 << 20,
             retry_backoff_ms=self.settings.txn_retry_backoff_ms,
         )
-        await producer.start()  # InitProducerId: fences the previous owner of tp
-        committed = await self.consumer.committed(tp) or 0
+        # InitProducerId: fences the previous owner of tp, and completes (commits or
+        # aborts) its last transaction before it answers
+        await producer.start()
+        committed = await self._committed(tp)
         stored, entries = await self.snapshots.load(tp.partition)
         if stored > committed:
             # Cannot happen while Redis is written only after commits; refuse to guess.
@@ -443,6 +476,47 @@ class Processor:
             },
         )
 
+    async def _committed(self, tp: TopicPartition) -> int:
+        """C: the next input offset whose effects are not committed yet."""
+        if self.checkpoints is not None:
+            found = await self._last_checkpoint(tp.partition)
+            if found is not None:
+                return found
+        return await self.consumer.committed(tp) or 0
+
+    async def _last_checkpoint(self, partition: int) -> int | None:
+        """The offset in the last committed checkpoint of a partition (None if none).
+
+        Read backwards from the last stable offset in growing windows: each batch
+        leaves its checkpoint and a commit marker, aborted batches a record and an
+        abort marker, so the last committed checkpoint is a few offsets back."""
+        assert self.checkpoints is not None and self._checkpoint is not None
+        tp = TopicPartition(self.checkpoints, partition)
+        reader = self.checkpoint_reader
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        span = 16
+        while end > 0:
+            start = max(0, end - span)
+            reader.seek(tp, start)
+            last: ConsumerRecord[bytes, bytes] | None = None
+            deadline = time.monotonic() + 30.0
+            while await reader.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cannot read the checkpoints of {tp} up to {end}")
+                batches = await reader.getmany(tp, timeout_ms=200)
+                for record in batches.get(tp, []):
+                    if record.offset < end:
+                        last = record
+            if last is not None:
+                checkpoint = self._checkpoint.decode(last.value or b"")
+                assert isinstance(checkpoint, Checkpoint)
+                return checkpoint.offset
+            if start == 0:
+                return None
+            span *= 8
+        return None
+
     async def _close(self, tp: TopicPartition) -> None:
         worker = self.workers.pop(tp, None)
         metrics.CONSUMER_LAG.labels(self.service, self.topic_name, str(tp.partition)).set(0)
@@ -452,6 +526,7 @@ class Processor:
     # ------------------------------------------------------------ supervision
 
     async def start(self) -> None:
+        await self.checkpoint_reader.start()
         await self.consumer.start()
         self.consumer.subscribe([self.topic_name], listener=_Rebalance(self))
 
@@ -506,4 +581,5 @@ class Processor:
         async with self._lock:
             await asyncio.gather(*(self._close(tp) for tp in sorted(self.workers)))
         await self.consumer.stop()
+        await self.checkpoint_reader.stop()
         await self.redis.aclose()

@@ -20,6 +20,7 @@ from libs.common.schemas import (
     CancelAll,
     CancelOrder,
     CancelRequest,
+    Checkpoint,
     ChildOrder,
     ConfigureMarket,
     DeadLetter,
@@ -434,6 +435,7 @@ SAMPLES: list[tuple[str, Message]] = [
             payload=b"\x00\xffgarbage",
         ),
     ),
+    *((name, Checkpoint(ts=20, offset=1_234_567)) for name in topics.CHECKPOINTS.values()),
 ]
 
 

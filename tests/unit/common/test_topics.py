@@ -7,7 +7,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common import codec, topics
+from libs.common import codec, schemas, topics
 from libs.common.topics import REGISTRY, Topics, partition_for, spec
 
 # Signed murmur2 values from the Java client's own test (UtilsTest.testMurmur2).
@@ -74,3 +74,11 @@ def test_a_namespace_prefixes_every_deployed_name() -> None:
 
 def test_every_topic_has_a_schema_and_every_schema_a_topic() -> None:
     assert set(codec.TOPIC_SCHEMAS) == {t.name for t in REGISTRY}
+
+
+def test_each_processor_input_has_a_compacted_checkpoint_topic_partition_for_partition() -> None:
+    assert set(topics.CHECKPOINTS) == {topics.RISK_IN, topics.MATCHER_IN, topics.LIQUIDATIONS}
+    for input_topic, checkpoints in topics.CHECKPOINTS.items():
+        assert spec(checkpoints).partitions == spec(input_topic).partitions
+        assert spec(checkpoints).config()["cleanup.policy"] == "compact"
+        assert codec.TOPIC_SCHEMAS[checkpoints] is schemas.Checkpoint
