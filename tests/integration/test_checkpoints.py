@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.common import codec, metrics, topics
 from libs.common.runtime import Processor, SnapshotStore
+from libs.common.runtime import processor as processor_module
 from libs.common.schemas import Checkpoint, Deposit
 from libs.common.settings import Settings
 from libs.common.topics import CHECKPOINT_KEY, partition_for
@@ -77,15 +78,24 @@ async def group_offset(settings: Settings, partition: int) -> int | None:
 
 
 async def test_each_batch_commits_its_position_as_a_checkpoint_not_to_the_group(
-    settings: Settings, redis_client: aioredis.Redis
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = partition_for(ALICE, settings.topics.partitions(topics.RISK_IN))
     deposits = [(ALICE, Deposit(ts=i, account=ALICE, usd=1_000_000)) for i in range(40)]
     await produce(settings, topics.RISK_IN, deposits)
+    monkeypatch.setattr(processor_module, "MIRROR_INTERVAL_S", 3600.0)
     async with running(settings):
         assert await wait_for(lambda: _is(stored(settings, redis_client, p), 40))
     assert await last_checkpoint(settings, p) == 40
     assert await group_offset(settings, p) is None  # no TxnOffsetCommit any more
+    # the group gets a copy now and then, for the tools that read its lag
+    monkeypatch.setattr(processor_module, "MIRROR_INTERVAL_S", 0.1)
+    more = [(ALICE, Deposit(ts=50, account=ALICE, usd=1_000_000))]
+    await produce(settings, topics.RISK_IN, more)
+    async with running(settings):
+        assert await wait_for(lambda: _is(stored(settings, redis_client, p), 41))
+        assert await wait_for(lambda: _is(group_offset(settings, p), 41))
+    assert await last_checkpoint(settings, p) == 41
     # a partition that never had a batch has no checkpoint
     others = [q for q in range(4) if q != p]
     assert [await last_checkpoint(settings, q) for q in others] == [None, None, None]

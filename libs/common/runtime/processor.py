@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 ID_HEADER = "id"
 
 
+# How often the committed positions are copied to the consumer group (for lag tools).
+MIRROR_INTERVAL_S = 5.0
+MIRROR_TIMEOUT_S = 2.0
+
+
 def shorten_txn_backoff(seconds: float) -> None:
     """After a commit the coordinator still writes the markers for about a millisecond and
     answers the next AddPartitionsToTxn with CONCURRENT_TRANSACTIONS; aiokafka then waits a
@@ -115,6 +120,9 @@ class PartitionWorker:
         self.producer = producer
         self.replay_until = replay_until
         self.position = position
+        # The next input offset whose effects are not committed yet (C), as far as this
+        # owner knows: the start's, then each committed batch's.
+        self.committed = replay_until
         self.replaying = position < replay_until
         self.ctx = Context(settings.topics, processor.input_topic, tp.partition)
         self.sizer = BatchSizer(settings.batch_min, settings.batch_max, settings.batch_target_ms)
@@ -204,6 +212,7 @@ class PartitionWorker:
         proc = self.processor
         if staged.live:
             await self._commit(staged.outputs, staged.next_offset)
+            self.committed = staged.next_offset
             metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(staged.live)
         if staged.replayed:
             metrics.REPLAYED.labels(proc.service, proc.input_topic).inc(staged.replayed)
@@ -357,6 +366,8 @@ class Processor:
         logical = CHECKPOINTS.get(input_topic)
         self.checkpoints = settings.topics.name(logical) if logical else None
         self._checkpoint = codec.decoder(logical) if logical else None
+        self._next_mirror = 0.0
+        self._mirrored: dict[TopicPartition, int] = {}
         self.checkpoint_reader = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
@@ -547,7 +558,33 @@ class Processor:
                     raise self.fatal
                 await self._recover_failed()
             self._export_lag()
+            await self._mirror_offsets()
             metrics.HEALTH.beat(partitions=len(self.workers))
+
+    async def _mirror_offsets(self) -> None:
+        """Copy the committed positions to the consumer group every few seconds, outside
+        the transactions, for the tools that read a group's lag (kafka-consumer-groups,
+        exporters). They are never ahead of the checkpoints, and are read back only for
+        a partition without any checkpoint."""
+        if self.checkpoints is None:
+            return
+        now = time.monotonic()
+        if now < self._next_mirror:
+            return
+        self._next_mirror = now + MIRROR_INTERVAL_S
+        offsets = {
+            tp: worker.committed
+            for tp, worker in self.workers.items()
+            if worker.committed > self._mirrored.get(tp, 0)
+        }
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), MIRROR_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as exc:  # a rebalance: the next round retries
+            log.debug("mirroring offsets to the group failed: %r", exc)
+            return
+        self._mirrored.update(offsets)
 
     async def _recover_failed(self) -> None:
         async with self._lock:
