@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common import codec, metrics, topics
 from libs.common.runtime import Processor, SnapshotStore
@@ -168,6 +169,24 @@ async def test_a_deployment_with_only_group_offsets_resumes_from_them(
     assert len(events) == 2  # only the two records past the old commit point
     assert events[-1].value.collateral == 12_000_000
     assert await last_checkpoint(settings, p) == 12
+
+
+async def test_a_missing_checkpoint_topic_stops_the_processor_with_what_to_do(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await admin.delete_topics([settings.topics.name(topics.RISK_CHECKPOINTS)])
+    await admin.close()
+    monkeypatch.setattr(processor_module, "CHECKPOINT_TOPIC_WAIT_S", 1.0)
+    await produce(settings, topics.RISK_IN, [(ALICE, Deposit(ts=1, account=ALICE, usd=1))])
+    proc = processor(settings)
+    await proc.start()
+    try:
+        with pytest.raises(RuntimeError, match=r"risk\.in\.checkpoints does not exist"):
+            await asyncio.wait_for(proc.run(), 60)
+    finally:
+        await proc.stop()
 
 
 async def _is(coro: object, expected: int) -> bool:

@@ -57,6 +57,8 @@ ID_HEADER = "id"
 # How often the committed positions are copied to the consumer group (for lag tools).
 MIRROR_INTERVAL_S = 5.0
 MIRROR_TIMEOUT_S = 2.0
+# How long a partition waits at assignment for its checkpoint topic to exist.
+CHECKPOINT_TOPIC_WAIT_S = 60.0
 
 
 def shorten_txn_backoff(seconds: float) -> None:
@@ -445,7 +447,11 @@ class Processor:
         # InitProducerId: fences the previous owner of tp, and completes (commits or
         # aborts) its last transaction before it answers
         await producer.start()
-        committed = await self._committed(tp)
+        try:
+            committed = await self._committed(tp)
+        except BaseException:
+            await producer.stop()
+            raise
         stored, entries = await self.snapshots.load(tp.partition)
         if stored > committed:
             # Cannot happen while Redis is written only after commits; refuse to guess.
@@ -504,6 +510,15 @@ class Processor:
         assert self.checkpoints is not None and self._checkpoint is not None
         tp = TopicPartition(self.checkpoints, partition)
         reader = self.checkpoint_reader
+        deadline = time.monotonic() + CHECKPOINT_TOPIC_WAIT_S
+        while self.checkpoints not in await reader.topics():
+            # created with the input topics (create-topics), maybe a moment later
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"topic {self.checkpoints} does not exist: create the registry's topics "
+                    "(python -m libs.common.admin create-topics)"
+                )
+            await asyncio.sleep(0.5)
         reader.assign([tp])
         end = (await reader.end_offsets([tp]))[tp]  # read_committed: the last stable offset
         span = 16
