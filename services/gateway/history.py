@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -203,9 +204,15 @@ class History:
         return msgspec.json.decode(raw) if raw else None
 
 
+# How often the projector commits its consumer offsets: projecting is idempotent (the
+# same event writes the same member or field), so a restart re-projecting up to this
+# much is harmless, and a commit per batch cost a group round trip per batch.
+PROJECTOR_COMMIT_INTERVAL_S = 1.0
+
+
 async def run_projector(history: History, stop: asyncio.Event) -> None:
     """Project account.events, market.events and liquidation.audit until stopped
-    (at-least-once)."""
+    (at-least-once, offsets committed every second and on the way out)."""
     settings = history.settings
     names = {
         settings.topics.name(logical): codec.decoder(logical)
@@ -220,6 +227,8 @@ async def run_projector(history: History, stop: asyncio.Event) -> None:
         enable_auto_commit=False,
     )
     await consumer.start()
+    pending = False
+    next_commit = 0.0
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
@@ -233,7 +242,12 @@ async def run_projector(history: History, stop: asyncio.Event) -> None:
                         log.warning("undecodable event at %s %d", tp, record.offset)
             if events:
                 await history.project(events)
-            if batches:
+            pending = pending or bool(batches)
+            now = time.monotonic()
+            if pending and now >= next_commit:
                 await consumer.commit()
+                pending, next_commit = False, now + PROJECTOR_COMMIT_INTERVAL_S
+        if pending:
+            await consumer.commit()
     finally:
         await consumer.stop()
