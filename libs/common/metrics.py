@@ -66,9 +66,9 @@ BATCH_SECONDS = Histogram(
 )
 TXN_PHASE_SECONDS = Histogram(
     "exchange_transaction_phase_seconds",
-    "Time of each part of a batch's Kafka transaction: offsets (AddOffsetsToTxn and "
-    "TxnOffsetCommit, after the partitions are added) and commit (the produce "
-    "acknowledgements and EndTxn)",
+    "Time of each part of a batch's Kafka transaction: commit (the produce "
+    "acknowledgements and EndTxn) and, for an input committed to its consumer group "
+    "rather than as a checkpoint record, offsets (AddOffsetsToTxn and TxnOffsetCommit)",
     ["service", "phase"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,

@@ -82,7 +82,7 @@ class Reflections:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            await asyncio.wait_for(future, timeout_s)
             return True
         except TimeoutError:
             return False

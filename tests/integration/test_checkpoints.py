@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,12 +13,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common import codec, metrics, topics
-from libs.common.runtime import Processor, SnapshotStore
+from libs.common.runtime import SnapshotStore
 from libs.common.runtime import processor as processor_module
 from libs.common.schemas import Checkpoint, Deposit
 from libs.common.settings import Settings
 from libs.common.topics import CHECKPOINT_KEY, partition_for
-from services.risk.engine import RiskCore
+from tests.integration.test_runtime import risk_processor, running
 from tests.support.bus import produce, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -28,35 +26,12 @@ pytestmark = pytest.mark.kafka
 ALICE = "0x" + "c3" * 20
 
 
-def processor(settings: Settings) -> Processor:
-    markets = settings.markets
-    return Processor(
-        service="risk",
-        input_topic=topics.RISK_IN,
-        core_factory=lambda p: RiskCore(markets, p),
-        settings=settings,
-    )
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Processor]:
-    proc = processor(settings)
-    await proc.start()
-    task = asyncio.create_task(proc.run())
-    try:
-        yield proc
-    finally:
-        proc.request_stop()
-        await task
-        await proc.stop()
-
-
 async def stored(settings: Settings, redis: aioredis.Redis, partition: int) -> int:
     return await SnapshotStore(redis, settings.namespace, "risk").stored_offset(partition)
 
 
 async def last_checkpoint(settings: Settings, partition: int) -> int | None:
-    proc = processor(settings)
+    proc = risk_processor(settings)
     await proc.checkpoint_reader.start()
     try:
         return await proc._last_checkpoint(partition)
@@ -180,7 +155,7 @@ async def test_a_missing_checkpoint_topic_stops_the_processor_with_what_to_do(
     await admin.close()
     monkeypatch.setattr(processor_module, "CHECKPOINT_TOPIC_WAIT_S", 1.0)
     await produce(settings, topics.RISK_IN, [(ALICE, Deposit(ts=1, account=ALICE, usd=1))])
-    proc = processor(settings)
+    proc = risk_processor(settings)
     await proc.start()
     try:
         with pytest.raises(RuntimeError, match=r"risk\.in\.checkpoints does not exist"):

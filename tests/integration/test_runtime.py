@@ -23,15 +23,19 @@ ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b2" * 20
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Processor]:
+def risk_processor(settings: Settings) -> Processor:
     markets = settings.markets
-    proc = Processor(
+    return Processor(
         service="risk",
         input_topic=topics.RISK_IN,
         core_factory=lambda p: RiskCore(markets, p),
         settings=settings,
     )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Processor]:
+    proc = risk_processor(settings)
     await proc.start()
     task = asyncio.create_task(proc.run())
     try:

@@ -278,19 +278,21 @@ class PartitionWorker:
     async def _commit(self, outputs: list[Output], next_offset: int) -> None:
         proc = self.processor
         producer = self.producer
+        phases = metrics.TXN_PHASE_SECONDS
         await producer.begin_transaction()
         try:
-            await self._send_batched(outputs)
-            started = time.perf_counter()
             if proc.checkpoints is None:
+                await self._send_batched(outputs)
+                started = time.perf_counter()
                 await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
-            else:
-                await self._send_checkpoint(proc.checkpoints, next_offset)
-            offsets_done = time.perf_counter()
+                phases.labels(proc.service, "offsets").observe(time.perf_counter() - started)
+            else:  # the input position is one more output of the batch
+                await self._send_batched(
+                    [*outputs, self._checkpoint(proc.checkpoints, next_offset)]
+                )
+            started = time.perf_counter()
             await producer.commit_transaction()
-            phases = metrics.TXN_PHASE_SECONDS
-            phases.labels(proc.service, "offsets").observe(offsets_done - started)
-            phases.labels(proc.service, "commit").observe(time.perf_counter() - offsets_done)
+            phases.labels(proc.service, "commit").observe(time.perf_counter() - started)
         except BaseException:
             metrics.TXN_ABORTS.labels(proc.service).inc()
             try:
@@ -304,12 +306,11 @@ class PartitionWorker:
         for topic, count in counts.items():
             metrics.MESSAGES_OUT.labels(proc.service, topic).inc(count)
 
-    async def _send_checkpoint(self, topic: str, next_offset: int) -> None:
-        """The input position, in the transaction: the record the next owner reads."""
-        batch = self.producer.create_batch()
-        value = codec.encode(Checkpoint(ts=int(time.time() * 1000), offset=next_offset))
-        batch.append(key=CHECKPOINT_KEY, value=value, timestamp=None)
-        await self.producer.send_batch(batch, topic, partition=self.tp.partition)
+    def _checkpoint(self, topic: str, next_offset: int) -> Output:
+        """The input position as a record of the batch: what the next owner reads."""
+        checkpoint = Checkpoint(ts=int(time.time() * 1000), offset=next_offset)
+        where = f"{self.processor.input_topic}/{self.tp.partition}/{next_offset}/checkpoint"
+        return Output(topic, self.tp.partition, CHECKPOINT_KEY, checkpoint, where)
 
     async def _send_batched(self, outputs: list[Output]) -> None:
         """Encode outputs into one record batch per (topic, partition), in output order."""
