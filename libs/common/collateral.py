@@ -36,6 +36,24 @@ def haircut_value(spec: CollateralSpec, raw: int) -> int:
     return kept // PPM
 
 
+def lots_to_cover(spec: CollateralSpec, px: int, usd: int, held: int) -> int:
+    """The fewest of ``held`` lots whose value at ``px`` after the haircut
+    (:func:`haircut_value` of those lots alone) is at least ``usd``; all of them when
+    they fall short. The value grows with the lots, so a binary search finds it."""
+    if usd <= 0 or held <= 0 or px <= 0:
+        return 0
+    if haircut_value(spec, held * px) < usd:
+        return held
+    low, high = 1, held  # the answer lies in [low, high]
+    while low < high:
+        mid = (low + high) // 2
+        if haircut_value(spec, mid * px) >= usd:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 class AssetValues(NamedTuple):
     """An account's collateral assets: toward equity, and toward new risk."""
 
@@ -70,4 +88,4 @@ def oracle_prices(marks: Mapping[str, MarkState]) -> dict[str, tuple[int, bool]]
     }
 
 
-__all__ = ["AssetValues", "asset_values", "haircut_value", "oracle_prices"]
+__all__ = ["AssetValues", "asset_values", "haircut_value", "lots_to_cover", "oracle_prices"]

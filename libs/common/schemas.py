@@ -661,7 +661,10 @@ class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     has nothing left to liquidate; ``reason`` says what changed. ``open_orders`` is
     false when risk knows no order of the account in the markets of ``positions``
     (risk records every order before the matcher sees it), so the liquidator's first
-    step sends no cancel-all; a status without the field is read as true."""
+    step sends no cancel-all; a status without the field is read as true. ``asset_value``
+    is what the account's collateral assets other than USDC count for in its equity (cross
+    only): with no position left and USDC below zero, the liquidator sells them
+    (``CollateralSale``)."""
 
     account: str
     equity: int
@@ -672,6 +675,7 @@ class LiquidationStatus(Message, frozen=True, tag="liquidation_status.v1"):
     reason: str
     market: str = ""
     open_orders: bool = True
+    asset_value: int = 0
 
 
 class LiquidationReport(Message, frozen=True, tag="liquidation_report.v1"):
@@ -723,6 +727,32 @@ class InsuranceAnswer(Message, frozen=True, tag="insurance_answer.v1"):
     paid: int = 0
 
 
+class CollateralSale(Message, frozen=True, tag="collateral_sale.v1"):
+    """The liquidator asks risk (the account's partition) to repay a cross account's USDC
+    liability from its collateral assets: the account has no cross position left, USDC
+    below zero and assets behind it. Risk sells to the backstop vault, asset by asset in
+    name order, the fewest lots whose value (at the oracle price, after the haircut they
+    counted at) covers the liability it sees then (all of them if they fall short);
+    ``usd`` is the liability the liquidator saw, for the record."""
+
+    account: str
+    usd: int
+    case_id: str = ""
+
+
+class AssetTakeover(Message, frozen=True, tag="asset_takeover.v1"):
+    """On the backstop vault's partition (``account`` = the vault): ``lots`` of ``asset``
+    already taken from ``seller``, who was credited ``usd`` for them; the vault holds the
+    lots and pays the USDC."""
+
+    account: str
+    seller: str
+    asset: str
+    lots: int
+    usd: int
+    case_id: str = ""
+
+
 class AdlQuery(Message, frozen=True, tag="adl_query.v1"):
     """Broadcast to every risk partition: the positions on one side of ``market`` that
     could take over ``account``'s position at the bankruptcy price."""
@@ -755,8 +785,9 @@ class AdlCandidates(Message, frozen=True, tag="adl_candidates.v1"):
 
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     """One step of the waterfall with its reason. ``stage``: triggered, stale, cancel,
-    book, backstop, insurance, adl, closed, recovered, and unwind (the vault's own orders);
-    prices in ticks, sizes in lots, money in micro-USDC; ``counterparty`` is the vault,
+    book, backstop, convert (collateral assets sold to the vault), insurance, adl, closed,
+    recovered, and unwind (the vault's own orders); prices in ticks, sizes in lots, money
+    in micro-USDC; ``counterparty`` is the vault,
     the fund or the ADL'd account. ``equity`` is the equity before the step and
     ``equity_after`` what it left (the same when its effect is a later step's); ``step``
     numbers the steps of one case."""
@@ -848,6 +879,8 @@ RiskIn = (
     | VaultWithdrawal
     | VaultPayout
     | SetMarginMode
+    | CollateralSale
+    | AssetTakeover
 )
 MatcherIn = (
     NewOrder

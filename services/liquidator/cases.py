@@ -30,6 +30,7 @@ from libs.common.schemas import (
     AdlQuery,
     BadDebtNotice,
     CancelAll,
+    CollateralSale,
     InsuranceAnswer,
     InsuranceClaim,
     LiquidatedPosition,
@@ -52,7 +53,7 @@ from services.liquidator.structs import LiquidationCase, VaultUnwind
 CASE_PREFIX = "case:"
 UNWIND_PREFIX = "unwind:"
 MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
-METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "insurance", "adl"})
+METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "convert", "insurance", "adl"})
 # The counter's child of each stage, looked up once: ``labels()`` hashes and validates
 # its arguments under a lock at every call, a few microseconds per liquidation step.
 _STAGE_COUNTERS: dict[str, Any] = {}
@@ -66,6 +67,12 @@ def _count_stages(counts: dict[str, int]) -> None:
             counter = _STAGE_COUNTERS[stage] = metrics.LIQUIDATIONS.labels(stage)
         counter.inc(steps)
     counts.clear()
+
+
+def _owes(msg: LiquidationStatus) -> bool:
+    """A cross account's USDC below zero behind collateral assets (risk keeps it in
+    liquidation until they repay it, with or without positions)."""
+    return not msg.market and msg.collateral < 0 and msg.asset_value > 0
 
 
 def case_key(account: str, market: str) -> str:
@@ -144,19 +151,23 @@ class LiquidatorCore:
         self.cases.touch(key)
         equity, below, ts, reason = msg.equity, msg.below, msg.ts, msg.reason
         first = case.stage == "triggered"
-        if first and equity >= 0 and not (below and msg.positions):
+        owes = _owes(msg)
+        if first and equity >= 0 and not (below and (msg.positions or owes)):
             self._stale(ctx, case, key, msg)
             return
         positions = list(msg.positions)
         case.equity, case.maintenance = equity, msg.maintenance
         case.collateral, case.positions = msg.collateral, positions
-        if reason in ("backstop", "adl") and case.awaiting:
+        case.asset_value = msg.asset_value
+        if reason in ("backstop", "adl", "convert") and case.awaiting:
             case.awaiting -= 1
         if reason == "credit":
             case.credit_seen = True
         self._watch_debt(ctx, case, ts)
         if not below:
-            if positions or equity >= 0:
+            if not positions and owes and not case.converted and not case.awaiting:
+                self._sell_collateral(ctx, case, ts)
+            elif positions or equity >= 0:
                 self._close(ctx, case, key, "recovered" if positions else "closed", ts)
             elif not case.claim:  # flat but below zero: the fund's turn
                 self._claim(ctx, case, ts)
@@ -383,7 +394,9 @@ class LiquidatorCore:
         # compiled, each read of a struct's field is a Python attribute lookup: read once
         positions, equity = case.positions, case.equity
         if not positions:
-            if equity < 0:
+            if case.collateral < 0 and case.asset_value > 0 and not case.converted:
+                self._sell_collateral(ctx, case, ts)
+            elif equity < 0:
                 self._claim(ctx, case, ts)
             else:
                 self._close(ctx, case, key, "closed", ts)
@@ -482,6 +495,9 @@ class LiquidatorCore:
         else:
             markets = sorted({p.market for p in positions})
         case.stage = "cancel"
+        if not markets:  # a USDC liability behind collateral assets, no position
+            self._audit(ctx, case, "cancel", ts, "no position: no orders to cancel")
+            return
         if not open_orders:
             self._audit(ctx, case, "cancel", ts, "no open orders in " + ",".join(markets))
             return
@@ -492,6 +508,29 @@ class LiquidatorCore:
                 CancelAll(ts=ts, account=case.account, market=market, status="liquidatedCanceled"),
             )
         self._audit(ctx, case, "cancel", ts, "open orders canceled in " + ",".join(markets))
+
+    def _sell_collateral(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+        """No position left, USDC below zero and collateral assets behind it: risk sells
+        them to the vault to repay the liability (once per case); the account's next
+        status (reason ``convert``) says what came of it."""
+        owed = -case.collateral
+        case.stage, case.converted = "convert", True
+        case.awaiting += 1
+        ctx.emit(
+            topics.RISK_IN,
+            case.account,
+            CollateralSale(ts=ts, account=case.account, usd=owed, case_id=case.case_id),
+        )
+        self._audit(
+            ctx,
+            case,
+            "convert",
+            ts,
+            f"sell collateral assets (worth {case.asset_value}) to the vault for the "
+            f"USDC liability {owed}",
+            shortfall=owed,
+            counterparty=BACKSTOP_VAULT_ACCOUNT,
+        )
 
     def _claim(self, ctx: Context, case: LiquidationCase, ts: int, usd: int = 0) -> None:
         """Ask the fund for ``usd`` (by default the whole negative equity)."""
@@ -674,6 +713,8 @@ class LiquidatorCore:
         detail = f"equity={case.equity} maintenance={case.maintenance}"
         if case.equity < 0:
             detail += f"; bad debt {-case.equity}"
+        if case.collateral < 0 and case.asset_value > 0 and not case.positions:
+            detail += f"; USDC liability {-case.collateral} left: its assets could not be sold"
         self._audit(ctx, case, stage, ts, detail, shortfall=max(0, -case.equity))
         self._end(ctx, case, key, ts)
 

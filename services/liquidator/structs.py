@@ -15,7 +15,9 @@ from libs.common.schemas import AdlCandidates, LiquidatedPosition
 class LiquidationCase(msgspec.Struct, kw_only=True):
     """A liquidation in progress and what it waits for: an order's result
     (``pending_oid``), transfers to be seen filled (``awaiting``), the fund's answer
-    (``claim``) or the ADL candidates of every risk partition (``adl_px`` set)."""
+    (``claim``) or the ADL candidates of every risk partition (``adl_px`` set).
+    ``asset_value`` is what the account's collateral assets count for; ``converted`` once
+    the case asked risk to sell them (once per case)."""
 
     account: str
     opened: int
@@ -45,6 +47,8 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     window_ntl: int = 0
     held_window: int = -1
     steps: int = 0
+    asset_value: int = 0
+    converted: bool = False
 
 
 class VaultUnwind(msgspec.Struct, kw_only=True):

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 
 from libs.common import metrics, topics
-from libs.common.collateral import oracle_prices
+from libs.common.collateral import haircut_value, lots_to_cover, oracle_prices
 from libs.common.margin import (
     AccountSummary,
     fee_amount,
@@ -37,12 +37,14 @@ from libs.common.schemas import (
     AdlCandidate,
     AdlCandidates,
     AdlQuery,
+    AssetTakeover,
     BadDebtNotice,
     BalanceUpdate,
     CancelAll,
     CancelOrder,
     CancelRequest,
     ChildOrder,
+    CollateralSale,
     Deposit,
     FeeTier,
     FillLeg,
@@ -178,6 +180,8 @@ class RiskCore:
             VaultWithdrawal: self._vault_withdrawal,
             VaultPayout: self._vault_payout,
             SetMarginMode: self._set_margin_mode,
+            CollateralSale: self._collateral_sale,
+            AssetTakeover: self._asset_takeover,
         }
 
     # ------------------------------------------------------------ runtime protocol
@@ -1236,7 +1240,8 @@ class RiskCore:
         if level != acct.margin_call_pct:
             acct.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
+        below = (maintenance > 0 and equity < maintenance) or self._owes(acct, row)
+        below = below and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
             if acct.assets:
@@ -1290,6 +1295,14 @@ class RiskCore:
             pos.liquidating = False
             changed = True
         return changed
+
+    def _owes(self, acct: AccountState, row: int) -> bool:
+        """A USDC liability with no cross position left, behind collateral assets that
+        count for something: the liquidator sells them to repay it (a liability is
+        never left standing on assets whose price may fall)."""
+        if acct.collateral >= 0 or not acct.assets or self.exposures.asset_equity[row] <= 0:
+            return False
+        return not any(p.szi and p.is_cross for p in acct.positions.values())
 
     def _oracles_valid(self, markets: Iterable[str]) -> bool:
         """No liquidation on a price whose oracle is stale, short of sources or halted."""
@@ -1362,6 +1375,7 @@ class RiskCore:
         ex = self.exposures
         row = ex.row(acct.address)
         positions = []
+        asset_value = 0
         if market:
             pos = acct.positions.get(market)
             equity = maintenance = 0
@@ -1373,6 +1387,7 @@ class RiskCore:
                 positions.append(self._liquidated_position(market, pos))
         else:
             equity, maintenance = ex.equity(row), ex.maintenance_of(row)
+            asset_value = int(ex.asset_equity[row]) if acct.assets else 0
             held = acct.positions
             for name in sorted(held) if len(held) > 1 else held:
                 pos = held[name]
@@ -1389,6 +1404,7 @@ class RiskCore:
             below=below,
             reason=reason,
             open_orders=self._orders_in(acct, positions),
+            asset_value=asset_value,
         )
 
     @staticmethod
@@ -1546,6 +1562,93 @@ class RiskCore:
                 market=msg.market,
                 case_id=msg.case_id,
                 paid=paid,
+            ),
+        )
+
+    def _collateral_sale(self, msg: CollateralSale, ctx: Context) -> None:
+        """On the account's partition: repay its USDC liability by selling collateral
+        assets to the backstop vault at what they counted for in equity (the oracle price
+        after the haircut), asset by asset in name order, the fewest lots that cover it.
+        The USDC is credited here at once and the vault pays on its own partition
+        (``AssetTakeover``), as a transfer does. Only assets whose oracle is valid are
+        sold; the account's status (reason ``convert``) answers the liquidator."""
+        acct = self.accounts.get(msg.account)
+        if acct is None:
+            return
+        ex = self.exposures
+        row = ex.row(acct.address)
+        sold = False
+        if self._owes(acct, row):
+            for asset in sorted(acct.assets):
+                owed = -acct.collateral
+                spec = self.markets.collateral.get(asset)
+                px, valid = ex.prices.get(asset, (0, False))
+                held = acct.assets[asset]
+                if owed <= 0:
+                    break
+                if spec is None or not valid or px <= 0:
+                    continue
+                lots = lots_to_cover(spec, px, owed, held)
+                usd = haircut_value(spec, lots * px)
+                if lots <= 0 or usd <= 0:
+                    continue
+                self._set_asset(acct, asset, held - lots)
+                acct.collateral += usd
+                sold = True
+                self._sale_balance(ctx, msg.ts, acct, asset, -lots, usd, msg.case_id)
+                ctx.emit(
+                    topics.RISK_IN,
+                    BACKSTOP_VAULT_ACCOUNT,
+                    AssetTakeover(
+                        ts=msg.ts,
+                        account=BACKSTOP_VAULT_ACCOUNT,
+                        seller=acct.address,
+                        asset=asset,
+                        lots=lots,
+                        usd=usd,
+                        case_id=msg.case_id,
+                    ),
+                )
+        keys = self._liquidation_keys(acct)
+        if sold:
+            self._changed(acct, msg.ts)
+        elif acct.liquidating:  # nothing could be sold (an oracle not valid): the case
+            acct.liquidating = False  # ends; the next valid price opens a new one
+            self.accounts.touch(acct.address)
+            ex.sync_flags(acct)
+        self._review([acct.address], msg.ts, ctx, "convert", {acct.address: keys})
+
+    def _asset_takeover(self, msg: AssetTakeover, ctx: Context) -> None:
+        """On the vault's partition: the vault holds the lots it bought and pays for
+        them (its USDC may go below zero against them, as any account's may)."""
+        if msg.lots <= 0 or msg.usd < 0:
+            return
+        vault = self._account(msg.account)
+        vault.assets[msg.asset] = vault.assets.get(msg.asset, 0) + msg.lots
+        vault.collateral -= msg.usd
+        self._changed(vault, msg.ts)
+        self._sale_balance(ctx, msg.ts, vault, msg.asset, msg.lots, -msg.usd, msg.case_id)
+        if msg.account in VENUE_ACCOUNTS:
+            self._export_venue_account(vault, ctx)
+
+    @staticmethod
+    def _sale_balance(
+        ctx: Context, ts: int, acct: AccountState, asset: str, lots: int, usd: int, case_id: str
+    ) -> None:
+        """The two sides of a collateral sale on the account's ledger: the USDC (``delta``)
+        and the asset's new balance."""
+        ctx.emit(
+            topics.ACCOUNT_EVENTS,
+            acct.address,
+            BalanceUpdate(
+                ts=ts,
+                account=acct.address,
+                collateral=acct.collateral,
+                delta=usd,
+                reason="collateralSale",
+                req_id=case_id,
+                asset=asset,
+                asset_balance=acct.assets.get(asset, 0),
             ),
         )
 

@@ -485,6 +485,8 @@ class Exposures:
             maintenance = np.where(pm, self.pm_maintenance[rows], maintenance)
             initial = np.where(pm, self.pm_initial[rows], initial)
         below = (maintenance > 0) & (equity < maintenance)
+        # a USDC liability behind collateral assets with no cross position is a case too
+        below |= (self.notional[rows] == 0) & (self.base[rows] < 0) & (self.asset_equity[rows] > 0)
         flag = below != self.liq[rows]
         flag |= call_levels(equity, maintenance, self.levels) != self.level[rows]
         active = self.active_holds[rows]

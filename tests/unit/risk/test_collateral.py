@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.collateral import asset_values, haircut_value
+from libs.common.collateral import asset_values, haircut_value, lots_to_cover
 from libs.common.schemas import (
     BalanceUpdate,
     Deposit,
@@ -158,3 +158,42 @@ def test_a_restarted_core_values_the_assets_again() -> None:
     restored = r.restarted(lambda p: type(core(r))(MARKETS, p))
     ex = core(restored).exposures
     assert ex.equity(ex.row_of[ALICE]) == usd("475000")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 10**7), st.integers(1, 10**7), st.integers(1, 10**13))
+def test_the_lots_sold_are_the_fewest_that_cover_the_liability(
+    held: int, price: int, owed: int
+) -> None:
+    sold = lots_to_cover(BTC_COLLATERAL, price, owed, held)
+    worth = haircut_value(BTC_COLLATERAL, sold * price)
+    if haircut_value(BTC_COLLATERAL, held * price) < owed:
+        assert sold == held  # all of them, and still short
+    else:
+        assert 1 <= sold <= held and worth >= owed
+        assert haircut_value(BTC_COLLATERAL, (sold - 1) * price) < owed
+
+
+def test_a_liability_with_no_position_opens_a_case_only_on_a_valid_oracle() -> None:
+    r = _btc_backed()
+    r.send(leg(ALICE, "buy", "100000", "1", maker=True))  # $15 maker fee
+    r.send(mark("96000", status="stale"))
+    # closed at 96,000 as maker: USDC -15 - 4,000 - $14.40 = -$4,029.40 behind 5 BTC;
+    # the BTC oracle is stale, so no case opens on it
+    outs = r.send(leg(ALICE, "sell", "96000", "1", maker=True, closed=True, ts=6))
+    assert of_type(outs, LiquidationTrigger) == []
+    assert account(r, ALICE).collateral == -usd("4029.4")
+    (trigger,) = of_type(r.send(mark("96000", ts=7)), LiquidationTrigger)
+    # 5 BTC x 96,000 x 95% = $456,000: equity $451,970.60, no maintenance, the whole
+    # liability and the assets' value in the case's first status
+    status = trigger.status
+    assert status is not None
+    assert (trigger.equity, trigger.maintenance) == (usd("451970.6"), 0)
+    assert (status.collateral, status.asset_value, status.positions) == (
+        -usd("4029.4"),
+        usd("456000"),
+        (),
+    )
+    # an account with USDC of its own and assets is never a case
+    r.send(deposit(ALICE, "4029.4"))
+    assert account(r, ALICE).liquidating is False
