@@ -828,3 +828,63 @@ async def test_d_a_liquidator_killed_mid_case_finishes_it_exactly_once(
 
 async def _nonempty(found: object) -> bool:
     return bool(await found)  # type: ignore[misc]
+
+
+async def test_e_a_usdc_liability_behind_collateral_is_repaid_by_selling_it_to_the_vault(
+    pipeline: Pipeline,
+) -> None:
+    """A trader with 0.1 BTC of collateral and no USDC buys 1 BTC at 100,000 and sells it
+    at 96,000: USDC -45 - 4,000 - $43.20 = -$4,088.20 with no position left. Risk opens
+    a case with no maintenance, the liquidator asks for the sale, and risk sells the
+    fewest lots at the index after the 5% haircut to the vault: 0.04483 BTC x 96,000 x
+    95% = $4,088.496 (0.04482 BTC would fall short)."""
+    line = pipeline
+    rng = random.Random(15)
+    trader, short, bidder = address(rng), address(rng), address(rng)
+    await line.deposit(VAULT, 10**6 * USD)
+    await line.deposit(short, 50_000 * USD)
+    await line.deposit(bidder, 200_000 * USD)
+    asset = Deposit(ts=T0, account=trader, usd=0, asset="BTC", amount=BTC_LOT // 10)
+    await line.send(topics.RISK_IN, [(trader, asset)])
+    await line.index(START, T0)
+    await line.send(topics.RISK_IN, [(short, order(short, False, START, BTC_LOT, "Gtc"))])
+
+    async def book_is(asks: int, bids: int) -> bool:
+        view = await line.book()
+        return view is not None and (len(view.asks), len(view.bids)) == (asks, bids)
+
+    await line.until("the short's ask", lambda: book_is(1, 0))
+    await line.send(topics.RISK_IN, [(trader, order(trader, True, START, BTC_LOT, "Ioc"))])
+    await line.until("the long", lambda: book_is(0, 0))
+    await line.send(topics.RISK_IN, [(bidder, order(bidder, True, 960_000, BTC_LOT, "Gtc"))])
+    await line.until("the bid", lambda: book_is(0, 1))
+    await line.index(960_000, T0 + 1_000)
+
+    async def marked() -> bool:
+        return (await line.risk_state()).marks.get("BTC", 0) != START
+
+    await line.until("the mark", marked)
+    sell = order(trader, False, 960_000, BTC_LOT, "Ioc", ts=T0 + 1_001)
+    await line.send(topics.RISK_IN, [(trader, sell)])
+
+    async def repaid() -> bool:
+        acct = (await line.risk_state()).accounts.get(trader)
+        return acct is not None and acct.collateral >= 0 and not acct.positions.get("BTC")
+
+    await line.until("the sale", repaid)
+    await line.quiet()
+    log = await logs(line)
+    await check_caught_up(line, log)
+    view = await line.risk_state()
+    acct, vault = view.accounts[trader], view.accounts[VAULT]
+    assert (acct.collateral, acct.assets) == (296_000, {"BTC": 5_517})
+    assert vault.assets == {"BTC": 4_483}
+    steps = [r.value for r in log.steps if r.value.account == trader]
+    assert [(s.stage, s.shortfall) for s in steps] == [
+        ("triggered", 0),
+        ("cancel", 0),
+        ("convert", 4_088_200_000),
+        ("closed", 0),
+    ]
+    check_every_case_ended(log)
+    check_books_balance(view, line.deposits, line)
