@@ -21,6 +21,7 @@ from libs.common import metrics, topics
 from libs.common.collateral import oracle_prices
 from libs.common.margin import (
     AccountSummary,
+    below_maintenance,
     fee_amount,
     hold_price,
     margin_table,
@@ -1236,7 +1237,7 @@ class RiskCore:
         if level != acct.margin_call_pct:
             acct.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
+        below = below_maintenance(equity, maintenance) and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
             if acct.assets:
@@ -1282,7 +1283,7 @@ class RiskCore:
         if level != pos.margin_call_pct:
             pos.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
+        below = below_maintenance(equity, maintenance) and acct.address not in VENUE_ACCOUNTS
         if below and not pos.liquidating and self._oracles_valid([market]):
             pos.liquidating = changed = True
             triggers.append((equity - maintenance, acct.address, market, equity, maintenance))
