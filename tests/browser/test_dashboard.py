@@ -61,11 +61,13 @@ class Page:
 
         return len(self.driver.find_elements(By.CSS_SELECTOR, css))
 
-    def what_if(self, prices: dict[str, str]) -> None:
+    def what_if(self, prices: dict[str, str], scenario: str = "") -> None:
         """Fill the what-if form (empty prices: the current marks) and wait for its answer."""
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select
 
         before = self.driver.find_element(By.ID, "whatif-form").get_attribute("data-done")
+        Select(self.driver.find_element(By.ID, "scenario")).select_by_value(scenario)
         for coin in ("BTC", "ETH", "SOL"):
             field = self.driver.find_element(By.ID, f"price-{coin}")
             field.clear()
@@ -153,6 +155,12 @@ async def test_the_dashboard_shows_trades_what_if_and_liquidations_live(
         page.wait("the BTC row liquidated", lambda: page.count(f'{row}[data-liquidated="true"]'))
         page.shot("3-what-if")
 
+        # a scenario of the grid: all-100 takes BTC down its 4% volatility, to 96,000
+        page.what_if({}, scenario="all-100")
+        assert page.text('#whatif-positions tr[data-coin="BTC"] .mark') == "96000"
+        assert page.text("#whatif-equity") == "145.5"
+        assert page.text("#whatif-status") == "above maintenance"
+
         # a bad price is refused with the API's message, on the page and over HTTP
         page.what_if({"BTC": "-5"})
         assert "must be positive" in page.text("#whatif-error")
@@ -166,5 +174,6 @@ async def test_the_dashboard_shows_trades_what_if_and_liquidations_live(
         page.wait("the liquidation on the feed", lambda: page.count(step) >= 1, timeout_s=60)
         text = page.text(step)
         assert "equity 45.5 → " in text and "(maintenance 95)" in text, text
+        page.wait("the margin call", lambda: "Margin call" in page.text("#notifications"))
         page.wait("BTC marked at 95000", lambda: page.text('tr[data-coin="BTC"] .mark') == "95000")
         page.shot("4-liquidation")
