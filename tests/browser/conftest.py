@@ -127,3 +127,19 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     folder = ARTIFACTS / request.node.name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed browser test leaves a screenshot of the page as it was."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    driver = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and driver is not None:
+        path = ARTIFACTS / item.name / "failure.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            driver.save_screenshot(str(path))
+            report.sections.append(("screenshot", str(path)))
+        except Exception as exc:  # the browser itself may be what failed
+            report.sections.append(("screenshot", f"none: {exc}"))
