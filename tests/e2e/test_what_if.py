@@ -67,7 +67,7 @@ async def test_what_if_at_the_marks_is_the_engines_state_for_both_sides(venue: V
     async with VenueClient(venue.url, venue.operator_url) as client:
         await client.deposit(long, "2000")
         await client.deposit(short, "3000")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # the oracle's first valid price, on a busy machine
         while (await client.info("venueState"))["markets"][0]["oracleStatus"] != "valid":
             assert time.monotonic() < deadline, "the oracle never published BTC"
             await asyncio.sleep(0.2)
