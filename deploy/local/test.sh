@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$ROOT/deploy/local/kafka.sh" fetch
 "$ROOT/deploy/local/redis.sh" install
 "$ROOT/deploy/local/prometheus.sh" install
+"$ROOT/deploy/local/browser.sh" install
 cd "$ROOT"
 started=$(date +%s)
 set +e

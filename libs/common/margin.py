@@ -146,6 +146,12 @@ def unrealized_pnl(pos: PositionState, mark_px: int | None) -> int:
     return pos.szi * mark_px - signed_basis(pos)
 
 
+def below_maintenance(equity: int, maintenance: int) -> bool:
+    """Risk's liquidation rule: an account (or isolated position) with a requirement
+    whose equity has fallen below it."""
+    return maintenance > 0 and equity < maintenance
+
+
 def hold_price(px: int, mark_px: int, trigger_px: int = 0) -> int:
     """The price an order's hold values it at: the worse (higher notional) of its limit
     or trigger price and the mark."""
@@ -381,6 +387,7 @@ __all__ = [
     "MarginTable",
     "PositionSummary",
     "PositionTerms",
+    "below_maintenance",
     "chosen_leverage",
     "clearinghouse_state",
     "fee_amount",

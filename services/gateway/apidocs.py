@@ -26,7 +26,7 @@ from services.gateway.wire import (
     Envelope,
     MarketControlRequest,
 )
-from services.gateway.ws import COIN_TYPES, USER_TYPES
+from services.gateway.ws import COIN_TYPES, USER_TYPES, VENUE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "api"
@@ -77,6 +77,17 @@ def openapi() -> dict[str, Any]:
                 "description": "candleSnapshot: {coin, interval, startTime, endTime}",
             },
             "endTime": {"type": "integer"},
+            "prices": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "whatIf: market name to price (decimal string), e.g. "
+                '{"BTC": "90000"}; applied after the scenario',
+            },
+            "scenario": {
+                "type": "string",
+                "description": "whatIf: a scenario of the portfolio-margin grid, e.g. "
+                "all-100 (venueState lists them)",
+            },
             "vaultAddress": {
                 "type": "string",
                 "pattern": "^0x[0-9a-fA-F]{40}$",
@@ -196,6 +207,7 @@ def asyncapi() -> dict[str, Any]:
                 "candle": "{coin, interval}",
                 **{t: "{coin}" for t in sorted(COIN_TYPES)},
                 **{t: "{user}" for t in sorted(USER_TYPES)},
+                **{t: "{}" for t in sorted(VENUE_TYPES)},
             },
         }
     }

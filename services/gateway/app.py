@@ -18,6 +18,7 @@ from aiohttp import web
 from libs.common import metrics, topics
 from libs.common.schemas import MarketConfigured
 from libs.common.settings import Settings
+from services.gateway import dashboard
 from services.gateway.agents import AgentStore
 from services.gateway.bus import Bus
 from services.gateway.exchange import ExchangeApi, ExchangeError
@@ -163,4 +164,5 @@ class Gateway:
         app.router.add_post("/exchange", self.post_exchange)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ws", self.hub.handle)
+        dashboard.add_routes(app)
         return app

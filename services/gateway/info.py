@@ -24,10 +24,13 @@ from libs.common.schemas import (
 )
 from libs.common.state import (
     BACKSTOP_VAULT_ACCOUNT,
+    INSURANCE_FUND_ACCOUNT,
     AccountState,
     MarketContext,
     OpenOrderState,
 )
+from libs.common.valuation import AccountValue, account_value
+from services.gateway.dashboard import WhatIfError, venue_document, what_if
 from services.gateway.history import History
 from services.gateway.hot import HotState
 from services.gateway.ratelimit import AddressRateLimiter
@@ -92,6 +95,8 @@ class InfoApi:
             "vaultDetails": self.vault_details,
             "userVaultEquities": self.user_vault_equities,
             "portfolioMargin": self.portfolio_margin,
+            "venueState": self.venue_state,
+            "whatIf": self.what_if,
         }
 
     async def answer(self, body: Any) -> Any:
@@ -321,6 +326,33 @@ class InfoApi:
         marks = {name: state.mark_px for name, state in states.items()}
         prices = oracle_prices(states)
         return portfolio_margin_document(account, marks, self.markets, self.clock(), prices)
+
+    async def what_if(self, body: dict[str, Any]) -> Any:
+        """Our extension: the account valued at prices the caller picks (``prices`` per
+        market and/or a grid ``scenario``) with the margin formulas risk decides with."""
+        user = self._user(body)
+        account, states = await self.hot.account_marks(user)
+        try:
+            return what_if(user, body, account, states, self.markets, self.clock())
+        except WhatIfError as exc:
+            raise InfoError(str(exc)) from None
+
+    async def venue_state(self, body: dict[str, Any]) -> Any:
+        """Our extension: markets (index, mark, last, oracle validity, funding, open
+        interest), the insurance fund and backstop vault at mark, the what-if scenarios."""
+        contexts = await self.hot.contexts()
+        funds: dict[str, tuple[str, AccountValue]] = {}
+        for name, address in (
+            ("insuranceFund", INSURANCE_FUND_ACCOUNT),
+            ("backstopVault", BACKSTOP_VAULT_ACCOUNT),
+        ):
+            account, states = await self.hot.account_marks(address)
+            marks = {market: state.mark_px for market, state in states.items()}
+            funds[name] = (
+                address,
+                account_value(account, marks, self.markets, oracle_prices(states)),
+            )
+        return venue_document(self.markets, contexts, funds, self.clock())
 
     def _orders(self, account: AccountState | None) -> list[tuple[MarketSpec, OpenOrderState]]:
         if account is None:

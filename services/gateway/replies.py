@@ -1,4 +1,5 @@
-"""The gateway's live feed: account.events and market.events from their ends.
+"""The gateway's live feed: account.events, market.events and liquidation.audit from
+their ends.
 
 It resolves the waiter of each request by ``req_id`` and hands every event to the
 listeners (the WebSocket hub). Each gateway instance reads every partition: answers and
@@ -33,6 +34,10 @@ class Replies:
             settings.topics.name(topics.MARKET_EVENTS): (
                 topics.MARKET_EVENTS,
                 codec.decoder(topics.MARKET_EVENTS),
+            ),
+            settings.topics.name(topics.LIQUIDATION_AUDIT): (
+                topics.LIQUIDATION_AUDIT,
+                codec.decoder(topics.LIQUIDATION_AUDIT),
             ),
         }
         self.waiters: dict[str, asyncio.Future[Any]] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from libs.common.schemas import (
     BookDelta,
     FundingPayment,
     FundingRate,
+    LiquidationStep,
     MarginCall,
     MarkPrice,
     OrderUpdate,
@@ -57,6 +59,8 @@ USER_TYPES = frozenset(
     }
 )
 COIN_TYPES = frozenset({"l2Book", "trades", "bbo", "activeAssetCtx"})
+VENUE_TYPES = frozenset({"liquidations"})  # our extension: venue-wide feeds
+RECENT_LIQUIDATION_STEPS = 100  # sent as the snapshot of a new liquidations subscription
 
 
 class SubscriptionError(ValueError):
@@ -98,8 +102,8 @@ class Client:
 def key_of(sub: dict[str, Any], markets: MarketRegistry) -> str:
     """The hub's key for a subscription; validates coins and users."""
     kind = sub.get("type")
-    if kind == "allMids":
-        return "allMids"
+    if kind == "allMids" or kind in VENUE_TYPES:
+        return str(kind)
     if kind in COIN_TYPES:
         coin = sub.get("coin")
         if not isinstance(coin, str):
@@ -148,6 +152,7 @@ class Hub:
         self.subs: dict[str, dict[Client, None]] = {}
         self.dirty: dict[str, None] = {}
         self.last_candle: dict[str, Any] = {}
+        self.recent_liquidations: deque[dict[str, Any]] = deque(maxlen=RECENT_LIQUIDATION_STEPS)
         self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -181,6 +186,8 @@ class Hub:
     def on_event(self, topic: str, event: Any) -> None:
         if topic == topics.MARKET_EVENTS:
             self._market_event(event)
+        elif topic == topics.LIQUIDATION_AUDIT:
+            self._liquidation_event(event)
         else:
             self._account_event(event)
 
@@ -212,6 +219,16 @@ class Hub:
         elif isinstance(event, MarkPrice | FundingRate):
             self._mark("allMids")
             self._mark(f"activeAssetCtx:{market}")
+
+    def _liquidation_event(self, event: Any) -> None:
+        """Every liquidation and ADL step of the venue, as ``liquidationHistory`` rows with
+        the account (``user``) they are about."""
+        if not isinstance(event, LiquidationStep):
+            return
+        row = {"user": event.account, **self.history.liquidation_row(event)}
+        self.recent_liquidations.append(row)
+        self._push("liquidations", "liquidations", {"isSnapshot": False, "events": [row]})
+        self._mark(f"clearinghouseState:{event.account}")
 
     def _account_event(self, event: Any) -> None:
         user = getattr(event, "account", "")
@@ -303,7 +320,10 @@ class Hub:
 
     async def initial(self, client: Client, key: str) -> None:
         kind, _, arg = key.partition(":")
-        if kind == "userFills":
+        if kind == "liquidations":
+            events = list(self.recent_liquidations)
+            client.send("liquidations", {"isSnapshot": True, "events": events})
+        elif kind == "userFills":
             fills = await self.history.fills(arg, 0, self.clock(), limit=2000)
             client.send("userFills", {"isSnapshot": True, "user": arg, "fills": fills})
         elif kind == "userFundings":

@@ -21,6 +21,7 @@ from libs.common import metrics, topics
 from libs.common.collateral import haircut_value, lots_to_cover, oracle_prices
 from libs.common.margin import (
     AccountSummary,
+    below_maintenance,
     fee_amount,
     hold_price,
     margin_table,
@@ -1240,7 +1241,7 @@ class RiskCore:
         if level != acct.margin_call_pct:
             acct.margin_call_pct = level
             changed = True
-        below = (maintenance > 0 and equity < maintenance) or self._owes(acct, row)
+        below = below_maintenance(equity, maintenance) or self._owes(acct, row)
         below = below and acct.address not in VENUE_ACCOUNTS
         if below and not acct.liquidating:
             cross_markets = [m for m, p in acct.positions.items() if p.is_cross and p.szi]
@@ -1287,7 +1288,7 @@ class RiskCore:
         if level != pos.margin_call_pct:
             pos.margin_call_pct = level
             changed = True
-        below = maintenance > 0 and equity < maintenance and acct.address not in VENUE_ACCOUNTS
+        below = below_maintenance(equity, maintenance) and acct.address not in VENUE_ACCOUNTS
         if below and not pos.liquidating and self._oracles_valid([market]):
             pos.liquidating = changed = True
             triggers.append((equity - maintenance, acct.address, market, equity, maintenance))
