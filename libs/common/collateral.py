@@ -36,6 +36,13 @@ def haircut_value(spec: CollateralSpec, raw: int) -> int:
     return kept // PPM
 
 
+def liability_on_assets(usdc: int, asset_value: int, cross_position: bool) -> bool:
+    """Risk's second trigger rule: USDC below zero behind collateral assets that count for
+    something, with no cross position left. The liquidator then sells the assets to repay
+    it (docs/liquidator.md, the waterfall's collateral step)."""
+    return usdc < 0 and asset_value > 0 and not cross_position
+
+
 def lots_to_cover(spec: CollateralSpec, px: int, usd: int, held: int) -> int:
     """The fewest of ``held`` lots whose value at ``px`` after the haircut
     (:func:`haircut_value` of those lots alone) is at least ``usd``; all of them when
@@ -88,4 +95,11 @@ def oracle_prices(marks: Mapping[str, MarkState]) -> dict[str, tuple[int, bool]]
     }
 
 
-__all__ = ["AssetValues", "asset_values", "haircut_value", "lots_to_cover", "oracle_prices"]
+__all__ = [
+    "AssetValues",
+    "asset_values",
+    "haircut_value",
+    "liability_on_assets",
+    "lots_to_cover",
+    "oracle_prices",
+]

@@ -4,8 +4,10 @@ The same formulas risk's decisions use (``libs.common.margin`` for positions and
 liquidation prices, ``libs.common.collateral`` for collateral assets at their haircut,
 ``libs.common.portfolio`` for a portfolio-margin account's requirement), and the same
 trigger rule (``margin.below_maintenance``): the cross account is liquidated when its
-equity falls below its maintenance requirement, an isolated position when its own
-margin plus unrealized PnL does. At the current marks and oracle prices every number
+equity falls below its maintenance requirement (or, with no cross position left, when
+its USDC is below zero behind collateral assets: ``collateral.liability_on_assets``, a
+case that sells them), an isolated position when its own margin plus unrealized PnL
+does. At the current marks and oracle prices every number
 equals what ``clearinghouseState`` reports. Money is integer micro-USDC.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import NamedTuple
 
-from libs.common.collateral import asset_values
+from libs.common.collateral import asset_values, liability_on_assets
 from libs.common.margin import TRANSFER_MARGIN_DIVISOR, AccountSummary, below_maintenance
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import div_ceil
@@ -78,7 +80,10 @@ def account_value(
     if acct.assets:
         withdrawable = min(withdrawable, max(0, acct.collateral))
     equity = summary.cross_equity + assets.equity
-    cross_liquidated = below_maintenance(equity, maintenance)
+    crossed = any(p.szi and p.is_cross for p in acct.positions.values())
+    cross_liquidated = below_maintenance(equity, maintenance) or liability_on_assets(
+        acct.collateral, assets.equity, crossed
+    )
     positions = []
     for row in summary.positions:
         if row.pos.is_cross:

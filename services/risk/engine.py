@@ -18,7 +18,12 @@ import msgspec
 import numpy as np
 
 from libs.common import metrics, topics
-from libs.common.collateral import haircut_value, lots_to_cover, oracle_prices
+from libs.common.collateral import (
+    haircut_value,
+    liability_on_assets,
+    lots_to_cover,
+    oracle_prices,
+)
 from libs.common.margin import (
     AccountSummary,
     below_maintenance,
@@ -1301,9 +1306,10 @@ class RiskCore:
         """A USDC liability with no cross position left, behind collateral assets that
         count for something: the liquidator sells them to repay it (a liability is
         never left standing on assets whose price may fall)."""
-        if acct.collateral >= 0 or not acct.assets or self.exposures.asset_equity[row] <= 0:
+        if acct.collateral >= 0 or not acct.assets:
             return False
-        return not any(p.szi and p.is_cross for p in acct.positions.values())
+        crossed = any(p.szi and p.is_cross for p in acct.positions.values())
+        return liability_on_assets(acct.collateral, int(self.exposures.asset_equity[row]), crossed)
 
     def _oracles_valid(self, markets: Iterable[str]) -> bool:
         """No liquidation on a price whose oracle is stale, short of sources or halted."""

@@ -193,3 +193,16 @@ def test_at_the_current_prices_it_equals_the_clearinghouse_state(
     for p, row in zip(v.positions, rows, strict=True):
         assert text(p.upnl) == row["unrealizedPnl"]
         assert text(p.value) == row["positionValue"]
+
+
+def test_a_usdc_liability_behind_assets_with_no_position_is_a_liquidation() -> None:
+    # the engine opens a case for it (tests/unit/risk/test_collateral.py): so does the
+    # what-if, and only while no cross position is left
+    owing = AccountState(
+        address="0x" + "e5" * 20, collateral=-4_029_400_000, assets={"BTC": 500_000}
+    )
+    prices = {"BTC": (960_000, True)}
+    flat = account_value(owing, {"BTC": 960_000}, MARKETS, prices)
+    assert (flat.equity, flat.maintenance, flat.liquidated) == (451_970_600_000, 0, True)
+    paid = AccountState(address=owing.address, collateral=0, assets={"BTC": 500_000})
+    assert account_value(paid, {"BTC": 960_000}, MARKETS, prices).liquidated is False
