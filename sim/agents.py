@@ -112,13 +112,29 @@ class Agent:
     def decide(self, obs: Observation) -> list[Intent]:
         raise NotImplementedError
 
+    def _capped(self, target: Decimal, px: Decimal, account_value: Decimal) -> Decimal:
+        """``target`` coins, or less: at most ``max_margin_pct`` (80) percent of the
+        account's value used as margin at the agent's leverage."""
+        leverage = self.params.get("leverage")
+        if not leverage or target == 0:
+            return target
+        usable = max(Decimal(0), account_value) * int(leverage) * _dec(self.params, "max_margin_pct", "80") / 100
+        limit = usable / px
+        return max(-limit, min(limit, target))
+
     def _toward(
-        self, view: MarketView, position: Decimal, target: Decimal, slippage_bps: Decimal
+        self,
+        view: MarketView,
+        position: Decimal,
+        target: Decimal,
+        slippage_bps: Decimal,
+        account_value: Decimal,
     ) -> list[Intent]:
-        """An IOC order that moves the position to ``target`` coins, if it is worth an
-        order (above the market's minimum notional with a margin)."""
-        delta = target - position
+        """An IOC order that moves the position to ``target`` coins (capped by the margin
+        the account can post), if it is worth an order (twice the market's minimum)."""
         ref = view.oracle_px
+        target = self._capped(target, ref, account_value)
+        delta = target - position
         if abs(delta) * ref < Decimal(view.spec.min_order_usd) / 10**6 * 2:
             return []
         is_buy = delta > 0
@@ -132,7 +148,8 @@ class Agent:
 
 class MarketMaker(Agent):
     """Quotes ``levels`` bids and asks every tick, ``spread_bps`` wide at the top and
-    ``step_bps`` apart, ``size_usd`` each (times a random 0.8-1.2), around the oracle
+    ``step_bps`` apart, ``size_usd`` each (times a random factor within
+    ``size_jitter_pct``, 20 by default), around the oracle
     moved by ``premium_bps`` and skewed against inventory: at ``max_inventory_usd`` the
     centre sits ``skew_bps`` below (long) or above (short) the oracle and the side that
     would add to the inventory is not quoted."""
@@ -146,13 +163,14 @@ class MarketMaker(Agent):
         spread, step = _dec(p, "spread_bps", "10"), _dec(p, "step_bps", "5")
         size_usd, max_inv = _dec(p, "size_usd", "5000"), _dec(p, "max_inventory_usd", "100000")
         skew, premium = _dec(p, "skew_bps", "20"), _dec(p, "premium_bps", "0")
+        jitter_pct = int(p.get("size_jitter_pct", 20))
         oracle = view.oracle_px
         inventory = obs.account.positions.get(self.market, Decimal(0)) * oracle
         ratio = max(Decimal(-1), min(Decimal(1), inventory / max_inv))
         centre = oracle * (1 + (premium - ratio * skew) / BPS)
         intents: list[Intent] = [CancelAll(self.market)]
         for i in range(levels):
-            jitter = Decimal(self.rng.randint(80, 120)) / 100
+            jitter = Decimal(self.rng.randint(100 - jitter_pct, 100 + jitter_pct)) / 100
             sz = size_str(view.spec, size_usd * jitter / oracle)
             if sz is None:
                 continue
@@ -223,7 +241,8 @@ class TrendFollower(Agent):
             self.side = -1
         target = self.side * _dec(p, "notional_usd", "20000") / px
         position = obs.account.positions.get(self.market, Decimal(0))
-        return self._toward(view, position, target, _dec(p, "slippage_bps", "50"))
+        slippage = _dec(p, "slippage_bps", "50")
+        return self._toward(view, position, target, slippage, obs.account.account_value)
 
 
 class FundingArbitrageur(Agent):
@@ -250,7 +269,8 @@ class FundingArbitrageur(Agent):
             self.side = 0
         target = self.side * _dec(p, "notional_usd", "20000") / view.oracle_px
         position = obs.account.positions.get(self.market, Decimal(0))
-        return self._toward(view, position, target, _dec(p, "slippage_bps", "50"))
+        slippage = _dec(p, "slippage_bps", "50")
+        return self._toward(view, position, target, slippage, obs.account.account_value)
 
 
 STRATEGIES: dict[str, type[Agent]] = {

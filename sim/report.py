@@ -70,6 +70,12 @@ class RunData:
     agents: dict[str, str] = field(default_factory=dict)  # address -> agent name
     description: str = ""
     quiet: bool = True
+    traded: list[str] = field(default_factory=list)  # the markets the agents trade
+
+    def charted(self) -> list[str]:
+        """The markets to chart: those traded, else those with an index."""
+        seen = {p.market for p in _values(self.oracle_prices, OraclePrice)}
+        return self.traded or sorted(seen)
 
 
 def _values(records: list[Record], kind: type) -> list[Any]:
@@ -98,7 +104,7 @@ def summarize(data: RunData) -> dict[str, Any]:
 
     steps: list[LiquidationStep] = _values(data.audit, LiquidationStep)
     stages = Counter(s.stage for s in steps)
-    cases = sorted({s.case_id for s in steps if s.case_id})
+    cases = sorted({s.case_id for s in steps if s.case_id and s.stage != "unwind"})
     adl = [s for s in steps if s.stage == "adl"]
 
     notices: dict[tuple[str, bool], BadDebtNotice] = {}
@@ -130,6 +136,7 @@ def summarize(data: RunData) -> dict[str, Any]:
         "description": data.description,
         "seed": data.seed,
         "duration_s": round((data.ended_ms - data.started_ms) / 1000, 1),
+        "settled": data.quiet,
         "agents": len(data.agents),
         "trades": len(trades),
         "volume": _usd(volume),
@@ -174,8 +181,9 @@ def _stage_order(stage: str) -> int:
 def _price_ranges(data: RunData) -> dict[str, dict[str, str]]:
     """First, lowest, highest and last valid index price per market."""
     seen: dict[str, list[int]] = {}  # market -> [first, low, high, last] in ticks
+    charted = data.charted()
     for p in _values(data.oracle_prices, OraclePrice):
-        if p.status != "valid" or p.px <= 0:
+        if p.status != "valid" or p.px <= 0 or p.market not in charted:
             continue
         row = seen.setdefault(p.market, [p.px, p.px, p.px, p.px])
         row[1], row[2], row[3] = min(row[1], p.px), max(row[2], p.px), p.px
@@ -188,13 +196,28 @@ def _price_ranges(data: RunData) -> dict[str, dict[str, str]]:
 
 
 def _funds(data: RunData, deposits: dict[str, int]) -> dict[str, dict[str, str]]:
-    """Each fund's value at the end and its PnL: the end value less what was deposited."""
+    """Each fund's account value at the end and its PnL (the end value less what was
+    deposited), and its share of the fees accrued in risk's ledgers, not yet moved to
+    its account."""
     out = {}
-    for name, address in (("insurance_fund", INSURANCE_FUND_ACCOUNT), ("vault", BACKSTOP_VAULT_ACCOUNT)):
+    ledgers = data.end.partitions
+    accrued = {
+        "insurance_fund": sum(p.ledger.insurance - p.ledger.insurance_paid for p in ledgers),
+        "vault": sum(p.ledger.vault - p.ledger.vault_paid for p in ledgers),
+    }
+    for name, address in (
+        ("insurance_fund", INSURANCE_FUND_ACCOUNT),
+        ("vault", BACKSTOP_VAULT_ACCOUNT),
+    ):
         found = data.end.account(address)
         value = summarize_account(found[0], found[1], data.markets).account_value if found else 0
         deposited = deposits.get(address, 0)
-        out[name] = {"deposited": _usd(deposited), "end": _usd(value), "pnl": _usd(value - deposited)}
+        out[name] = {
+            "deposited": _usd(deposited),
+            "end": _usd(value),
+            "pnl": _usd(value - deposited),
+            "fees_accrued": _usd(accrued[name]),
+        }
     return out
 
 
@@ -248,22 +271,24 @@ def _seconds(ts: int, start: int) -> float:
 
 
 def chart_prices(data: RunData, path: Path) -> None:
-    markets = sorted({p.market for p in _values(data.oracle_prices, OraclePrice)}) or ["BTC"]
-    fig, axes = plt.subplots(len(markets), 1, figsize=(10, 3.5 * len(markets)), squeeze=False)
+    markets = data.charted() or ["BTC"]
+    fig, axes = plt.subplots(len(markets), 1, figsize=(10, 3.8 * len(markets)), squeeze=False)
+    start = data.started_ms
     for ax, market in zip(axes[:, 0], markets, strict=True):
-        spec = data.markets.by_name(market)
-        scale = 10**spec.px_decimals
-        index = [p for p in _values(data.oracle_prices, OraclePrice) if p.market == market and p.px]
+        scale = 10 ** data.markets.by_name(market).px_decimals
+        index = [
+            p for p in _values(data.oracle_prices, OraclePrice) if p.market == market and p.px
+        ]
         marks = [m for m in _values(data.market_events, MarkPrice) if m.market == market]
         trades = [t for t in _values(data.market_events, Trade) if t.market == market]
-        start = data.started_ms
         if index:
-            ax.step([_seconds(p.ts, start) for p in index], [p.px / scale for p in index],
-                    where="post", label="index (oracle)", color="black")
-            held = [p for p in index if p.status != "valid"]
+            xs = [_seconds(p.ts, start) for p in index]
+            ys = [p.px / scale for p in index]
+            ax.step(xs, ys, where="post", label="index (oracle)", color="black")
+            held = [(x, y) for x, y, p in zip(xs, ys, index, strict=True) if p.status != "valid"]
             if held:
-                ax.scatter([_seconds(p.ts, start) for p in held], [p.px / scale for p in held],
-                           marker="x", color="red", s=12, label="index not valid")
+                ax.scatter(*zip(*held, strict=True), marker="x", color="red", s=14,
+                           label="index not valid (held)")
         if marks:
             ax.plot([_seconds(m.ts, start) for m in marks], [m.mark_px / scale for m in marks],
                     label="mark", color="tab:blue")
@@ -280,14 +305,18 @@ def chart_prices(data: RunData, path: Path) -> None:
 
 
 def chart_funds(data: RunData, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
     xs = [_seconds(s.ts, data.started_ms) for s in data.fund_samples]
-    ax.plot(xs, [s.insurance / 1e6 for s in data.fund_samples], label="insurance fund")
-    ax.plot(xs, [s.vault / 1e6 for s in data.fund_samples], label="backstop vault equity")
-    ax.set_title("Insurance fund and vault equity")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("USDC")
-    ax.legend(loc="best", fontsize=8)
+    series = (
+        ("insurance fund", [s.insurance / 1e6 for s in data.fund_samples], "tab:green"),
+        ("backstop vault equity", [s.vault / 1e6 for s in data.fund_samples], "tab:purple"),
+    )
+    for ax, (label, ys, color) in zip(axes, series, strict=True):
+        ax.plot(xs, ys, color=color)
+        ax.set_title(label)
+        ax.set_ylabel("USDC")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    axes[-1].set_xlabel("seconds since start")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -323,7 +352,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         s["description"],
         "",
-        f"{s['agents']} agents over {s['duration_s']} s.",
+        f"{s['agents']} agents over {s['duration_s']} s."
+        + ("" if s["settled"] else " **The venue did not settle within a minute of the end.**"),
         "",
         "## Trading",
         "",
@@ -358,10 +388,11 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "## Funds and funding",
         "",
-        "| fund | deposited | end value | PnL |",
-        "|---|---:|---:|---:|",
+        "| fund | deposited | end value | PnL | fee share accrued in the ledger |",
+        "|---|---:|---:|---:|---:|",
         *[
-            f"| {k.replace('_', ' ')} | {v['deposited']} | {v['end']} | {v['pnl']} |"
+            f"| {k.replace('_', ' ')} | {v['deposited']} | {v['end']} | {v['pnl']} "
+            f"| {v['fees_accrued']} |"
             for k, v in s["funds"].items()
         ],
         "",

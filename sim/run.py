@@ -283,6 +283,7 @@ async def run(
         agents={t.address: t.agent.name for t in traders},
         description=scenario.description,
         quiet=quiet,
+        traded=scenario.markets,
     )
     return write_report(data, out)
 

@@ -1,0 +1,158 @@
+"""The report's numbers from hand-made logs and end state: volume is the sum of the
+trades, bad debt is counted once per case, conservation holds to the micro-dollar and
+a single micro-dollar off is reported as broken; the charts are PNG files."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from libs.common.markets import load_markets
+from libs.common.schemas import (
+    AccountFill,
+    BadDebtNotice,
+    BalanceUpdate,
+    FundingPayment,
+    InsuranceAnswer,
+    LiquidationStep,
+    MarkPrice,
+    OraclePrice,
+    Trade,
+)
+from libs.common.state import INSURANCE_FUND_ACCOUNT, AccountState, PositionState
+from services.risk.ledger import VenueLedger
+from sim.collect import EndState, Record, RiskPartition
+from sim.report import CHARTS, FundSample, RunData, markdown, summarize, write_report
+
+MARKETS = load_markets()
+T0 = 1_767_225_600_000
+ALICE, BOB = "0x" + "a" * 40, "0x" + "b" * 40
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def rec(topic: str, value: object, offset: int = 0) -> Record:
+    return Record(topic, 0, offset, value)
+
+
+def deposit(who: str, usd: int) -> Record:
+    return rec("account.events", BalanceUpdate(ts=T0, account=who, collateral=usd, delta=usd,
+                                               reason="deposit"))
+
+
+def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
+    # Alice bought 0.1 BTC from Bob at 100000 and 0.05 at 99000 (px in ticks of 0.1
+    # USDC, sz in lots of 1e-5 BTC): volume 10000 + 4950 = 14950 USDC
+    trades = [
+        Trade(ts=T0 + 1000, market="BTC", px=1_000_000, sz=10_000, taker_is_buy=True,
+              buyer=ALICE, seller=BOB, tid=1),
+        Trade(ts=T0 + 2000, market="BTC", px=990_000, sz=5_000, taker_is_buy=True,
+              buyer=ALICE, seller=BOB, tid=2),
+    ]
+    fills = [
+        AccountFill(ts=t.ts, account=who, market="BTC", oid=1, is_buy=who == ALICE, px=t.px,
+                    sz=t.sz, fee=0, is_maker=who == BOB, tid=t.tid, closed_pnl=0,
+                    start_position=0)
+        for t in trades for who in (ALICE, BOB)
+    ]
+    # at the end both hold 0.15 BTC opposite at a mark of 99000: cost 14950, value 14850
+    alice = AccountState(address=ALICE, collateral=alice_collateral, positions={
+        "BTC": PositionState(market="BTC", szi=15_000, entry_ntl=14_950_000_000)})
+    bob = AccountState(address=BOB, collateral=10_000_000_000, positions={
+        "BTC": PositionState(market="BTC", szi=-15_000, entry_ntl=14_950_000_000)})
+    fund = AccountState(address=INSURANCE_FUND_ACCOUNT, collateral=1_000_000_000)
+    parts = [
+        RiskPartition(0, {ALICE: alice, INSURANCE_FUND_ACCOUNT: fund}, {"BTC": 990_000},
+                      VenueLedger(fees=2_500_000)),
+        RiskPartition(1, {BOB: bob}, {"BTC": 990_000}, VenueLedger(fees=-500_000)),
+    ]
+    notices = [  # broadcast to two partitions: counted once per case and kind
+        BadDebtNotice(ts=T0 + 3000, account=ALICE, case_id="c1", open=True, usd=700_000),
+        BadDebtNotice(ts=T0 + 3000, account=ALICE, case_id="c1", open=True, usd=700_000),
+        BadDebtNotice(ts=T0 + 4000, account=ALICE, case_id="c1", open=False, usd=0),
+        BadDebtNotice(ts=T0 + 4000, account=ALICE, case_id="c1", open=False, usd=0),
+    ]
+    steps = [
+        LiquidationStep(ts=T0 + 3000 + i, account=ALICE, stage=stage, detail="", case_id="c1")
+        for i, stage in enumerate(("triggered", "cancel", "book", "book", "insurance", "closed"))
+    ]
+    return RunData(
+        name="unit",
+        seed=1,
+        started_ms=T0,
+        ended_ms=T0 + 5000,
+        markets=MARKETS,
+        market_events=[rec("market.events", t) for t in trades]
+        + [rec("market.events", MarkPrice(ts=T0 + 2000, market="BTC", mark_px=990_000,
+                                          index_px=990_000))],
+        account_events=[rec("account.events", f) for f in fills]
+        + [deposit(ALICE, 10_000_000_000), deposit(BOB, 10_000_000_000),
+           deposit(INSURANCE_FUND_ACCOUNT, 1_000_000_000)]
+        + [rec("account.events", FundingPayment(ts=T0, account=ALICE, market="BTC", szi=1,
+                                                rate_ppb=1, usd=-300)),
+           rec("account.events", FundingPayment(ts=T0, account=BOB, market="BTC", szi=-1,
+                                                rate_ppb=1, usd=300))],
+        oracle_prices=[
+            rec("oracle.prices", OraclePrice(ts=T0 + i * 1000, market="BTC", px=px, status=st))
+            for i, (px, st) in enumerate(
+                [(1_000_000, "valid"), (1_010_000, "valid"), (1_010_000, "stale"), (990_000, "valid")]
+            )
+        ],
+        audit=[rec("liquidation.audit", s) for s in steps],
+        risk_in=[rec("risk.in", n) for n in notices],
+        liquidations=[rec("liquidations", InsuranceAnswer(ts=T0, account=ALICE, usd=700_000,
+                                                          granted=True, balance=0,
+                                                          paid=700_000))],
+        end=EndState(parts, open_cases=0),
+        fund_samples=[FundSample(T0, 1_000_000_000, 0), FundSample(T0 + 5000, 1_000_000_000, 0)],
+        order_statuses=Counter({"filled": 2, "resting": 3}),
+        agents={ALICE: "noise-0", BOB: "market_maker-0"},
+    )
+
+
+def test_summary_numbers() -> None:
+    s = summarize(run_data())
+    assert s["trades"] == 2
+    assert s["volume"] == "14950"
+    assert s["volume_micro"] == 14_950_000_000
+    assert s["fill_notional_micro"] == 2 * s["volume_micro"]  # a maker and a taker leg each
+    assert s["prices"]["BTC"] == {"first": "100000", "low": "99000", "high": "101000",
+                                  "last": "99000"}
+    assert s["liquidations"] == {"cases": 1, "accounts": 1, "steps_by_stage": {
+        "triggered": 1, "cancel": 1, "book": 2, "insurance": 1, "closed": 1}}
+    assert s["bad_debt"] == {"opened": "0.7", "insurance_paid": "0.7",
+                             "absorbed_by_vault_or_adl": "0", "left_unabsorbed": "0"}
+    assert s["funding"] == {"payments": 2, "paid": "0.0003", "received": "0.0003"}
+    assert s["deposits"] == "21000"
+
+
+def test_conservation_is_exact() -> None:
+    # Alice 10000 - 100 (unrealized at 99000) + Bob 10000 + 100 + the fund 1000
+    # + ledgers 2.5 - 0.5 = 21002: deposits are 21000, so Alice's collateral must be 2 less
+    ok = summarize(run_data(alice_collateral=9_998_000_000))["invariants"]["conservation"]
+    assert ok["ok"] and ok["difference_micro"] == 0
+    assert ok["accounts_value"] == "20998" and ok["venue_ledgers"] == "2"
+    off = summarize(run_data(alice_collateral=9_998_000_001))["invariants"]["conservation"]
+    assert not off["ok"] and off["difference_micro"] == 1
+
+
+def test_negative_equity_and_unabsorbed_bad_debt_are_reported() -> None:
+    data = run_data(alice_collateral=-1_000_000)  # below zero with a long position open
+    data.risk_in.append(rec("risk.in", BadDebtNotice(ts=T0, account=ALICE, case_id="c2",
+                                                     open=False, usd=5_000_000)))
+    checks = summarize(data)["invariants"]
+    assert checks["no_negative_equity_unhandled"]["below_zero"] == [ALICE]
+    assert not checks["no_negative_equity_unhandled"]["ok"]
+    assert checks["bad_debt_absorbed"]["left_unabsorbed"] == "5"
+    assert not checks["bad_debt_absorbed"]["ok"]
+
+
+def test_report_files(tmp_path: Path) -> None:
+    summary = write_report(run_data(alice_collateral=9_998_000_000), tmp_path)
+    for name in CHARTS:
+        content = (tmp_path / name).read_bytes()
+        assert content.startswith(PNG) and len(content) > 5000, name
+    text = (tmp_path / "report.md").read_text()
+    assert text == markdown(summary)
+    assert "| BTC | 2 | 14950 |" in text
+    assert "| conservation | yes |" in text and "difference_micro 0" in text
+    assert (tmp_path / "summary.json").exists()
