@@ -118,7 +118,12 @@ class Agent:
         leverage = self.params.get("leverage")
         if not leverage or target == 0:
             return target
-        usable = max(Decimal(0), account_value) * int(leverage) * _dec(self.params, "max_margin_pct", "80") / 100
+        usable = (
+            max(Decimal(0), account_value)
+            * int(leverage)
+            * _dec(self.params, "max_margin_pct", "80")
+            / 100
+        )
         limit = usable / px
         return max(-limit, min(limit, target))
 

@@ -129,7 +129,12 @@ class VenueClient:
     async def update_leverage(
         self, signer: LocalAccount, asset: int, leverage: int, now_ms: int, is_cross: bool = True
     ) -> Any:
-        action = {"type": "updateLeverage", "asset": asset, "isCross": is_cross, "leverage": leverage}
+        action = {
+            "type": "updateLeverage",
+            "asset": asset,
+            "isCross": is_cross,
+            "leverage": leverage,
+        }
         return await self.action(signer, action, now_ms)
 
     async def funds(self) -> Any:

@@ -23,8 +23,6 @@ from services.risk.engine import VENUE_KEY
 from services.risk.ledger import VenueLedger
 
 
-
-
 @dataclass(frozen=True)
 class Record:
     topic: str

@@ -16,12 +16,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from libs.common.margin import summarize as summarize_account  # noqa: E402
-from libs.common.markets import MarketRegistry  # noqa: E402
-from libs.common.money import format_usd  # noqa: E402
-from libs.common.schemas import (  # noqa: E402
+from libs.common.margin import summarize as summarize_account
+from libs.common.markets import MarketRegistry
+from libs.common.money import format_usd
+from libs.common.schemas import (
     AccountFill,
     BadDebtNotice,
     BalanceUpdate,
@@ -32,8 +32,8 @@ from libs.common.schemas import (  # noqa: E402
     OraclePrice,
     Trade,
 )
-from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT  # noqa: E402
-from sim.collect import EndState, Record  # noqa: E402
+from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
+from sim.collect import EndState, Record
 
 STAGES = ("triggered", "cancel", "book", "backstop", "insurance", "adl", "closed", "recovered")
 CHARTS = ("prices.png", "funds.png", "liquidations.png")
@@ -122,7 +122,7 @@ def summarize(data: RunData) -> dict[str, Any]:
     balances: list[BalanceUpdate] = [
         b for b in _values(data.account_events, BalanceUpdate) if b.error is None
     ]
-    deposits = {}  # account -> deposited micro-USDC (the faucet's deposits)
+    deposits: dict[str, int] = {}  # account -> micro-USDC the faucet deposited
     for b in balances:
         if b.reason == "deposit" and not b.asset:
             deposits[b.account] = deposits.get(b.account, 0) + b.delta
@@ -221,7 +221,9 @@ def _funds(data: RunData, deposits: dict[str, int]) -> dict[str, dict[str, str]]
     return out
 
 
-def _invariants(data: RunData, net_deposits: int, opened: int, left: int) -> dict[str, dict[str, Any]]:
+def _invariants(
+    data: RunData, net_deposits: int, opened: int, left: int
+) -> dict[str, dict[str, Any]]:
     """Conservation to the micro-dollar, nobody left below zero or below maintenance
     without a case, and every deficit absorbed."""
     values = 0
@@ -276,9 +278,7 @@ def chart_prices(data: RunData, path: Path) -> None:
     start = data.started_ms
     for ax, market in zip(axes[:, 0], markets, strict=True):
         scale = 10 ** data.markets.by_name(market).px_decimals
-        index = [
-            p for p in _values(data.oracle_prices, OraclePrice) if p.market == market and p.px
-        ]
+        index = [p for p in _values(data.oracle_prices, OraclePrice) if p.market == market and p.px]
         marks = [m for m in _values(data.market_events, MarkPrice) if m.market == market]
         trades = [t for t in _values(data.market_events, Trade) if t.market == market]
         if index:
@@ -287,14 +287,28 @@ def chart_prices(data: RunData, path: Path) -> None:
             ax.step(xs, ys, where="post", label="index (oracle)", color="black")
             held = [(x, y) for x, y, p in zip(xs, ys, index, strict=True) if p.status != "valid"]
             if held:
-                ax.scatter(*zip(*held, strict=True), marker="x", color="red", s=14,
-                           label="index not valid (held)")
+                ax.scatter(
+                    *zip(*held, strict=True),
+                    marker="x",
+                    color="red",
+                    s=14,
+                    label="index not valid (held)",
+                )
         if marks:
-            ax.plot([_seconds(m.ts, start) for m in marks], [m.mark_px / scale for m in marks],
-                    label="mark", color="tab:blue")
+            ax.plot(
+                [_seconds(m.ts, start) for m in marks],
+                [m.mark_px / scale for m in marks],
+                label="mark",
+                color="tab:blue",
+            )
         if trades:
-            ax.scatter([_seconds(t.ts, start) for t in trades], [t.px / scale for t in trades],
-                       s=6, color="tab:orange", label="last trade")
+            ax.scatter(
+                [_seconds(t.ts, start) for t in trades],
+                [t.px / scale for t in trades],
+                s=6,
+                color="tab:orange",
+                label="last trade",
+            )
         ax.set_title(f"{market}: index, mark and last price")
         ax.set_xlabel("seconds since start")
         ax.set_ylabel("USDC")
@@ -406,7 +420,9 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for name, check in inv.items():
         numbers = ", ".join(f"{k} {v}" for k, v in check.items() if k != "ok")
-        lines.append(f"| {name.replace('_', ' ')} | {'yes' if check['ok'] else '**NO**'} | {numbers} |")
+        lines.append(
+            f"| {name.replace('_', ' ')} | {'yes' if check['ok'] else '**NO**'} | {numbers} |"
+        )
     lines += [
         "",
         "## Charts",

@@ -34,8 +34,8 @@ from libs.common.markets import MarketRegistry
 from libs.common.money import usd_to_units
 from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
 from sim.agents import (
-    Agent,
     AccountView,
+    Agent,
     CancelAll,
     Intent,
     MarketView,
@@ -301,17 +301,24 @@ async def _wait_for_prices(session: Session, scenario: Scenario, timeout_s: floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--scenario", required=True, help="a scenario file (sim/scenarios/*.toml)")
     parser.add_argument("--duration", type=float, help="seconds of trading (default: the file's)")
     parser.add_argument("--seed", type=int, help="seed of the agents and the price path")
-    parser.add_argument("--out", type=Path, help="report directory (default .run/sim/NAME-SEED-TIME)")
+    parser.add_argument(
+        "--out", type=Path, help="report directory (default .run/sim/NAME-SEED-TIME)"
+    )
     parser.add_argument("--kafka", default="127.0.0.1:19092", help="Kafka bootstrap servers")
     parser.add_argument("--redis", default="redis://127.0.0.1:16379/0", help="Redis URL")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario).with_run(args.duration, args.seed)
-    out = args.out or Path(".run/sim") / f"{scenario.name}-{scenario.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (
+        args.out
+        or Path(".run/sim") / f"{scenario.name}-{scenario.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     logging.basicConfig(level=logging.WARNING)
     summary = asyncio.run(run(scenario, out, args.kafka, args.redis, not args.no_progress))
     print(console_summary(summary))

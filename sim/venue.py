@@ -88,7 +88,17 @@ class SimVenue:
         return env
 
     async def start(self, timeout_s: float = 60.0) -> None:
+        """Create the namespace's topics, start the services, wait for the gateway."""
         await ensure_topics(self.settings)
+        await asyncio.to_thread(self.launch)
+        deadline = time.monotonic() + timeout_s
+        while not await asyncio.to_thread(self._healthy):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not answer within {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
+
+    def launch(self) -> None:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
@@ -103,12 +113,6 @@ class SimVenue:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                 )
-        deadline = time.monotonic() + timeout_s
-        while not await asyncio.to_thread(self._healthy):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not answer within {timeout_s:.0f} s")
-            await asyncio.sleep(0.2)
 
     def _healthy(self) -> bool:
         try:

@@ -35,8 +35,12 @@ def obs(
 
 
 def test_market_maker_quotes_around_the_oracle() -> None:
-    mm = MarketMaker("mm", "BTC", 1, {"levels": 2, "spread_bps": 10, "step_bps": 10,
-                                      "size_usd": 5000, "size_jitter_pct": 0})
+    mm = MarketMaker(
+        "mm",
+        "BTC",
+        1,
+        {"levels": 2, "spread_bps": 10, "step_bps": 10, "size_usd": 5000, "size_jitter_pct": 0},
+    )
     # $5000 at 100000 is 0.05 BTC; the top is 5 bps either side, the next 15 bps
     assert mm.decide(obs("100000")) == [
         CancelAll("BTC"),
@@ -48,8 +52,14 @@ def test_market_maker_quotes_around_the_oracle() -> None:
 
 
 def test_market_maker_skews_against_its_inventory() -> None:
-    params = {"levels": 1, "spread_bps": 10, "size_usd": 5000, "size_jitter_pct": 0,
-              "max_inventory_usd": 100_000, "skew_bps": 20}
+    params = {
+        "levels": 1,
+        "spread_bps": 10,
+        "size_usd": 5000,
+        "size_jitter_pct": 0,
+        "max_inventory_usd": 100_000,
+        "skew_bps": 20,
+    }
     mm = MarketMaker("mm", "BTC", 1, params)
     # long 0.5 BTC = $50000, half the limit: the centre moves 10 bps down to 99900;
     # bid 99900 x 0.9995 = 99850.05 -> 99850, ask 99900 x 1.0005 = 99949.95 -> 99950
@@ -78,8 +88,15 @@ def test_noise_taker_buys_through_the_oracle_and_flattens_beyond_its_limit() -> 
 
 
 def test_trend_follower_goes_in_with_its_conviction_and_flips_on_the_crossover() -> None:
-    params = {"fast": 1, "slow": 3, "threshold_bps": 20, "notional_usd": 20000,
-              "leverage": 25, "initial": "long", "slippage_bps": 50}
+    params = {
+        "fast": 1,
+        "slow": 3,
+        "threshold_bps": 20,
+        "notional_usd": 20000,
+        "leverage": 25,
+        "initial": "long",
+        "slippage_bps": 50,
+    }
     trend = TrendFollower("t", "BTC", 1, params)
     assert trend.setup() == [SetLeverage("BTC", 25)]
     # no crossover yet: the conviction holds, $20000 long = 0.2 BTC, IOC 50 bps through
@@ -94,8 +111,7 @@ def test_trend_follower_goes_in_with_its_conviction_and_flips_on_the_crossover()
 
 
 def test_a_position_is_capped_by_the_margin_the_account_can_post() -> None:
-    trend = TrendFollower("t", "BTC", 1, {"notional_usd": 20000, "leverage": 10,
-                                          "initial": "long"})
+    trend = TrendFollower("t", "BTC", 1, {"notional_usd": 20000, "leverage": 10, "initial": "long"})
     # $1000 of value at 10x, 80% of it used: $8000, 0.08 BTC at 100000
     assert trend.decide(obs("100000", value="1000")) == [
         Place("BTC", True, "100500", "0.08", "Ioc")
@@ -128,12 +144,13 @@ def _play(kind: str, seed: int, params: dict[str, object]) -> list[list[object]]
 
 
 def test_same_seed_same_decisions_and_another_seed_differs() -> None:
-    for kind, params in (
+    cases: tuple[tuple[str, dict[str, object]], ...] = (
         ("market_maker", {"levels": 3}),
         ("noise", {"rate": 0.5}),
         ("trend", {"initial": "short"}),
         ("funding_arb", {}),
-    ):
+    )
+    for kind, params in cases:
         assert _play(kind, 42, params) == _play(kind, 42, params), kind
     assert _play("market_maker", 42, {}) != _play("market_maker", 43, {})
     assert _play("noise", 42, {}) != _play("noise", 43, {})

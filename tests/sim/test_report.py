@@ -35,34 +35,74 @@ def rec(topic: str, value: object, offset: int = 0) -> Record:
 
 
 def deposit(who: str, usd: int) -> Record:
-    return rec("account.events", BalanceUpdate(ts=T0, account=who, collateral=usd, delta=usd,
-                                               reason="deposit"))
+    return rec(
+        "account.events",
+        BalanceUpdate(ts=T0, account=who, collateral=usd, delta=usd, reason="deposit"),
+    )
 
 
 def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
     # Alice bought 0.1 BTC from Bob at 100000 and 0.05 at 99000 (px in ticks of 0.1
     # USDC, sz in lots of 1e-5 BTC): volume 10000 + 4950 = 14950 USDC
     trades = [
-        Trade(ts=T0 + 1000, market="BTC", px=1_000_000, sz=10_000, taker_is_buy=True,
-              buyer=ALICE, seller=BOB, tid=1),
-        Trade(ts=T0 + 2000, market="BTC", px=990_000, sz=5_000, taker_is_buy=True,
-              buyer=ALICE, seller=BOB, tid=2),
+        Trade(
+            ts=T0 + 1000,
+            market="BTC",
+            px=1_000_000,
+            sz=10_000,
+            taker_is_buy=True,
+            buyer=ALICE,
+            seller=BOB,
+            tid=1,
+        ),
+        Trade(
+            ts=T0 + 2000,
+            market="BTC",
+            px=990_000,
+            sz=5_000,
+            taker_is_buy=True,
+            buyer=ALICE,
+            seller=BOB,
+            tid=2,
+        ),
     ]
     fills = [
-        AccountFill(ts=t.ts, account=who, market="BTC", oid=1, is_buy=who == ALICE, px=t.px,
-                    sz=t.sz, fee=0, is_maker=who == BOB, tid=t.tid, closed_pnl=0,
-                    start_position=0)
-        for t in trades for who in (ALICE, BOB)
+        AccountFill(
+            ts=t.ts,
+            account=who,
+            market="BTC",
+            oid=1,
+            is_buy=who == ALICE,
+            px=t.px,
+            sz=t.sz,
+            fee=0,
+            is_maker=who == BOB,
+            tid=t.tid,
+            closed_pnl=0,
+            start_position=0,
+        )
+        for t in trades
+        for who in (ALICE, BOB)
     ]
     # at the end both hold 0.15 BTC opposite at a mark of 99000: cost 14950, value 14850
-    alice = AccountState(address=ALICE, collateral=alice_collateral, positions={
-        "BTC": PositionState(market="BTC", szi=15_000, entry_ntl=14_950_000_000)})
-    bob = AccountState(address=BOB, collateral=10_000_000_000, positions={
-        "BTC": PositionState(market="BTC", szi=-15_000, entry_ntl=14_950_000_000)})
+    alice = AccountState(
+        address=ALICE,
+        collateral=alice_collateral,
+        positions={"BTC": PositionState(market="BTC", szi=15_000, entry_ntl=14_950_000_000)},
+    )
+    bob = AccountState(
+        address=BOB,
+        collateral=10_000_000_000,
+        positions={"BTC": PositionState(market="BTC", szi=-15_000, entry_ntl=14_950_000_000)},
+    )
     fund = AccountState(address=INSURANCE_FUND_ACCOUNT, collateral=1_000_000_000)
     parts = [
-        RiskPartition(0, {ALICE: alice, INSURANCE_FUND_ACCOUNT: fund}, {"BTC": 990_000},
-                      VenueLedger(fees=2_500_000)),
+        RiskPartition(
+            0,
+            {ALICE: alice, INSURANCE_FUND_ACCOUNT: fund},
+            {"BTC": 990_000},
+            VenueLedger(fees=2_500_000),
+        ),
         RiskPartition(1, {BOB: bob}, {"BTC": 990_000}, VenueLedger(fees=-500_000)),
     ]
     notices = [  # broadcast to two partitions: counted once per case and kind
@@ -82,26 +122,49 @@ def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
         ended_ms=T0 + 5000,
         markets=MARKETS,
         market_events=[rec("market.events", t) for t in trades]
-        + [rec("market.events", MarkPrice(ts=T0 + 2000, market="BTC", mark_px=990_000,
-                                          index_px=990_000))],
+        + [
+            rec(
+                "market.events",
+                MarkPrice(ts=T0 + 2000, market="BTC", mark_px=990_000, index_px=990_000),
+            )
+        ],
         account_events=[rec("account.events", f) for f in fills]
-        + [deposit(ALICE, 10_000_000_000), deposit(BOB, 10_000_000_000),
-           deposit(INSURANCE_FUND_ACCOUNT, 1_000_000_000)]
-        + [rec("account.events", FundingPayment(ts=T0, account=ALICE, market="BTC", szi=1,
-                                                rate_ppb=1, usd=-300)),
-           rec("account.events", FundingPayment(ts=T0, account=BOB, market="BTC", szi=-1,
-                                                rate_ppb=1, usd=300))],
+        + [
+            deposit(ALICE, 10_000_000_000),
+            deposit(BOB, 10_000_000_000),
+            deposit(INSURANCE_FUND_ACCOUNT, 1_000_000_000),
+        ]
+        + [
+            rec(
+                "account.events",
+                FundingPayment(ts=T0, account=ALICE, market="BTC", szi=1, rate_ppb=1, usd=-300),
+            ),
+            rec(
+                "account.events",
+                FundingPayment(ts=T0, account=BOB, market="BTC", szi=-1, rate_ppb=1, usd=300),
+            ),
+        ],
         oracle_prices=[
             rec("oracle.prices", OraclePrice(ts=T0 + i * 1000, market="BTC", px=px, status=st))
             for i, (px, st) in enumerate(
-                [(1_000_000, "valid"), (1_010_000, "valid"), (1_010_000, "stale"), (990_000, "valid")]
+                [
+                    (1_000_000, "valid"),
+                    (1_010_000, "valid"),
+                    (1_010_000, "stale"),
+                    (990_000, "valid"),
+                ]
             )
         ],
         audit=[rec("liquidation.audit", s) for s in steps],
         risk_in=[rec("risk.in", n) for n in notices],
-        liquidations=[rec("liquidations", InsuranceAnswer(ts=T0, account=ALICE, usd=700_000,
-                                                          granted=True, balance=0,
-                                                          paid=700_000))],
+        liquidations=[
+            rec(
+                "liquidations",
+                InsuranceAnswer(
+                    ts=T0, account=ALICE, usd=700_000, granted=True, balance=0, paid=700_000
+                ),
+            )
+        ],
         end=EndState(parts, open_cases=0),
         fund_samples=[FundSample(T0, 1_000_000_000, 0), FundSample(T0 + 5000, 1_000_000_000, 0)],
         order_statuses=Counter({"filled": 2, "resting": 3}),
@@ -115,12 +178,23 @@ def test_summary_numbers() -> None:
     assert s["volume"] == "14950"
     assert s["volume_micro"] == 14_950_000_000
     assert s["fill_notional_micro"] == 2 * s["volume_micro"]  # a maker and a taker leg each
-    assert s["prices"]["BTC"] == {"first": "100000", "low": "99000", "high": "101000",
-                                  "last": "99000"}
-    assert s["liquidations"] == {"cases": 1, "accounts": 1, "steps_by_stage": {
-        "triggered": 1, "cancel": 1, "book": 2, "insurance": 1, "closed": 1}}
-    assert s["bad_debt"] == {"opened": "0.7", "insurance_paid": "0.7",
-                             "absorbed_by_vault_or_adl": "0", "left_unabsorbed": "0"}
+    assert s["prices"]["BTC"] == {
+        "first": "100000",
+        "low": "99000",
+        "high": "101000",
+        "last": "99000",
+    }
+    assert s["liquidations"] == {
+        "cases": 1,
+        "accounts": 1,
+        "steps_by_stage": {"triggered": 1, "cancel": 1, "book": 2, "insurance": 1, "closed": 1},
+    }
+    assert s["bad_debt"] == {
+        "opened": "0.7",
+        "insurance_paid": "0.7",
+        "absorbed_by_vault_or_adl": "0",
+        "left_unabsorbed": "0",
+    }
     assert s["funding"] == {"payments": 2, "paid": "0.0003", "received": "0.0003"}
     assert s["deposits"] == "21000"
 
@@ -137,8 +211,9 @@ def test_conservation_is_exact() -> None:
 
 def test_negative_equity_and_unabsorbed_bad_debt_are_reported() -> None:
     data = run_data(alice_collateral=-1_000_000)  # below zero with a long position open
-    data.risk_in.append(rec("risk.in", BadDebtNotice(ts=T0, account=ALICE, case_id="c2",
-                                                     open=False, usd=5_000_000)))
+    data.risk_in.append(
+        rec("risk.in", BadDebtNotice(ts=T0, account=ALICE, case_id="c2", open=False, usd=5_000_000))
+    )
     checks = summarize(data)["invariants"]
     assert checks["no_negative_equity_unhandled"]["below_zero"] == [ALICE]
     assert not checks["no_negative_equity_unhandled"]["ok"]

@@ -38,7 +38,11 @@ def configs(scenario: Scenario, tmp: Path) -> tuple[OracleConfig, MarketRegistry
 def test_the_six_scenarios_exist() -> None:
     names = {p.stem for p in SCENARIOS}
     assert names == {
-        "calm", "crash", "source_outage", "manipulated_source", "funding_spike",
+        "calm",
+        "crash",
+        "source_outage",
+        "manipulated_source",
+        "funding_spike",
         "liquidity_drought",
     }
 
@@ -64,7 +68,9 @@ def test_scenario_specifics(tmp_path: Path) -> None:
 
 
 def test_a_ramp_is_its_move_in_equal_steps() -> None:
-    faults = ramp_faults(Ramp(market="BTC", start_ms=20_000, duration_ms=60_000, bps=Decimal(-3000)))
+    faults = ramp_faults(
+        Ramp(market="BTC", start_ms=20_000, duration_ms=60_000, bps=Decimal(-3000))
+    )
     assert [f["start_ms"] for f in faults] == list(range(20_000, 80_000, 2000))
     factor = Decimal(1)
     for f in faults:
@@ -74,7 +80,7 @@ def test_a_ramp_is_its_move_in_equal_steps() -> None:
 
 def path(config: OracleConfig, markets: MarketRegistry, steps: int) -> list[tuple[str, Decimal]]:
     sim = Simulator(config.simulator, [s.name for s in config.sources], markets.names)
-    quotes = []
+    quotes: list[tuple[str, Decimal]] = []
     for k in range(steps):
         batch = sim.step(1_767_225_600_000 + k * config.simulator.step_ms)
         quotes.extend((q.source, q.price) for q in batch.prices if q.market == "BTC")
@@ -107,7 +113,8 @@ def test_bad_scenarios_are_refused_with_the_entry_named(tmp_path: Path) -> None:
     bad.write_text('name = "x"\n')
     with pytest.raises(ScenarioError, match="at least one"):
         load_scenario(bad)
-    bad.write_text('name = "x"\n[venue.market.DOGE]\nfunding_interval_ms = 1\n'
-                   '[[agent]]\nkind = "noise"\n')
+    bad.write_text(
+        'name = "x"\n[venue.market.DOGE]\nfunding_interval_ms = 1\n[[agent]]\nkind = "noise"\n'
+    )
     with pytest.raises(ScenarioError, match="DOGE"):
         markets_doc(load_scenario(bad))
