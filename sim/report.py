@@ -192,7 +192,17 @@ def _price_ranges(data: RunData) -> dict[str, dict[str, str]]:
         spec = data.markets.by_name(market)
         names = ("first", "low", "high", "last")
         out[market] = {k: spec.format_price(v) for k, v in zip(names, row, strict=True)}
+        out[market]["not_valid_s"] = str(_not_valid_ms(data, market) / 1000)
     return out
+
+
+def _not_valid_ms(data: RunData, market: str) -> int:
+    """How long the index was in a state other than valid (until the next record)."""
+    records = [p for p in _values(data.oracle_prices, OraclePrice) if p.market == market]
+    records.sort(key=lambda p: p.ts)
+    return sum(
+        b.ts - a.ts for a, b in zip(records, records[1:], strict=False) if a.status != "valid"
+    )
 
 
 def _funds(data: RunData, deposits: dict[str, int]) -> dict[str, dict[str, str]]:
@@ -376,10 +386,11 @@ def markdown(summary: dict[str, Any]) -> str:
         *[f"| {m} | {r['trades']} | {r['volume']} |" for m, r in sorted(s["markets"].items())],
         f"| **all** | **{s['trades']}** | **{s['volume']}** |",
         "",
-        "| market | first index | low | high | last index |",
-        "|---|---:|---:|---:|---:|",
+        "| market | first index | low | high | last index | index not valid (s) |",
+        "|---|---:|---:|---:|---:|---:|",
         *[
-            f"| {m} | {r['first']} | {r['low']} | {r['high']} | {r['last']} |"
+            f"| {m} | {r['first']} | {r['low']} | {r['high']} | {r['last']} "
+            f"| {r['not_valid_s']} |"
             for m, r in sorted(s["prices"].items())
         ],
         "",

@@ -183,6 +183,7 @@ def test_summary_numbers() -> None:
         "low": "99000",
         "high": "101000",
         "last": "99000",
+        "not_valid_s": "1.0",  # stale from 2 s to 3 s
     }
     assert s["liquidations"] == {
         "cases": 1,
