@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +201,7 @@ def _not_valid_ms(data: RunData, market: str) -> int:
     """How long the index was in a state other than valid (until the next record)."""
     records = [p for p in _values(data.oracle_prices, OraclePrice) if p.market == market]
     records.sort(key=lambda p: p.ts)
-    return sum(
-        b.ts - a.ts for a, b in zip(records, records[1:], strict=False) if a.status != "valid"
-    )
+    return sum(b.ts - a.ts for a, b in pairwise(records) if a.status != "valid")
 
 
 def _funds(data: RunData, deposits: dict[str, int]) -> dict[str, dict[str, str]]:
@@ -389,8 +388,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "| market | first index | low | high | last index | index not valid (s) |",
         "|---|---:|---:|---:|---:|---:|",
         *[
-            f"| {m} | {r['first']} | {r['low']} | {r['high']} | {r['last']} "
-            f"| {r['not_valid_s']} |"
+            f"| {m} | {r['first']} | {r['low']} | {r['high']} | {r['last']} | {r['not_valid_s']} |"
             for m, r in sorted(s["prices"].items())
         ],
         "",
