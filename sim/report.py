@@ -145,6 +145,7 @@ def summarize(data: RunData) -> dict[str, Any]:
         "fill_notional_micro": fill_notional,
         "markets": by_market,
         "prices": prices,
+        "sources_kept": _sources_kept(data),
         "orders": dict(sorted(data.order_statuses.items())),
         "top_errors": dict(data.errors.most_common(5)),
         "liquidations": {
@@ -194,6 +195,21 @@ def _price_ranges(data: RunData) -> dict[str, dict[str, str]]:
         names = ("first", "low", "high", "last")
         out[market] = {k: spec.format_price(v) for k, v in zip(names, row, strict=True)}
         out[market]["not_valid_s"] = str(_not_valid_ms(data, market) / 1000)
+    return out
+
+
+def _sources_kept(data: RunData) -> dict[str, dict[str, int]]:
+    """Per traded market and source: in how many published index records the source
+    counted (the oracle publishes only the sources it kept; ``records`` is the total)."""
+    out: dict[str, dict[str, int]] = {}
+    charted = data.charted()
+    for p in _values(data.oracle_prices, OraclePrice):
+        if p.market not in charted:
+            continue
+        row = out.setdefault(p.market, {"records": 0})
+        row["records"] += 1
+        for q in p.sources:
+            row[q.source] = row.get(q.source, 0) + 1
     return out
 
 
@@ -392,6 +408,7 @@ def markdown(summary: dict[str, Any]) -> str:
             for m, r in sorted(s["prices"].items())
         ],
         "",
+        *_sources_table(s["sources_kept"]),
         "Order statuses: " + (", ".join(f"{k} {v}" for k, v in s["orders"].items()) or "none"),
         "",
         "## Liquidations",
@@ -444,6 +461,21 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _sources_table(kept: dict[str, dict[str, int]]) -> list[str]:
+    """How often each source counted in the index, per market (outliers, silent or
+    stale sources are left out)."""
+    lines = []
+    for market, row in sorted(kept.items()):
+        names = sorted(k for k in row if k != "records")
+        lines += [
+            f"Sources counted in {market}'s {row['records']} index records: "
+            + ", ".join(f"{n} {row[n]}" for n in names)
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def write_report(data: RunData, out: Path) -> dict[str, Any]:

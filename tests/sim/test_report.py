@@ -17,6 +17,7 @@ from libs.common.schemas import (
     LiquidationStep,
     MarkPrice,
     OraclePrice,
+    SourceQuote,
     Trade,
 )
 from libs.common.state import INSURANCE_FUND_ACCOUNT, AccountState, PositionState
@@ -39,6 +40,13 @@ def deposit(who: str, usd: int) -> Record:
         "account.events",
         BalanceUpdate(ts=T0, account=who, collateral=usd, delta=usd, reason="deposit"),
     )
+
+
+def kept(status: str) -> tuple[SourceQuote, ...]:
+    """OKX always counts; Binance only while the index is valid."""
+    okx = SourceQuote(source="okx", px=1, weight=2, age_ms=0)
+    binance = SourceQuote(source="binance", px=1, weight=3, age_ms=0)
+    return (binance, okx) if status == "valid" else (okx,)
 
 
 def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
@@ -145,7 +153,10 @@ def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
             ),
         ],
         oracle_prices=[
-            rec("oracle.prices", OraclePrice(ts=T0 + i * 1000, market="BTC", px=px, status=st))
+            rec(
+                "oracle.prices",
+                OraclePrice(ts=T0 + i * 1000, market="BTC", px=px, status=st, sources=kept(st)),
+            )
             for i, (px, st) in enumerate(
                 [
                     (1_000_000, "valid"),
@@ -185,6 +196,7 @@ def test_summary_numbers() -> None:
         "last": "99000",
         "not_valid_s": "1.0",  # stale from 2 s to 3 s
     }
+    assert s["sources_kept"] == {"BTC": {"records": 4, "binance": 3, "okx": 4}}
     assert s["liquidations"] == {
         "cases": 1,
         "accounts": 1,
@@ -230,5 +242,6 @@ def test_report_files(tmp_path: Path) -> None:
     text = (tmp_path / "report.md").read_text()
     assert text == markdown(summary)
     assert "| BTC | 2 | 14950 |" in text
+    assert "Sources counted in BTC's 4 index records: binance 3, okx 4." in text
     assert "| conservation | yes |" in text and "difference_micro 0" in text
     assert (tmp_path / "summary.json").exists()
