@@ -27,6 +27,7 @@ from libs.common.schemas import (
     BadDebtNotice,
     BalanceUpdate,
     FundingPayment,
+    FundingRate,
     InsuranceAnswer,
     LiquidationStep,
     MarkPrice,
@@ -116,6 +117,8 @@ def summarize(data: RunData) -> dict[str, Any]:
     answers: list[InsuranceAnswer] = _values(data.liquidations, InsuranceAnswer)
     insurance_paid = sum(a.paid or (a.usd if a.granted else 0) for a in answers)
 
+    settlements: list[FundingRate] = _values(data.market_events, FundingRate)
+    rates = [r.rate_ppb for r in settlements]
     payments: list[FundingPayment] = _values(data.account_events, FundingPayment)
     funding_paid = -sum(p.usd for p in payments if p.usd < 0)
     funding_received = sum(p.usd for p in payments if p.usd > 0)
@@ -167,6 +170,10 @@ def summarize(data: RunData) -> dict[str, Any]:
             "payments": len(payments),
             "paid": _usd(funding_paid),
             "received": _usd(funding_received),
+            "settlements": len(settlements),
+            # rates of one interval, in parts per billion (as the matcher settles them)
+            "max_rate_ppb": max(rates, default=0),
+            "min_rate_ppb": min(rates, default=0),
         },
         "funds": funds,
         "deposits": _usd(sum(deposits.values())),
@@ -437,7 +444,9 @@ def markdown(summary: dict[str, Any]) -> str:
         ],
         "",
         f"Funding: {s['funding']['payments']} payments, {s['funding']['paid']} USDC paid, "
-        f"{s['funding']['received']} USDC received.",
+        f"{s['funding']['received']} USDC received, over {s['funding']['settlements']} "
+        f"settlements at rates from {s['funding']['min_rate_ppb']} to "
+        f"{s['funding']['max_rate_ppb']} ppb per interval.",
         "",
         "## Invariants",
         "",

@@ -13,6 +13,7 @@ from libs.common.schemas import (
     BadDebtNotice,
     BalanceUpdate,
     FundingPayment,
+    FundingRate,
     InsuranceAnswer,
     LiquidationStep,
     MarkPrice,
@@ -134,7 +135,19 @@ def run_data(alice_collateral: int = 10_000_000_000) -> RunData:
             rec(
                 "market.events",
                 MarkPrice(ts=T0 + 2000, market="BTC", mark_px=990_000, index_px=990_000),
-            )
+            ),
+            rec(
+                "market.events",
+                FundingRate(
+                    ts=T0 + 2000,
+                    market="BTC",
+                    rate_ppb=3000,
+                    premium_ppb=2000,
+                    mark_px=990_000,
+                    index_px=990_000,
+                    cum_index=1,
+                ),
+            ),
         ],
         account_events=[rec("account.events", f) for f in fills]
         + [
@@ -208,7 +221,14 @@ def test_summary_numbers() -> None:
         "absorbed_by_vault_or_adl": "0",
         "left_unabsorbed": "0",
     }
-    assert s["funding"] == {"payments": 2, "paid": "0.0003", "received": "0.0003"}
+    assert s["funding"] == {
+        "payments": 2,
+        "paid": "0.0003",
+        "received": "0.0003",
+        "settlements": 1,
+        "max_rate_ppb": 3000,
+        "min_rate_ppb": 3000,
+    }
     assert s["deposits"] == "21000"
 
 
