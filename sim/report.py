@@ -8,8 +8,10 @@ renders it. Money is exact micro-USDC integers throughout; only the charts use f
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -101,8 +103,9 @@ def summarize(data: RunData) -> dict[str, Any]:
         row["size_lots"] += t.sz
     volume = sum(r["volume_micro"] for r in by_market.values())
     fill_notional = sum(f.px * f.sz for f in fills)
-    for row in by_market.values():
+    for market, row in by_market.items():
         row["volume"] = _usd(row["volume_micro"])
+        row["mean_distance_bps"] = _mean_distance_bps(data, market, trades)
 
     steps: list[LiquidationStep] = _values(data.audit, LiquidationStep)
     stages = Counter(s.stage for s in steps)
@@ -181,6 +184,23 @@ def summarize(data: RunData) -> dict[str, Any]:
         "invariants": checks,
         "all_invariants_hold": all(c["ok"] for c in checks.values()),
     }
+
+
+def _mean_distance_bps(data: RunData, market: str, trades: list[Trade]) -> str:
+    """How far the market's trades went from the index just before them, on average,
+    in basis points: what a taker paid for immediacy (slippage plus half the spread)."""
+    index = sorted(
+        (p.ts, p.px) for p in _values(data.oracle_prices, OraclePrice) if p.market == market
+    )
+    times = [ts for ts, _ in index]
+    total, count = Decimal(0), 0
+    for t in trades:
+        at = bisect_left(times, t.ts) - 1
+        if t.market != market or at < 0 or index[at][1] <= 0:
+            continue
+        total += Decimal(abs(t.px - index[at][1]) * 10_000) / index[at][1]
+        count += 1
+    return str((total / count).quantize(Decimal("0.1"))) if count else "0"
 
 
 def _stage_order(stage: str) -> int:
@@ -403,10 +423,13 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "## Trading",
         "",
-        "| market | trades | volume (USDC) |",
-        "|---|---:|---:|",
-        *[f"| {m} | {r['trades']} | {r['volume']} |" for m, r in sorted(s["markets"].items())],
-        f"| **all** | **{s['trades']}** | **{s['volume']}** |",
+        "| market | trades | volume (USDC) | mean distance from the index (bps) |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {m} | {r['trades']} | {r['volume']} | {r['mean_distance_bps']} |"
+            for m, r in sorted(s["markets"].items())
+        ],
+        f"| **all** | **{s['trades']}** | **{s['volume']}** | |",
         "",
         "| market | first index | low | high | last index | index not valid (s) |",
         "|---|---:|---:|---:|---:|---:|",

@@ -201,6 +201,9 @@ def test_summary_numbers() -> None:
     assert s["trades"] == 2
     assert s["volume"] == "14950"
     assert s["volume_micro"] == 14_950_000_000
+    # the index was 100000 before the first trade (0 bps away) and 101000 before the
+    # second, at 99000 (198.02 bps away): 99.0 on average
+    assert s["markets"]["BTC"]["mean_distance_bps"] == "99.0"
     assert s["fill_notional_micro"] == 2 * s["volume_micro"]  # a maker and a taker leg each
     assert s["prices"]["BTC"] == {
         "first": "100000",
@@ -261,7 +264,7 @@ def test_report_files(tmp_path: Path) -> None:
         assert content.startswith(PNG) and len(content) > 5000, name
     text = (tmp_path / "report.md").read_text()
     assert text == markdown(summary)
-    assert "| BTC | 2 | 14950 |" in text
+    assert "| BTC | 2 | 14950 | 99.0 |" in text
     assert "Sources counted in BTC's 4 index records: binance 3, okx 4." in text
     assert "| conservation | yes |" in text and "difference_micro 0" in text
     assert (tmp_path / "summary.json").exists()

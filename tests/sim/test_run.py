@@ -45,7 +45,7 @@ async def test_a_short_calm_run_reports_what_a_user_checks(
     assert conservation["deposits_less_withdrawals"] == "3200000" == summary["deposits"]
 
     report = (tmp_path / "report.md").read_text()
-    assert f"| **all** | **{summary['trades']}** | **{summary['volume']}** |" in report
+    assert f"| **all** | **{summary['trades']}** | **{summary['volume']}** | |" in report
     assert f"accounts_value {conservation['accounts_value']}" in report
     assert "| conservation | yes |" in report
     for name in CHARTS:
