@@ -210,7 +210,7 @@ async def trade(session: Session, scenario: Scenario, progress: bool) -> None:
         unit="s",
         disable=not progress,
         file=sys.stderr,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s  {postfix}",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s{postfix}",
     )
     next_tick = started
     with bar:
@@ -221,8 +221,8 @@ async def trade(session: Session, scenario: Scenario, progress: bool) -> None:
             await session.sample_funds(ts)
             bar.n = min(bar.total, round(time.monotonic() - started))
             bar.set_postfix_str(
-                " ".join(f"{m} {px}" for m, px in session.last_px.items() if m in views)
-                + f" orders {sum(session.statuses.values())}"
+                " ".join(f"{m} {session.last_px[m]}" for m in scenario.markets if m in views)
+                + f", actions {sum(session.statuses.values())}"
             )
             next_tick = max(next_tick + tick_s, time.monotonic())
             await asyncio.sleep(max(0.0, min(next_tick, end) - time.monotonic()))
