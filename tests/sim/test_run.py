@@ -5,9 +5,11 @@ back from the logs and the end state."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import matplotlib.image
+import msgspec
 import pytest
 
 from libs.localstack import LocalStack
@@ -53,3 +55,25 @@ async def test_a_short_calm_run_reports_what_a_user_checks(
         assert image.shape[0] > 200 and image.shape[1] > 500, name
     for log in (tmp_path / "logs").iterdir():
         assert "Traceback" not in log.read_text(), log.name
+
+
+async def test_a_short_crash_liquidates_the_longs_and_keeps_the_books(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    crash = load_scenario(SCENARIOS / "crash.toml").with_run(duration_s=35, seed=9)
+    # the same -30%, faster: 10 steps, 2 s apart, from 5 s in
+    ramp = msgspec.structs.replace(crash.ramps[0], start_ms=5000, duration_ms=20_000, steps=10)
+    crash = msgspec.structs.replace(crash, ramps=(ramp,))
+    summary = await run(crash, tmp_path, stack.bootstrap, stack.redis_url, progress=False)
+
+    low = Decimal(summary["prices"]["BTC"]["low"])
+    assert Decimal(69_000) < low < Decimal(71_500), summary["prices"]
+    liquidations = summary["liquidations"]
+    assert liquidations["cases"] >= 1
+    stages = liquidations["steps_by_stage"]
+    assert stages["triggered"] == liquidations["cases"]  # every case began with a trigger
+    assert stages.get("closed", 0) + stages.get("recovered", 0) >= liquidations["cases"]
+    assert summary["all_invariants_hold"], summary["invariants"]
+    assert summary["invariants"]["conservation"]["difference_micro"] == 0
+    report = (tmp_path / "report.md").read_text()
+    assert f"| triggered | {stages['triggered']} |" in report
