@@ -110,7 +110,9 @@ def summarize(data: RunData) -> dict[str, Any]:
     steps: list[LiquidationStep] = _values(data.audit, LiquidationStep)
     stages = Counter(s.stage for s in steps)
     cases = sorted({s.case_id for s in steps if s.case_id and s.stage != "unwind"})
-    adl = [s for s in steps if s.stage == "adl"]
+    # the liquidator audits each ADL close twice, to the case's account and to the
+    # account deleveraged (whose copy names itself as the counterparty): count it once
+    adl = [s for s in steps if s.stage == "adl" and s.account != s.counterparty]
 
     notices: dict[tuple[str, bool], BadDebtNotice] = {}
     for n in _values(data.risk_in, BadDebtNotice):

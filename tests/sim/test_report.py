@@ -268,3 +268,16 @@ def test_report_files(tmp_path: Path) -> None:
     assert "Sources counted in BTC's 4 index records: binance 3, okx 4." in text
     assert "| conservation | yes |" in text and "difference_micro 0" in text
     assert (tmp_path / "summary.json").exists()
+
+
+def test_an_adl_close_audited_to_both_accounts_counts_once() -> None:
+    data = run_data()
+    carol = "0x" + "c" * 40
+    for to in (ALICE, carol):
+        step = LiquidationStep(
+            ts=T0 + 3500, account=to, stage="adl", detail="", case_id="c1", counterparty=carol
+        )
+        data.audit.append(rec("liquidation.audit", step))
+    s = summarize(data)
+    assert s["adl"] == {"events": 1, "accounts": [carol]}
+    assert s["liquidations"]["steps_by_stage"]["adl"] == 2  # the audit records themselves
