@@ -21,11 +21,13 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from eth_account.signers.local import LocalAccount
 from tqdm import tqdm
 
@@ -126,8 +128,17 @@ class Session:
         )
 
     async def act(self, trader: Trader, views: dict[str, MarketView], now_ms: int) -> None:
+        """One agent's tick; an answer the agent cannot read (a timeout, an HTTP error
+        page) costs it the tick and is counted, it does not end the run."""
         if trader.agent.market not in views:
             return
+        try:
+            await self._act(trader, views, now_ms)
+        except (TimeoutError, aiohttp.ClientError, KeyError, TypeError, ValueError) as exc:
+            self.statuses["tick lost"] += 1
+            self.errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
+
+    async def _act(self, trader: Trader, views: dict[str, MarketView], now_ms: int) -> None:
         state = await self.venue.info("clearinghouseState", user=trader.address)
         positions = {
             p["position"]["coin"]: Decimal(p["position"]["szi"]) for p in state["assetPositions"]
@@ -199,8 +210,11 @@ async def fund(session: Session, scenario: Scenario) -> None:
                 raise RuntimeError(f"deposit of {usd} to {address} failed: {reply}")
 
 
-async def trade(session: Session, scenario: Scenario, progress: bool) -> None:
-    """Every agent once per tick until the duration is over."""
+async def trade(
+    session: Session, scenario: Scenario, progress: bool, check: Callable[[], None]
+) -> None:
+    """Every agent once per tick until the duration is over; ``check`` raises if the
+    venue has lost a process (the run stops rather than report on half a venue)."""
     tick_s = scenario.tick_ms / 1000
     started = time.monotonic()
     end = started + scenario.duration_s
@@ -213,12 +227,18 @@ async def trade(session: Session, scenario: Scenario, progress: bool) -> None:
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s{postfix}",
     )
     next_tick = started
+    views: dict[str, MarketView] = {}
     with bar:
         while time.monotonic() < end:
+            check()
             ts = now_ms()
-            views = await session.observe_markets()
-            await asyncio.gather(*(session.act(t, views, ts) for t in session.traders))
-            await session.sample_funds(ts)
+            try:
+                views = await session.observe_markets()
+                await asyncio.gather(*(session.act(t, views, ts) for t in session.traders))
+                await session.sample_funds(ts)
+            except (TimeoutError, aiohttp.ClientError, KeyError, TypeError) as exc:
+                session.statuses["tick lost"] += 1
+                session.errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
             bar.n = min(bar.total, round(time.monotonic() - started))
             bar.set_postfix_str(
                 " ".join(f"{m} {session.last_px[m]}" for m in scenario.markets if m in views)
@@ -251,7 +271,7 @@ async def run(
             started = now_ms()
             for trader in traders:
                 await session.send(trader, trader.agent.setup(), started)
-            await trade(session, scenario, progress)
+            await trade(session, scenario, progress, venue.check_alive)
             ended = now_ms()
             venue.check_alive()
             venue.stop("oracle")  # no more marks: the books can settle
