@@ -162,6 +162,10 @@ def markets_doc(s: Scenario) -> dict[str, Any]:
         market.update(overrides.pop(market["name"], {}))
     if overrides:
         raise ScenarioError(f"venue.market: unknown markets {sorted(overrides)}")
+    listed = {market["name"] for market in doc.get("market", [])}
+    unknown = [m for m in s.markets if m not in listed]
+    if unknown:
+        raise ScenarioError(f"agent: unknown markets {unknown} (listed: {sorted(listed)})")
     return doc
 
 

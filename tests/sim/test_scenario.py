@@ -118,3 +118,6 @@ def test_bad_scenarios_are_refused_with_the_entry_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="DOGE"):
         markets_doc(load_scenario(bad))
+    bad.write_text('name = "x"\n[[agent]]\nkind = "noise"\nmarket = "PEPE"\n')
+    with pytest.raises(ScenarioError, match="PEPE"):
+        markets_doc(load_scenario(bad))
