@@ -35,6 +35,7 @@ from libs.common import topics
 from libs.common.markets import MarketRegistry
 from libs.common.money import usd_to_units
 from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
+from services.oracle.config import ConfigError
 from sim.agents import (
     AccountView,
     Agent,
@@ -49,7 +50,7 @@ from sim.agents import (
 from sim.client import VenueClient, wallet
 from sim.collect import StateReader, read_topic
 from sim.report import FundSample, RunData, console_summary, write_report
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import Scenario, ScenarioError, load_scenario, markets_doc
 from sim.venue import SimVenue
 
 log = logging.getLogger("sim")
@@ -334,13 +335,20 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:16379/0", help="Redis URL")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()
-    scenario = load_scenario(args.scenario).with_run(args.duration, args.seed)
+    try:
+        scenario = load_scenario(args.scenario).with_run(args.duration, args.seed)
+        markets_doc(scenario)
+    except (OSError, ScenarioError) as exc:
+        parser.exit(2, f"sim.run: {exc}\n")
     out = (
         args.out
         or Path(".run/sim") / f"{scenario.name}-{scenario.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     logging.basicConfig(level=logging.WARNING)
-    summary = asyncio.run(run(scenario, out, args.kafka, args.redis, not args.no_progress))
+    try:
+        summary = asyncio.run(run(scenario, out, args.kafka, args.redis, not args.no_progress))
+    except ConfigError as exc:
+        parser.exit(2, f"sim.run: the oracle would refuse this scenario: {exc}\n")
     print(console_summary(summary))
     print(f"report: {out / 'report.md'}")
     sys.exit(0 if summary["all_invariants_hold"] and summary["trades"] > 0 else 1)

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.common.admin import ensure_topics
+from libs.common.markets import load_markets
 from libs.common.settings import Settings
 from libs.localstack import ROOT, free_ports
 from libs.localstack.procs import settings_env
+from services.oracle.config import load_oracle_config
 from sim.scenario import Scenario, markets_doc, oracle_doc, to_toml
 
 SERVICES = ("risk", "matcher", "liquidator", "oracle", "gateway")
@@ -57,12 +59,15 @@ class SimVenue:
     def create(
         cls, scenario: Scenario, run_dir: Path, kafka: str, redis_url: str, namespace: str
     ) -> SimVenue:
-        """Writes the run's oracle and market files into ``run_dir``."""
+        """Writes the run's oracle and market files into ``run_dir``; raises
+        ``services.oracle.config.ConfigError`` naming the entry the oracle would refuse."""
         run_dir.mkdir(parents=True, exist_ok=True)
         oracle_file = run_dir / "oracle.toml"
         oracle_file.write_text(to_toml(oracle_doc(scenario)))
         markets_file = run_dir / "markets.toml"
         markets_file.write_text(to_toml(markets_doc(scenario)))
+        # checked here as the oracle will check them, for an error before any process
+        load_oracle_config(Settings(), oracle_file, markets=load_markets(markets_file))
         gateway_port, operator_port = free_ports(2)
         settings = Settings(
             kafka_bootstrap=kafka,
