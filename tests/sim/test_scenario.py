@@ -14,6 +14,7 @@ from libs.common.markets import MarketRegistry, load_markets
 from libs.common.settings import Settings
 from services.oracle.config import OracleConfig, load_oracle_config
 from services.oracle.sources.simulated import Simulator
+from sim.run import agent_key, build_agents
 from sim.scenario import (
     Ramp,
     Scenario,
@@ -121,3 +122,20 @@ def test_bad_scenarios_are_refused_with_the_entry_named(tmp_path: Path) -> None:
     bad.write_text('name = "x"\n[[agent]]\nkind = "noise"\nmarket = "PEPE"\n')
     with pytest.raises(ScenarioError, match="PEPE"):
         markets_doc(load_scenario(bad))
+
+
+def test_a_scenarios_agents_are_named_and_keyed_by_the_seed() -> None:
+    crash = load_scenario(SCENARIOS[0].parent / "crash.toml")
+    agents = build_agents(crash)
+    names = [a.name for a, _ in agents]
+    assert names == [
+        *(f"market_maker-{i}" for i in range(3)),
+        *(f"noise-{i}" for i in range(4)),
+        *(f"trend-{i}" for i in range(4)),
+        "funding_arb-0",
+    ]
+    assert [str(d) for _, d in agents[:4]] == ["2000000"] * 3 + ["100000"]
+    keys = [agent_key(crash.seed, n).address for n in names]
+    assert len(set(keys)) == len(keys)
+    assert keys == [agent_key(crash.seed, n).address for n in names]
+    assert keys[0] != agent_key(crash.seed + 1, names[0]).address
