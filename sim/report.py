@@ -450,7 +450,10 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "| stage | steps |",
         "|---|---:|",
-        *[f"| {k} | {v} |" for k, v in s["liquidations"]["steps_by_stage"].items()],
+        *(
+            [f"| {k} | {v} |" for k, v in s["liquidations"]["steps_by_stage"].items()]
+            or ["| (none) | 0 |"]
+        ),
         "",
         f"ADL events: {s['adl']['events']} (accounts deleveraged: {len(s['adl']['accounts'])})",
         "",
