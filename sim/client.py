@@ -105,3 +105,43 @@ class VenueClient:
         if reply.get("status") != "ok":
             return reply
         return reply["response"]["data"]["statuses"][0]
+
+    async def orders(
+        self, signer: LocalAccount, orders: list[dict[str, Any]], now_ms: int
+    ) -> list[Any]:
+        """One signed order action with several orders; a status per order (a whole
+        refusal gives its message as every order's error)."""
+        reply = await self.action(
+            signer, {"type": "order", "orders": orders, "grouping": "na"}, now_ms
+        )
+        if reply.get("status") != "ok":
+            return [{"error": str(reply.get("response"))}] * len(orders)
+        statuses: list[Any] = reply["response"]["data"]["statuses"]
+        return statuses
+
+    async def cancel(
+        self, signer: LocalAccount, cancels: list[tuple[int, int]], now_ms: int
+    ) -> Any:
+        """Cancel orders given as (asset, oid)."""
+        action = {"type": "cancel", "cancels": [{"a": a, "o": o} for a, o in cancels]}
+        return await self.action(signer, action, now_ms)
+
+    async def update_leverage(
+        self, signer: LocalAccount, asset: int, leverage: int, now_ms: int, is_cross: bool = True
+    ) -> Any:
+        action = {
+            "type": "updateLeverage",
+            "asset": asset,
+            "isCross": is_cross,
+            "leverage": leverage,
+        }
+        return await self.action(signer, action, now_ms)
+
+    async def funds(self) -> Any:
+        """The insurance fund and the backstop vault (operator API)."""
+        assert self._session is not None, "use VenueClient as an async context manager"
+        async with self._session.get(
+            self.operator_url + "/operator/funds",
+            headers={"Authorization": f"Bearer {self.operator_token}"},
+        ) as resp:
+            return await resp.json()
