@@ -89,12 +89,15 @@ def seeded_orders(seed: int = 7, traders: int = 4, pause_s: float = 0.05) -> Loa
     """A small reproducible book: traders post GTC orders around the mid and take them
     with IOC orders, each funded by the operator faucet, until ``stop`` is set."""
 
+    signers = [wallet(0xC4A05000 + seed * 100 + i) for i in range(traders)]
+    funded: list[int] = []  # the asset id, once the traders are funded
+
     async def load(client: VenueClient, stop: asyncio.Event, stats: LoadStats) -> None:
-        meta = await client.info("meta")
-        asset = next(i for i, m in enumerate(meta["universe"]) if m["name"] == MARKET)
-        signers = [wallet(0xC4A05000 + seed * 100 + i) for i in range(traders)]
-        for signer in signers:
-            await client.deposit(signer.address, "100000")
+        if not funded:
+            meta = await client.info("meta")
+            await asyncio.gather(*(client.deposit(s.address, "100000") for s in signers))
+            funded.append(next(i for i, m in enumerate(meta["universe"]) if m["name"] == MARKET))
+        asset = funded[0]
 
         async def trade(index: int) -> None:
             rng = random.Random(seed * 1000 + index)
@@ -282,12 +285,13 @@ class Drills:
         await self.positions.start()
         try:
             async with VenueClient(self.venue.url, self.venue.operator_url) as client:
-                await self._ready(client)
+                await self.ready(client)
                 return [await self.drill(client, name) for name in names]
         finally:
             await self.positions.close()
 
-    async def _ready(self, client: VenueClient) -> None:
+    async def ready(self, client: VenueClient) -> None:
+        """Wait for the gateway, fund the probe account, and see a probe round-trip."""
         started = time.monotonic()
         while True:
             try:
@@ -349,6 +353,22 @@ class Drills:
             except Exception as exc:
                 result.error = f"audit: {type(exc).__name__}: {exc}"
         return result
+
+    async def load_for(self, client: VenueClient, seconds: float, fills: int = 0) -> None:
+        """Run the load for a while and until it has ``fills`` more fills (within the
+        recovery timeout), then stop it and let the venue settle."""
+        stop = asyncio.Event()
+        wanted = self.stats.filled + fills
+        load = asyncio.create_task(self._run_load(client, stop))
+        await asyncio.sleep(seconds)
+        deadline = time.monotonic() + self.recover_timeout_s
+        while True:
+            if self.stats.filled >= wanted or time.monotonic() > deadline or load.done():
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await load
+        await self.positions.settle(self.recover_timeout_s)
 
     async def _run_load(self, client: VenueClient, stop: asyncio.Event) -> None:
         try:

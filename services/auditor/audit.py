@@ -150,6 +150,7 @@ class LogReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 << 20,
+            fetch_max_wait_ms=20,  # a partition read to its end must not wait for more
         )
 
     async def __aenter__(self) -> LogReader:
@@ -221,19 +222,25 @@ class Auditor:
             for partition in range(self.settings.topics.partitions(stateful.input_topic)):
                 snapshots[(stateful.service, partition)] = await store.load(partition)
         async with LogReader(self.settings) as reader:
-            proofs = await self._proofs(reader, ledger)
+            replays: list[tuple[Stateful, PartitionAudit, PartitionReplay, int]] = []
             for stateful in STATEFUL:
                 for partition in range(self.settings.topics.partitions(stateful.input_topic)):
-                    audit = await self._partition(
+                    audit, replay, end = await self._partition(
                         reader,
                         stateful,
                         partition,
                         snapshots[(stateful.service, partition)],
-                        proofs,
                         report,
                         ledger,
                     )
                     report.partitions.append(audit)
+                    replays.append((stateful, audit, replay, end))
+            # The proofs last: a batch's transaction markers land a moment after its
+            # commit returns (and its Redis write), long before the replays are done.
+            proofs = await self._proofs(reader, ledger)
+            for stateful, audit, replay, end in replays:
+                published = proofs.get((stateful.input_topic, audit.partition), {})
+                self._check_proofs(stateful, audit, replay, end, published, report)
             if fills:
                 await self._outputs(reader, ledger)
                 report.fills = ledger
@@ -266,12 +273,10 @@ class Auditor:
         stateful: Stateful,
         partition: int,
         snapshot: tuple[int, dict[str, bytes]],
-        proofs: dict[tuple[str, int], dict[int, list[StateProof]]],
         report: AuditReport,
         ledger: FillLedger,
-    ) -> PartitionAudit:
+    ) -> tuple[PartitionAudit, PartitionReplay, int]:
         stored, redis_entries = snapshot
-        published = proofs.get((stateful.input_topic, partition), {})
         books = report.books if stateful.service == "risk" else None
         watch = None
         if books is not None:
@@ -322,6 +327,20 @@ class Auditor:
                 f"{stateful.service} partition {partition}: Redis is at offset {stored}, "
                 f"beyond the log's last stable offset {end}"
             )
+        return audit, replay, end
+
+    @staticmethod
+    def _check_proofs(
+        stateful: Stateful,
+        audit: PartitionAudit,
+        replay: PartitionReplay,
+        end: int,
+        published: dict[int, list[StateProof]],
+        report: AuditReport,
+    ) -> None:
+        """Each published proof against the replay's hash at its offset, and none
+        missing where the log says one was committed (below the Redis offset)."""
+        partition, stored = audit.partition, audit.offset
         for offset, found in sorted(published.items()):
             if offset not in replay.digests:
                 if offset <= end:
@@ -346,7 +365,6 @@ class Auditor:
                 f"{stateful.service} partition {partition}: {len(missing)} state proofs "
                 f"missing below offset {stored}, e.g. at {missing[:3]}"
             )
-        return audit
 
     async def _outputs(self, reader: LogReader, ledger: FillLedger) -> None:
         """Trades on market.events and account fills on account.events."""
