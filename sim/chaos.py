@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,10 @@ class Venue:
             proc.start()
 
     def stop(self) -> dict[str, int | None]:
-        return {name: proc.stop() for name, proc in self.procs.items()}
+        """Stop every service at once (each gets its own grace period); exit statuses."""
+        with ThreadPoolExecutor(len(self.procs)) as pool:
+            codes = pool.map(ServiceProcess.stop, self.procs.values())
+            return dict(zip(self.procs, codes, strict=True))
 
     def revive(self) -> list[str]:
         """Restart every process that died, as a supervisor would; returns their names."""
@@ -505,6 +509,7 @@ class Outcome:
     results: list[DrillResult]
     stats: LoadStats
     unclean: dict[str, int | None]
+    settings: Settings
 
     @property
     def ok(self) -> bool:
@@ -543,8 +548,10 @@ async def run_drills(stack: LocalStack, plan: Plan, load: Load, log_dir: Path) -
         results = await drills.run(plan.drills)
     finally:
         codes = venue.stop()
-    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
-    return Outcome(results, drills.stats, unclean)
+    unclean: dict[str, int | None] = {
+        name: code for name, code in codes.items() if code not in (0, None)
+    }
+    return Outcome(results, drills.stats, unclean, settings)
 
 
 def main() -> None:

@@ -69,10 +69,10 @@ class FillLedger:
         for market, tid in sorted(self.trades):
             if (market, tid) not in self.legs:
                 found.append(f"trade {market}#{tid} on market.events has no fill legs")
-        legs = {(leg.account, m, t, leg.is_buy) for (m, t), ls in self.legs.items() for leg in ls}
-        for key, _count in sorted(self.account_fills.items()):
-            if key not in legs:
-                found.append(f"account fill {key} has no fill leg on risk.in")
+        sides = {(g.account, m, t, g.is_buy) for (m, t), group in self.legs.items() for g in group}
+        for side in sorted(self.account_fills):
+            if side not in sides:
+                found.append(f"account fill {side} has no fill leg on risk.in")
         if len(found) > limit:
             found = [*found[:limit], f"... and {len(found) - limit} more"]
         return found
