@@ -67,6 +67,7 @@ DRILLS = (
 )
 MARKET = "BTC"
 MID_USD = 100_000
+OVERRIDE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -412,13 +413,18 @@ class Drills:
     async def _override(self, client: VenueClient, action: str) -> None:
         body = {"market": MARKET, "action": action, "operator": "chaos", "reason": "drill"}
         assert client._session is not None
-        async with client._session.post(
-            self.venue.oracle_url + "/operator/override",
-            json=body,
-            headers={"Authorization": f"Bearer {self.venue.settings.operator_token}"},
-            timeout=aiohttp.ClientTimeout(total=10),
-        ) as resp:
-            answer = await resp.json()
+        try:
+            async with client._session.post(
+                self.venue.oracle_url + "/operator/override",
+                json=body,
+                headers={"Authorization": f"Bearer {self.venue.settings.operator_token}"},
+                timeout=aiohttp.ClientTimeout(total=OVERRIDE_TIMEOUT_S),
+            ) as resp:
+                answer = await resp.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeError(
+                f"oracle {action}: no answer within {OVERRIDE_TIMEOUT_S:.0f} s ({exc!r})"
+            ) from exc
         if answer.get("status") != "ok":
             raise RuntimeError(f"oracle {action} refused: {answer}")
 
