@@ -20,6 +20,7 @@ TOPIC_SCHEMAS: dict[str, Any] = {
     topics.LIQUIDATION_AUDIT: schemas.LiquidationStep,
     topics.DEAD_LETTERS: schemas.DeadLetter,
     topics.OPERATOR_AUDIT: schemas.OperatorAudit,
+    topics.STATE_PROOFS: schemas.StateProof,
     **{checkpoints: schemas.Checkpoint for checkpoints in topics.CHECKPOINTS.values()},
 }
 

@@ -89,6 +89,13 @@ SNAPSHOT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+PROOF_SECONDS = Histogram(
+    "exchange_state_proof_seconds",
+    "Time to hash a partition's whole state for a state proof (every K input offsets)",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 PARTITIONS_OWNED = Gauge(
     "exchange_partitions_owned",
     "Input partitions this process owns",

@@ -851,6 +851,22 @@ class Checkpoint(Message, frozen=True, tag="checkpoint.v1"):
     offset: int
 
 
+class StateProof(Message, frozen=True, tag="state_proof.v1"):
+    """A stateful processor's commitment to its whole partition state, in the transaction
+    of the batch that reached it: ``sha256`` (hex) over the canonical encoding of the
+    state after applying input records ``< offset`` of ``topic`` partition ``partition``
+    (``libs.common.runtime.proof``), ``entries`` state entries. Anyone can replay the log
+    to ``offset`` and recompute it (docs/auditor.md). ``ts`` is the covered record's
+    log timestamp."""
+
+    service: str
+    topic: str
+    partition: int
+    offset: int
+    entries: int
+    sha256: str
+
+
 # ---------------------------------------------------------------- what each topic carries
 
 RiskIn = (

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         2, description="Producer retry backoff, mostly paid between back-to-back transactions"
     )
     poll_timeout_ms: int = Field(50, description="How long an idle poll waits for records")
+    proof_interval: int = Field(
+        10_000,
+        description="A stateful processor publishes a state proof every this many input "
+        "offsets (0: never)",
+    )
     gateway_host: str = Field("127.0.0.1", description="Gateway HTTP bind address")
     gateway_port: int = Field(18080, description="Gateway HTTP port")
     gateway_reply_timeout_ms: int = Field(

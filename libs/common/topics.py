@@ -57,6 +57,8 @@ CHECKPOINTS = {
     LIQUIDATIONS: LIQUIDATION_CHECKPOINTS,
 }
 CHECKPOINT_KEY = b"offset"
+# State proofs of every processor, on the partition of the input partition's number.
+STATE_PROOFS = "state.proofs"
 
 REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -130,6 +132,14 @@ REGISTRY: tuple[TopicSpec, ...] = (
             "one record per committed batch, in the batch's transaction.",
         )
         for input_topic, checkpoints in CHECKPOINTS.items()
+    ),
+    TopicSpec(
+        name=STATE_PROOFS,
+        partitions=4,
+        key="<input topic>/<partition>",
+        retention_ms=FOREVER,
+        doc="State proofs: every K input offsets, a processor's SHA-256 of its whole "
+        "partition state, in the transaction of that batch (docs/auditor.md).",
     ),
     TopicSpec(
         name=DEAD_LETTERS,

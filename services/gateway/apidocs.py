@@ -36,6 +36,7 @@ PUBLIC_TOPICS = (
     topics.ORACLE_PRICES,
     topics.LIQUIDATION_AUDIT,
     topics.OPERATOR_AUDIT,
+    topics.STATE_PROOFS,
 )
 
 

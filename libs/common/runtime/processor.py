@@ -44,10 +44,11 @@ from libs.common.runtime import heap
 from libs.common.runtime.batching import BatchSizer
 from libs.common.runtime.core import Context, Core, CoreFactory
 from libs.common.runtime.output import Output
+from libs.common.runtime.proof import StateMirror, proof_due
 from libs.common.runtime.snapshot import SnapshotStore
-from libs.common.schemas import Checkpoint, DeadLetter
+from libs.common.schemas import Checkpoint, DeadLetter, StateProof
 from libs.common.settings import Settings
-from libs.common.topics import CHECKPOINT_KEY, CHECKPOINTS, DEAD_LETTERS
+from libs.common.topics import CHECKPOINT_KEY, CHECKPOINTS, DEAD_LETTERS, STATE_PROOFS
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class PartitionWorker:
         producer: AIOKafkaProducer,
         replay_until: int,
         position: int,
+        restored: dict[str, bytes] | None = None,
     ) -> None:
         settings = processor.settings
         self.processor = processor
@@ -134,6 +136,9 @@ class PartitionWorker:
         self.busy = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self.inflight: asyncio.Task[None] | None = None
+        # State proofs every K input offsets: the whole state as persisted, kept current.
+        self.proof_interval = settings.proof_interval
+        self.mirror = StateMirror(restored) if self.proof_interval > 0 else None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"partition-{self.tp}")
@@ -188,11 +193,17 @@ class PartitionWorker:
         ctx = self.ctx
         replay_until = self.replay_until
         live = 0
+        changes: dict[str, bytes | None] = {}
+        mirror = self.mirror
+        position = self.position
         for record in records:
             is_live = record.offset >= replay_until
             ctx.at(record.offset, live=is_live)
             self._apply(record, ctx)
             live += is_live
+            if mirror is not None and proof_due(position, record.offset, self.proof_interval):
+                self._prove(record, ctx, mirror, changes)
+            position = record.offset + 1
         next_offset = records[-1].offset + 1
         self.position = next_offset
         if self.replaying and next_offset >= replay_until:
@@ -205,8 +216,57 @@ class PartitionWorker:
             next_offset=next_offset,
             live=live,
             replayed=len(records) - live,
-            changes=self.core.take_changes(),
+            changes=self._take_changes(changes),
             started=started,
+        )
+
+    def _take_changes(self, changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
+        """The batch's changes: those taken for proofs mid-batch, then the rest."""
+        last = self.core.take_changes()
+        if self.mirror is None:
+            return last
+        self.mirror.update(last)
+        if not changes:
+            return last
+        changes.update(last)
+        return changes
+
+    def _prove(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        ctx: Context,
+        mirror: StateMirror,
+        changes: dict[str, bytes | None],
+    ) -> None:
+        """Prove the state after ``record``: take the core's changes so far (they join the
+        batch's), hash the whole state, and emit the proof in the batch's transaction
+        (only live: a replayed record's proof is already committed)."""
+        taken = self.core.take_changes()
+        changes.update(taken)
+        mirror.update(taken)
+        if not ctx.live:
+            return
+        proc = self.processor
+        started = time.perf_counter()
+        proof = StateProof(
+            ts=record.timestamp,
+            service=proc.service,
+            topic=proc.input_topic,
+            partition=self.tp.partition,
+            offset=record.offset + 1,
+            entries=len(mirror.entries),
+            sha256=mirror.digest(),
+        )
+        metrics.PROOF_SECONDS.labels(proc.service).observe(time.perf_counter() - started)
+        where = f"{proc.input_topic}/{self.tp.partition}"
+        ctx.outputs.append(
+            Output(
+                proc.settings.topics.name(STATE_PROOFS),
+                self.tp.partition,
+                where.encode(),
+                proof,
+                f"{where}/{record.offset}/proof",
+            )
         )
 
     async def finish(self, staged: Staged) -> None:
@@ -479,7 +539,15 @@ class Processor:
         heap.settle()  # the restored state lives until the partition is revoked
         self.consumer.seek(tp, stored)
         self.consumer.resume(tp)
-        worker = PartitionWorker(self, tp, core, producer, replay_until=committed, position=stored)
+        worker = PartitionWorker(
+            self,
+            tp,
+            core,
+            producer,
+            replay_until=committed,
+            position=stored,
+            restored=entries if stored else {},
+        )
         self.workers[tp] = worker
         worker.start()
         log.info(

@@ -63,6 +63,7 @@ from libs.common.schemas import (
     ScheduleCancel,
     SetMarginMode,
     SourceQuote,
+    StateProof,
     Trade,
     TransferIn,
     UpdateIsolatedMargin,
@@ -451,6 +452,18 @@ SAMPLES: list[tuple[str, Message]] = [
         ),
     ),
     *((name, Checkpoint(ts=20, offset=1_234_567)) for name in topics.CHECKPOINTS.values()),
+    (
+        topics.STATE_PROOFS,
+        StateProof(
+            ts=21,
+            service="risk",
+            topic="risk.in",
+            partition=2,
+            offset=20_000,
+            entries=1_234,
+            sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ),
+    ),
 ]
 
 

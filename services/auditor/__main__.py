@@ -1,0 +1,3 @@
+from services.auditor.audit import main
+
+main()
