@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -24,6 +25,16 @@ def position(state: dict, coin: str) -> dict | None:
     return None
 
 
+async def holding(client: VenueClient, user: str, coin: str, within_s: float = 20.0) -> dict:
+    """The user's clearinghouseState once it shows a position in ``coin`` (bounded wait)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        state = await client.info("clearinghouseState", user=user)
+        if position(state, coin) is not None or time.monotonic() > deadline:
+            return state  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+
+
 async def test_two_crossing_orders_become_positions(venue: Venue, settings: Settings) -> None:
     async with VenueClient(venue.url, venue.operator_url) as client:
         assert (await client.deposit(ALICE, "10000"))["response"]["collateral"] == "10000"
@@ -37,7 +48,9 @@ async def test_two_crossing_orders_become_positions(venue: Venue, settings: Sett
         assert filled["filled"]["totalSz"] == "0.1"
         assert filled["filled"]["avgPx"] == "100000"  # the maker's price, not the taker's limit
 
-        alice = await client.info("clearinghouseState", user=ALICE)
+        # the taker's answer waits for the taker's own state; the maker's fill is applied
+        # on its own risk partition, a moment later on a loaded machine
+        alice = await holding(client, ALICE, "BTC")
         bob = await client.info("clearinghouseState", user=BOB)
         assert position(alice, "BTC")["szi"] == "0.1"
         assert position(alice, "BTC")["entryPx"] == "100000"
