@@ -115,16 +115,16 @@ async def test_bad_overrides_get_a_clear_error_and_change_nothing(
     assert core.agg.last_update("BTC").status == "valid"  # type: ignore[union-attr]
 
 
-async def test_an_override_redis_cannot_keep_answers_503_with_the_reason(
-    api: tuple[TestClient[Any, Any], Core],
-) -> None:
-    client, core = api
+async def test_an_override_redis_cannot_keep_answers_503_with_the_reason() -> None:
+    core = Core()
 
     async def unavailable(command: Override) -> tuple[OracleOverride, IndexUpdate]:
         raise HoldStoreUnavailable("hold store (Redis) unavailable: Connection refused")
 
-    core.apply = unavailable  # type: ignore[method-assign]
-    status, answer = await post(client, {"market": "BTC", "action": "freeze", "operator": "a"})
+    control = ControlApi(MARKETS, TOKEN, unavailable, core.agg.last_update)
+    async with TestClient(TestServer(control.app(), host="127.0.0.1")) as client:
+        body = {"market": "BTC", "action": "freeze", "operator": "a"}
+        status, answer = await post(client, body)
     assert (status, answer["status"]) == (503, "err")
     assert answer["response"] == (
         "override not applied, try again: hold store (Redis) unavailable: Connection refused"
