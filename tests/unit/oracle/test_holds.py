@@ -75,7 +75,7 @@ async def test_an_override_redis_cannot_keep_is_refused_and_changes_nothing() ->
     )
     store = DownStore()
     service.holds = store  # type: ignore[assignment]
-    batch = QuoteBatch(now=T0, prices=quotes(T0, everyone("100000")))
+    batch = QuoteBatch(now=T0, prices=tuple(quotes(T0, everyone("100000"))))
     await service._handle([batch])
     producer.sent.clear()
 
