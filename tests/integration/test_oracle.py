@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from libs.common import topics
 from libs.common.admin import ensure_topics
@@ -28,10 +29,13 @@ from libs.common.settings import Settings
 from libs.common.topics import partition_for
 from libs.localstack import free_ports
 from libs.localstack.procs import ServiceProcess
+from services.oracle.aggregator import Override
 from services.oracle.config import DEFAULT_ORACLE_FILE, OracleConfig, load_oracle_config
+from services.oracle.publisher import Publisher, new_producer
 from services.oracle.service import OracleService
 from services.oracle.sources.replay import ReplayFeed
 from tests.support.bus import Record, read_topic, wait_for
+from tests.unit.oracle.reference import T0, aggregator, everyone, feed
 
 pytestmark = pytest.mark.kafka
 
@@ -444,3 +448,55 @@ async def test_the_oracle_rides_out_a_redis_restart(settings: Settings, tmp_path
     prices = [r.value for r in await read_topic(settings, topics.ORACLE_PRICES, expect=10)]
     audits = [(p.action, p.px) for p in prices if isinstance(p, OracleOverride)]
     assert audits == [("freeze", 1_000_000), ("release", 1_000_000)]  # the refused one: none
+
+
+async def test_a_producer_out_of_sequence_with_the_broker_is_replaced(settings: Settings) -> None:
+    """What a broker restart did to the oracle once: the broker's idea of the producer's
+    sequence no longer matches, every send fails with OutOfOrderSequenceNumber. Here the
+    real producer is put out of step with the real broker (its next sequence number on
+    the oracle.prices partition jumps ahead); the publisher replaces it, the freeze's
+    audit event goes out on the fresh producer, and the halted index follows."""
+    made: list[AIOKafkaProducer] = []
+
+    def renew() -> AIOKafkaProducer:
+        made.append(new_producer(settings))
+        return made[-1]
+
+    publisher = Publisher(settings, renew(), renew)
+    resets = {"error": "OutOfOrderSequenceNumber"}
+    before = REGISTRY.get_sample_value("exchange_oracle_producer_resets_total", resets) or 0
+    await publisher.start()
+    try:
+        agg = aggregator()
+        await publisher.publish(feed(agg, 0, everyone("100000")))
+        await publisher.flush()
+        assert publisher.failures == 0
+        btc = partition_for("BTC", publisher.prices_partitions)
+        txn = made[0]._txn_manager  # the idempotent producer's sequence numbers
+        txn.increment_sequence_number(TopicPartition(publisher.prices_topic, btc), 5)
+        freeze = Override(ts=T0 + 500, market="BTC", action="freeze", operator="alice")
+        audit, halted = agg.override(freeze)
+        await publisher.publish([audit, halted])
+
+        tick = itertools.count(1)
+
+        async def replaced() -> bool:
+            await publisher.publish(feed(agg, 1000 * next(tick), everyone("100000")))
+            return publisher.resets == 1 and publisher.broken is None
+
+        assert await wait_for(replaced, timeout_s=30), publisher.failures
+        assert len(made) == 2 and publisher.producer is made[1]
+        count = REGISTRY.get_sample_value("exchange_oracle_producer_resets_total", resets)
+        assert count == before + 1
+        await publisher.publish(feed(agg, 1000 * next(tick), everyone("100000")))
+        await publisher.flush()
+    finally:
+        await publisher.stop()
+
+    prices = [r.value for r in await read_topic(settings, topics.ORACLE_PRICES, expect=3)]
+    btc_prices = [p for p in prices if p.market == "BTC"]
+    audits = [p for p in btc_prices if isinstance(p, OracleOverride)]
+    assert [(a.action, a.px, a.ts) for a in audits] == [("freeze", 1_000_000, T0 + 500)]
+    after = btc_prices[btc_prices.index(audits[0]) + 1 :]
+    assert after and {(p.status, p.px) for p in after} == {("halted", 1_000_000)}
+    assert btc_prices[0].status == "valid"
