@@ -259,6 +259,16 @@ class Publisher:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    async def settle(self, timeout_s: float) -> bool:
+        """Wait, at most ``timeout_s``, until every send so far is acknowledged or has
+        failed (then reaped); True if none is still in flight."""
+        futures = [sent.future for sent in self._pending]
+        if not futures:
+            return True
+        _, waiting = await asyncio.wait(futures, timeout=timeout_s)
+        await self._reap()
+        return not waiting
+
     async def flush(self) -> None:
         """Wait until every publication so far is delivered (or has failed)."""
         await self.producer.flush()

@@ -38,6 +38,11 @@ from services.oracle.sources.catalog import build_sources
 log = logging.getLogger(__name__)
 
 
+# An operator is answered once the broker acknowledged the override's audit event and
+# index (a crash right after the answer loses neither), or after this long.
+AUDIT_ACK_TIMEOUT_S: Final = 5.0
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -219,6 +224,9 @@ class OracleService:
         if out:
             await self.publisher.publish(out)
             self.published += len(out)
+        if answered and not await self.publisher.settle(AUDIT_ACK_TIMEOUT_S):
+            # Applied and kept in Redis; the broker has not confirmed the audit yet.
+            log.error("override audit not yet acknowledged by the broker")
         for call, result in answered:
             if not call.answer.done():
                 call.answer.set_result(result)
