@@ -284,3 +284,15 @@ HTTP_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+ORACLE_PRODUCER_RESETS = Counter(
+    "exchange_oracle_producer_resets_total",
+    "Oracle Kafka producers closed and replaced after a fatal send error, by error",
+    ["error"],
+    registry=REGISTRY,
+)
+ORACLE_HOLD_STORE_ERRORS = Counter(
+    "exchange_oracle_hold_store_errors_total",
+    "Oracle hold store (Redis) operations that failed after their retries, by operation",
+    ["op"],
+    registry=REGISTRY,
+)

@@ -334,6 +334,36 @@ class Aggregator:
         market.last_valid = audit.px
         market.hold = _Hold(audit.action, audit.px, audit.operator, audit.reason)  # type: ignore[arg-type]
 
+    def plan_override(self, command: Override) -> OracleOverride:
+        """The audit event ``override(command)`` would give, changing nothing: raises
+        ``OverrideRefused`` exactly when it would. The service keeps the hold before
+        applying it, so an override that cannot be kept is not applied."""
+        market = self._markets.get(command.market)
+        if market is None:
+            raise OverrideRefused(f"unknown market {command.market!r}")
+        if command.action == "freeze":
+            if market.last_valid == 0:
+                raise OverrideRefused(f"{command.market} has no valid price to freeze at")
+            px = market.last_valid
+        elif command.action == "set":
+            if command.px <= 0:
+                raise OverrideRefused("set needs a positive price")
+            px = command.px
+        elif command.action == "release":
+            if market.hold is None:
+                raise OverrideRefused(f"{command.market} is not under an override")
+            px = market.last_valid
+        else:
+            raise OverrideRefused(f"unknown action {command.action!r}")
+        return OracleOverride(
+            ts=max(command.ts, self._now or command.ts),
+            market=command.market,
+            action=command.action,
+            px=px,
+            operator=command.operator,
+            reason=command.reason,
+        )
+
     def override(self, command: Override) -> tuple[OracleOverride, IndexUpdate]:
         """Apply an operator override; returns the audit event and the index to publish."""
         market = self._markets.get(command.market)

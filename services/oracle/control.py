@@ -9,7 +9,8 @@
 Every accepted override publishes an ``OracleOverride`` audit event on oracle.prices,
 then the index it causes (``halted`` under freeze or set). Answers follow the gateway's
 shape: ``{"status": "ok", "response": ...}`` or ``{"status": "err", "response": "why"}``
-with 400 (invalid request), 401 (token) or 409 (override cannot apply).
+with 400 (invalid request), 401 (token), 409 (override cannot apply) or 503 (the hold
+store, Redis, is unreachable: the override was not applied and changed nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from libs.common.markets import MarketRegistry
 from libs.common.money import UnitError
 from libs.common.schemas import OracleOverride
 from services.oracle.aggregator import IndexUpdate, Override, OverrideRefused
+from services.oracle.holds import HoldStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,9 @@ class ControlApi:
             audit, update = await self.apply(command)
         except OverrideRefused as exc:
             return _err(str(exc), 409)
+        except HoldStoreUnavailable as exc:
+            log.error("operator override not applied", extra={"error": str(exc)})
+            return _err(f"override not applied, try again: {exc}", 503)
         log.warning(
             "operator override",
             extra={"market": audit.market, "action": audit.action, "operator": audit.operator},

@@ -20,24 +20,27 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, cast
+from typing import Final
 
-import msgspec
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from libs.common import codec
 from libs.common.runtime.launcher import launch
 from libs.common.schemas import OracleOverride
 from libs.common.settings import Settings
 from services.oracle.aggregator import Aggregator, IndexUpdate, Override
 from services.oracle.config import OracleConfig, load_oracle_config
 from services.oracle.control import ControlApi, serve
+from services.oracle.holds import HoldStore, HoldStoreUnavailable
 from services.oracle.publisher import SERVICE, Publisher, new_producer
 from services.oracle.sources.base import Clock, PriceSource, QuoteBatch, SourcePrice
 from services.oracle.sources.catalog import build_sources
 
 log = logging.getLogger(__name__)
+
+
+# An operator is answered once the broker acknowledged the override's audit event and
+# index (a crash right after the answer loses neither), or after this long.
+AUDIT_ACK_TIMEOUT_S: Final = 5.0
 
 
 def wall_clock_ms() -> int:
@@ -80,8 +83,9 @@ class OracleService:
         )
         self.feed_clock = config.feed != "exchanges"
         self.catch_up = config.feed == "replay"  # a paused simulator skips, it does not burst
-        self.producer = producer or new_producer(settings)
-        self.publisher = Publisher(settings, self.producer)
+        self.publisher = Publisher(
+            settings, producer or new_producer(settings), lambda: new_producer(settings)
+        )
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.holds = HoldStore(settings)
         self.published = 0
@@ -103,8 +107,13 @@ class OracleService:
     # ------------------------------------------------------------ life
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.producer.start()
-        for audit in await self.holds.load():
+        await self.publisher.start()
+        holds = await self.holds.load_patiently(stop)
+        if holds is None:  # stopped while Redis was away: nothing was published
+            await self.publisher.stop()
+            await self.holds.close()
+            return
+        for audit in holds:
             self.core.restore_hold(audit)
             log.warning(
                 "override restored after restart",
@@ -141,7 +150,7 @@ class OracleService:
             if control is not None:
                 await control.cleanup()
             await self.publisher.flush()
-            await self.producer.stop()
+            await self.publisher.stop()
             await self.holds.close()
 
     async def _stop_on(self, stop: asyncio.Event) -> None:
@@ -199,9 +208,13 @@ class OracleService:
                     out.extend(self.core.advance(self.clock(), prices, catch_up=False))
                     prices = []
                 now = self.core.now if self.feed_clock else self.clock()
+                command = dataclasses.replace(item.command, ts=now)
                 try:
-                    result = self.core.override(dataclasses.replace(item.command, ts=now))
-                except ValueError as exc:
+                    # Kept before it is applied: an override Redis cannot keep (a
+                    # restart would lift it) is refused, and changes nothing.
+                    await self.holds.record(self.core.plan_override(command))
+                    result = self.core.override(command)
+                except (ValueError, HoldStoreUnavailable) as exc:
                     failed.append((item, exc))
                     continue
                 out.extend(result)
@@ -211,36 +224,15 @@ class OracleService:
         if out:
             await self.publisher.publish(out)
             self.published += len(out)
-        for _, (audit, _update) in answered:
-            await self.holds.record(audit)
+        if answered and not await self.publisher.settle(AUDIT_ACK_TIMEOUT_S):
+            # Applied and kept in Redis; the broker has not confirmed the audit yet.
+            log.error("override audit not yet acknowledged by the broker")
         for call, result in answered:
             if not call.answer.done():
                 call.answer.set_result(result)
         for call, error in failed:
             if not call.answer.done():
                 call.answer.set_exception(error)
-
-
-class HoldStore:
-    """Operator overrides in force, kept in Redis so a restart does not lift them."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
-        self.key = f"{{{settings.namespace}oracle}}:holds"
-
-    async def record(self, audit: OracleOverride) -> None:
-        if audit.action == "release":
-            await self.redis.hdel(self.key, audit.market)
-        else:
-            await self.redis.hset(self.key, audit.market, codec.encode(audit))
-
-    async def load(self) -> list[OracleOverride]:
-        raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.key))
-        decoder = msgspec.msgpack.Decoder(OracleOverride)
-        return [decoder.decode(raw[k]) for k in sorted(raw)]
-
-    async def close(self) -> None:
-        await self.redis.aclose()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

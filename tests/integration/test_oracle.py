@@ -5,8 +5,12 @@ for byte, and an operator override over HTTP is audited on the bus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import socket
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from libs.common import topics
 from libs.common.admin import ensure_topics
@@ -24,10 +29,13 @@ from libs.common.settings import Settings
 from libs.common.topics import partition_for
 from libs.localstack import free_ports
 from libs.localstack.procs import ServiceProcess
+from services.oracle.aggregator import Override
 from services.oracle.config import DEFAULT_ORACLE_FILE, OracleConfig, load_oracle_config
+from services.oracle.publisher import Publisher, new_producer
 from services.oracle.service import OracleService
 from services.oracle.sources.replay import ReplayFeed
 from tests.support.bus import Record, read_topic, wait_for
+from tests.unit.oracle.reference import T0, aggregator, everyone, feed
 
 pytestmark = pytest.mark.kafka
 
@@ -331,3 +339,164 @@ async def test_a_freeze_survives_a_crash_of_the_oracle(
         if isinstance(p, OraclePrice) and p.market == "BTC" and p.status == "halted"
     ]
     assert after_restart and {p.px for p in after_restart} == {1_000_000}
+
+
+class PrivateRedis:
+    """A Redis server of this test's own (the session's is shared), to stop and restart."""
+
+    def __init__(self, port: int, run_dir: Path) -> None:
+        self.port = port
+        self.run_dir = run_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.run_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"private redis on {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+async def test_the_oracle_rides_out_a_redis_restart(settings: Settings, tmp_path: Path) -> None:
+    """Redis goes away under a running oracle: an override is answered 503 at once (not
+    applied), the index keeps flowing, the process lives; once Redis is back (empty: it
+    kept nothing) the next override is applied and kept, and survives a crash."""
+    redis_port, control, metrics_port = free_ports(3)
+    redis = PrivateRedis(redis_port, tmp_path / "redis")
+    redis.start()
+    private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{redis_port}/0"})
+    path = config_file(tmp_path, ("port = 19110", f"port = {control}"))
+    proc = ServiceProcess(
+        "oracle",
+        private,
+        tmp_path / "logs",
+        oracle_config_file=path,
+        oracle_volatility_bps=0,
+        oracle_interval_ms=200,
+        metrics_port=metrics_port,
+        operator_token="ops-token",
+    ).start()
+    url = f"http://127.0.0.1:{control}"
+    freeze = {"market": "BTC", "action": "freeze", "operator": "alice", "reason": "drill"}
+
+    async def btc_is(wanted: str) -> bool:
+        try:
+            code, body = await asyncio.to_thread(call, f"{url}/oracle/status")
+        except OSError:
+            return False
+        rows = body["response"] if code == 200 else []
+        return any(r.get("market") == "BTC" and r.get("status") == wanted for r in rows)
+
+    try:
+        assert await wait_for(lambda: btc_is("valid"), timeout_s=30), proc.tail()
+        redis.stop()
+        started = time.monotonic()
+        status, body = await asyncio.to_thread(call, f"{url}/operator/override", freeze)
+        took = time.monotonic() - started
+        assert status == 503, body
+        assert body["response"].startswith("override not applied, try again: hold store (Redis)")
+        assert took < 8, took  # bounded, never a hang
+        assert await btc_is("valid") and proc.alive(), proc.tail()
+        ts_before = await asyncio.to_thread(call, f"{url}/oracle/status")
+        await asyncio.sleep(0.6)  # the index keeps being published while Redis is away
+        ts_after = await asyncio.to_thread(call, f"{url}/oracle/status")
+        assert ts_after[1]["response"][0]["ts"] > ts_before[1]["response"][0]["ts"]
+
+        redis.start()
+        status, body = await asyncio.to_thread(call, f"{url}/operator/override", freeze)
+        assert (status, body["response"]["status"], body["response"]["px"]) == (
+            200,
+            "halted",
+            "100000",
+        ), body
+        proc.kill()  # the hold was kept in the restarted Redis: a crash does not lift it
+        proc.start()
+        assert await wait_for(lambda: btc_is("halted"), timeout_s=30), proc.tail()
+        release = {"market": "BTC", "action": "release", "operator": "alice"}
+        status, body = await asyncio.to_thread(call, f"{url}/operator/override", release)
+        assert (status, body["response"]["status"]) == (200, "valid"), body
+        assert proc.stop() == 0, proc.tail()
+    finally:
+        proc.stop()
+        redis.stop()
+
+    prices = [r.value for r in await read_topic(settings, topics.ORACLE_PRICES, expect=10)]
+    audits = [(p.action, p.px) for p in prices if isinstance(p, OracleOverride)]
+    assert audits == [("freeze", 1_000_000), ("release", 1_000_000)]  # the refused one: none
+
+
+async def test_a_producer_out_of_sequence_with_the_broker_is_replaced(settings: Settings) -> None:
+    """What a broker restart did to the oracle once: the broker's idea of the producer's
+    sequence no longer matches, every send fails with OutOfOrderSequenceNumber. Here the
+    real producer is put out of step with the real broker (its next sequence number on
+    the oracle.prices partition jumps ahead); the publisher replaces it, the freeze's
+    audit event goes out on the fresh producer, and the halted index follows."""
+    made: list[AIOKafkaProducer] = []
+
+    def renew() -> AIOKafkaProducer:
+        made.append(new_producer(settings))
+        return made[-1]
+
+    publisher = Publisher(settings, renew(), renew)
+    resets = {"error": "OutOfOrderSequenceNumber"}
+    before = REGISTRY.get_sample_value("exchange_oracle_producer_resets_total", resets) or 0
+    await publisher.start()
+    try:
+        agg = aggregator()
+        await publisher.publish(feed(agg, 0, everyone("100000")))
+        await publisher.flush()
+        assert publisher.failures == 0
+        btc = partition_for("BTC", publisher.prices_partitions)
+        txn = made[0]._txn_manager  # the idempotent producer's sequence numbers
+        txn.increment_sequence_number(TopicPartition(publisher.prices_topic, btc), 5)
+        freeze = Override(ts=T0 + 500, market="BTC", action="freeze", operator="alice")
+        audit, halted = agg.override(freeze)
+        await publisher.publish([audit, halted])
+
+        tick = itertools.count(1)
+
+        async def replaced() -> bool:
+            await publisher.publish(feed(agg, 1000 * next(tick), everyone("100000")))
+            return publisher.resets == 1 and publisher.broken is None
+
+        assert await wait_for(replaced, timeout_s=30), publisher.failures
+        assert len(made) == 2 and publisher.producer is made[1]
+        count = REGISTRY.get_sample_value("exchange_oracle_producer_resets_total", resets)
+        assert count == before + 1
+        await publisher.publish(feed(agg, 1000 * next(tick), everyone("100000")))
+        await publisher.flush()
+    finally:
+        await publisher.stop()
+
+    prices = [r.value for r in await read_topic(settings, topics.ORACLE_PRICES, expect=3)]
+    btc_prices = [p for p in prices if p.market == "BTC"]
+    audits = [p for p in btc_prices if isinstance(p, OracleOverride)]
+    assert [(a.action, a.px, a.ts) for a in audits] == [("freeze", 1_000_000, T0 + 500)]
+    after = btc_prices[btc_prices.index(audits[0]) + 1 :]
+    assert after and {(p.status, p.px) for p in after} == {("halted", 1_000_000)}
+    assert btc_prices[0].status == "valid"

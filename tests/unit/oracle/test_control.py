@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from libs.common.schemas import OracleOverride
 from services.oracle.aggregator import IndexUpdate, Override
 from services.oracle.control import ControlApi
+from services.oracle.holds import HoldStoreUnavailable
 from tests.unit.oracle.reference import MARKETS, T0, aggregator, everyone, feed
 
 TOKEN = "s3cret"
@@ -111,6 +112,23 @@ async def test_bad_overrides_get_a_clear_error_and_change_nothing(
     status, answer = await post(client, body)
     assert status == code and answer["status"] == "err" and error in answer["response"]
     assert core.audit == []
+    assert core.agg.last_update("BTC").status == "valid"  # type: ignore[union-attr]
+
+
+async def test_an_override_redis_cannot_keep_answers_503_with_the_reason() -> None:
+    core = Core()
+
+    async def unavailable(command: Override) -> tuple[OracleOverride, IndexUpdate]:
+        raise HoldStoreUnavailable("hold store (Redis) unavailable: Connection refused")
+
+    control = ControlApi(MARKETS, TOKEN, unavailable, core.agg.last_update)
+    async with TestClient(TestServer(control.app(), host="127.0.0.1")) as client:
+        body = {"market": "BTC", "action": "freeze", "operator": "a"}
+        status, answer = await post(client, body)
+    assert (status, answer["status"]) == (503, "err")
+    assert answer["response"] == (
+        "override not applied, try again: hold store (Redis) unavailable: Connection refused"
+    )
     assert core.agg.last_update("BTC").status == "valid"  # type: ignore[union-attr]
 
 
