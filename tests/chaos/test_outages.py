@@ -3,24 +3,28 @@
 On a private broker and Redis (these tests stop and start them): the processor runtime
 keeps running through a broker restart in the middle of a stream and every input still
 yields its output exactly once; it exits, for its supervisor to restart it, only when
-the outage outlasts its window.
+the outage outlasts its window. The gateway's history projector retries through a Redis
+restart and catches up, and its reads answer a clear 503 while Redis is away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 
 from libs.common import metrics, topics
 from libs.common.admin import ensure_topics
 from libs.common.runtime import Processor, SnapshotStore
-from libs.common.schemas import Deposit
+from libs.common.schemas import AccountFill, Deposit
 from libs.common.settings import Settings
 from libs.localstack import LocalStack
+from services.gateway.app import REDIS_UNAVAILABLE, Gateway
+from services.gateway.history import run_projector
 from services.risk.engine import RiskCore
 from tests.conftest import make_settings
 from tests.support.bus import produce, read_topic, wait_for
@@ -115,8 +119,8 @@ async def test_a_broker_restart_mid_stream_is_ridden_out_exactly_once(
     assert by_account[ACCOUNTS[0]] == sum(1 + i for i in range(0, 6_200, len(ACCOUNTS)))
 
 
-async def _above(total: object, floor: int) -> bool:
-    return await total > floor  # type: ignore[misc,operator]
+async def _above(total: Awaitable[int], floor: int) -> bool:
+    return await total > floor
 
 
 async def test_partitions_assigned_while_redis_is_down_open_once_it_is_back(
@@ -140,7 +144,8 @@ async def test_partitions_assigned_while_redis_is_down_open_once_it_is_back(
         outputs = await read_topic(settings, topics.ACCOUNT_EVENTS, expect=400, quiet_s=1.0)
         assert await wait_for(lambda: _above(stored_total(settings), 399), timeout_s=30)
         assert not run.done()
-        assert len(proc.workers) == settings.topics.partitions(topics.RISK_IN)
+        partitions = settings.topics.partitions(topics.RISK_IN)
+        assert await wait_for(lambda: _true(len(proc.workers) == partitions), timeout_s=30)
     finally:
         if redis_down:
             await asyncio.to_thread(private_stack.script, "redis.sh", "start")
@@ -185,3 +190,70 @@ async def test_an_outage_longer_than_the_window_stops_the_processor(
     # the 2 s window from the first failed opening, plus the group's join before it
     assert 2.0 <= exited_after < 20.0
     assert metrics.OUTAGES_GIVEN_UP.labels("risk")._value.get() == given_up + 1
+
+
+def fill(n: int) -> AccountFill:
+    return AccountFill(
+        ts=1_000 + n,
+        account=ACCOUNTS[0],
+        market="BTC",
+        oid=n + 1,
+        is_buy=True,
+        px=1_000_000,
+        sz=100,
+        fee=10,
+        is_maker=False,
+        tid=n + 1,
+        closed_pnl=0,
+        start_position=100 * n,
+    )
+
+
+async def test_history_projects_through_a_redis_restart_and_reads_answer_503(
+    private_stack: LocalStack,
+) -> None:
+    settings = make_settings(private_stack, outage_backoff_max_ms=500)
+    await ensure_topics(settings)
+    gateway = Gateway(settings)
+    await gateway.start()
+    http = TestClient(TestServer(gateway.public_app()))
+    await http.start_server()
+    stop = asyncio.Event()
+    projector = asyncio.create_task(run_projector(gateway.history, stop))
+    key = gateway.history.user_key(ACCOUNTS[0], "fills")
+    redis_down = False
+    before = metrics.OUTAGE_RETRIES.labels("gateway", "history")._value.get()
+    try:
+        await produce(settings, topics.ACCOUNT_EVENTS, [(ACCOUNTS[0], fill(n)) for n in range(5)])
+        assert await wait_for(lambda: _cards(gateway, key, 5))
+        await asyncio.to_thread(private_stack.script, "redis.sh", "stop")
+        redis_down = True
+        await produce(
+            settings, topics.ACCOUNT_EVENTS, [(ACCOUNTS[0], fill(n)) for n in range(5, 12)]
+        )
+        # the projector retries the batch it cannot write, and does not die
+        assert await wait_for(
+            lambda: _true(metrics.OUTAGE_RETRIES.labels("gateway", "history")._value.get() > before)
+        )
+        assert not projector.done()
+        # a read needing Redis answers a clear, retryable error
+        response = await http.post("/info", json={"type": "userFills", "user": ACCOUNTS[0]})
+        assert response.status == 503
+        assert await response.json() == {"status": "err", "response": REDIS_UNAVAILABLE}
+        await asyncio.to_thread(private_stack.script, "redis.sh", "start")
+        redis_down = False
+        assert await wait_for(lambda: _cards(gateway, key, 12))
+        response = await http.post("/info", json={"type": "userFills", "user": ACCOUNTS[0]})
+        assert response.status == 200
+        assert sorted(row["tid"] for row in await response.json()) == list(range(1, 13))
+    finally:
+        if redis_down:
+            await asyncio.to_thread(private_stack.script, "redis.sh", "start")
+        stop.set()
+        await projector  # a clean stop: no exception out of the projector
+        await http.close()
+        await gateway.stop()
+
+
+async def _cards(gateway: Gateway, key: str, expected: int) -> bool:
+    return int(await gateway.redis.zcard(key)) == expected
