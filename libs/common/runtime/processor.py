@@ -741,7 +741,8 @@ class Processor:
     def _open_failed(self, tp: TopicPartition, exc: BaseException, attempted: bool = True) -> None:
         """Schedule ``tp``'s reopening after the outage's backoff, or give up on it."""
         now = time.monotonic()
-        self.consumer.pause(tp)  # nothing fetched for it until it is open again
+        if tp in self.consumer.assignment():  # (a failed fetch may follow a revoke)
+            self.consumer.pause(tp)  # nothing fetched for it until it is open again
         self.reopen.add(tp)
         if not attempted:  # a batch failed: the first attempt is after the first delay
             self.outage.begin(now)
