@@ -366,10 +366,7 @@ class BoundedStopWorker(faust.Worker):
 def _stop_overdue(since: float) -> None:
     """Runs in the watchdog thread: the event loop may be the one stuck."""
     log.error("stop still not finished %.1f s after the signal; exiting", time.monotonic() - since)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(1)
+    _exit_now(1)
 
 
 def main() -> None:
@@ -382,4 +379,21 @@ def main() -> None:
         quiet=True,
         redirect_stdouts=False,
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        # faust has stopped every service and closed its loop: the transactions are
+        # committed or aborted. What would follow is the interpreter's own teardown
+        # (joining the threads faust and aiokafka leave behind, collecting their
+        # objects), measured at 5-13 s on a loaded machine; nothing there needs to run.
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        log.info("stopped", extra={"code": code})
+        _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
