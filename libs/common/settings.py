@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     outage_attempt_timeout_s: float = Field(
         20.0, description="Longest one reconnection attempt (reopening a partition) may take"
     )
+    kafka_commit_timeout_s: float = Field(
+        60.0,
+        description="Longest a processor's transaction commit may take before its partition "
+        "is rebuilt (a commit stuck on a broker that restarted)",
+    )
     kafka_request_timeout_ms: int = Field(
         40_000,
         description="How long a processor's producer waits on the broker before a batch "

@@ -91,6 +91,7 @@ async def test_a_broker_restart_mid_stream_is_ridden_out_exactly_once(
         outage_backoff_max_ms=1_000,
         outage_window_s=120.0,
         kafka_request_timeout_ms=2_000,  # so batches fail while the broker is away
+        kafka_commit_timeout_s=10.0,
     )
     await ensure_topics(settings)
     first = deposits(6_000)

@@ -295,7 +295,13 @@ class PartitionWorker:
         """Commit the batch's outputs and offset in one transaction, then snapshot."""
         proc = self.processor
         if staged.live:
-            await self._commit(staged.outputs, staged.next_offset)
+            # bounded: after a broker restart aiokafka's sender can die and leave the
+            # commit waiting forever; a timeout rebuilds the partition, which reads back
+            # whether the transaction committed (C) and goes on from there
+            await asyncio.wait_for(
+                self._commit(staged.outputs, staged.next_offset),
+                proc.settings.kafka_commit_timeout_s,
+            )
             self.committed = staged.next_offset
             metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(staged.live)
         if staged.replayed:
@@ -378,7 +384,7 @@ class PartitionWorker:
         except BaseException:
             metrics.TXN_ABORTS.labels(proc.service).inc()
             try:
-                await producer.abort_transaction()
+                await asyncio.wait_for(producer.abort_transaction(), PRODUCER_STOP_TIMEOUT_S)
             except Exception:  # the producer may be fenced or dead: nothing to abort
                 log.debug("abort failed on %s", self.tp, exc_info=True)
             raise
