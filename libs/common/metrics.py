@@ -57,6 +57,18 @@ TXN_ABORTS = Counter(
     ["service"],
     registry=REGISTRY,
 )
+OUTAGE_RETRIES = Counter(
+    "exchange_outage_retries_total",
+    "Failed reconnection attempts during a Kafka or Redis outage, by what was retried",
+    ["service", "what"],
+    registry=REGISTRY,
+)
+OUTAGES_GIVEN_UP = Counter(
+    "exchange_outages_given_up_total",
+    "Outages that lasted longer than the outage window (the process then exits)",
+    ["service"],
+    registry=REGISTRY,
+)
 BATCH_SECONDS = Histogram(
     "exchange_batch_seconds",
     "Time to apply, produce and commit one batch",

@@ -56,6 +56,30 @@ class Settings(BaseSettings):
         description="A stateful processor publishes a state proof every this many input "
         "offsets (0: never)",
     )
+    outage_window_s: float = Field(
+        300.0,
+        description="How long a service waits out a Kafka or Redis outage (retrying with "
+        "backoff) before it exits for its supervisor to restart it",
+    )
+    outage_backoff_first_ms: int = Field(
+        200, description="First wait between two reconnection attempts during an outage"
+    )
+    outage_backoff_max_ms: int = Field(
+        5_000, description="Longest wait between two reconnection attempts during an outage"
+    )
+    outage_attempt_timeout_s: float = Field(
+        20.0, description="Longest one reconnection attempt (reopening a partition) may take"
+    )
+    kafka_commit_timeout_s: float = Field(
+        60.0,
+        description="Longest a processor's transaction commit may take before its partition "
+        "is rebuilt (a commit stuck on a broker that restarted)",
+    )
+    kafka_request_timeout_ms: int = Field(
+        40_000,
+        description="How long a processor's producer waits on the broker before a batch "
+        "fails (and its partition is rebuilt once the broker answers)",
+    )
     gateway_host: str = Field("127.0.0.1", description="Gateway HTTP bind address")
     gateway_port: int = Field(18080, description="Gateway HTTP port")
     gateway_reply_timeout_ms: int = Field(

@@ -14,6 +14,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import metrics, topics
 from libs.common.schemas import MarketConfigured
@@ -42,6 +44,9 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+REDIS_UNAVAILABLE = "state store unavailable; retry shortly"
+
+
 def refuse(message: str, status: int = 200) -> web.Response:
     return web.json_response({"status": "err", "response": message}, status=status)
 
@@ -53,6 +58,11 @@ async def contain_failures(request: web.Request, handler: Any) -> web.StreamResp
         return cast(web.StreamResponse, await handler(request))
     except web.HTTPException:
         raise
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # Redis away (restarting): a clear, retryable answer rather than a stack trace
+        log.warning("Redis unavailable on %s %s: %r", request.method, request.path, exc)
+        metrics.HTTP_REQUESTS.labels(request.path.strip("/") or "root", "503").inc()
+        return refuse(REDIS_UNAVAILABLE, 503)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         metrics.HTTP_REQUESTS.labels(request.path.strip("/") or "root", "500").inc()

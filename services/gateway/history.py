@@ -19,10 +19,14 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from libs.common import codec, topics
+from libs.common import codec, metrics, topics
 from libs.common.markets import MarketRegistry, MarketSpec
 from libs.common.money import format_ppb, format_usd
+from libs.common.runtime.outage import Outage
 from libs.common.schemas import (
     AccountFill,
     FundingPayment,
@@ -208,6 +212,53 @@ class History:
 # same event writes the same member or field), so a restart re-projecting up to this
 # much is harmless, and a commit per batch cost a group round trip per batch.
 PROJECTOR_COMMIT_INTERVAL_S = 1.0
+# Redis failures the projector waits out (retrying the same batch) instead of dying.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def project_until_written(
+    history: History, events: list[msgspec.Struct], stop: asyncio.Event, outage: Outage
+) -> bool:
+    """Project a batch, retrying it with backoff while Redis is away. False if stopped
+    before it was written (its offsets must then not be committed)."""
+    while True:
+        try:
+            await history.project(events)
+        except REDIS_DOWN as exc:
+            now = time.monotonic()
+            retry_at = outage.failed(now)
+            assert retry_at is not None  # the projector's window is unbounded
+            metrics.OUTAGE_RETRIES.labels("gateway", "history").inc()
+            log.warning(
+                "projecting history failed (%r); retrying in %.1f s (Redis away for %.1f s)",
+                exc,
+                retry_at - now,
+                outage.lasted(now),
+                extra={"event": "outage_retry"},
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), retry_at - now)
+                return False
+            except TimeoutError:
+                continue
+        if outage.active:
+            log.info(
+                "history projection resumed after %.1f s",
+                outage.lasted(time.monotonic()),
+                extra={"event": "outage_over"},
+            )
+            outage.end()
+        return True
+
+
+async def commit_offsets(consumer: AIOKafkaConsumer) -> bool:
+    """Commit the projected positions; a broker away is retried at the next commit."""
+    try:
+        await consumer.commit()
+    except KafkaError as exc:
+        log.warning("committing history offsets failed (%r); will retry", exc)
+        return False
+    return True
 
 
 async def run_projector(history: History, stop: asyncio.Event) -> None:
@@ -229,6 +280,12 @@ async def run_projector(history: History, stop: asyncio.Event) -> None:
     await consumer.start()
     pending = False
     next_commit = 0.0
+    # Projection never gives up: the gateway serves meanwhile, and the history catches up.
+    outage = Outage(
+        settings.outage_backoff_first_ms / 1000,
+        settings.outage_backoff_max_ms / 1000,
+        float("inf"),
+    )
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
@@ -240,14 +297,14 @@ async def run_projector(history: History, stop: asyncio.Event) -> None:
                         events.append(decoder.decode(record.value or b""))
                     except codec.DecodeError:
                         log.warning("undecodable event at %s %d", tp, record.offset)
-            if events:
-                await history.project(events)
+            if events and not await project_until_written(history, events, stop, outage):
+                return  # stopped with this batch unwritten: its offsets stay uncommitted
             pending = pending or bool(batches)
             now = time.monotonic()
             if pending and now >= next_commit:
-                await consumer.commit()
-                pending, next_commit = False, now + PROJECTOR_COMMIT_INTERVAL_S
+                pending = not await commit_offsets(consumer)
+                next_commit = now + PROJECTOR_COMMIT_INTERVAL_S
         if pending:
-            await consumer.commit()
+            await commit_offsets(consumer)
     finally:
         await consumer.stop()

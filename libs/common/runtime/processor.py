@@ -38,11 +38,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.producer import sender as _aiokafka_sender
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import codec, metrics
 from libs.common.runtime import heap
 from libs.common.runtime.batching import BatchSizer
 from libs.common.runtime.core import Context, Core, CoreFactory
+from libs.common.runtime.outage import Outage
 from libs.common.runtime.output import Output
 from libs.common.runtime.proof import StateMirror, proof_due
 from libs.common.runtime.snapshot import SnapshotStore
@@ -60,6 +63,23 @@ MIRROR_INTERVAL_S = 5.0
 MIRROR_TIMEOUT_S = 2.0
 # How long a partition waits at assignment for its checkpoint topic to exist.
 CHECKPOINT_TOPIC_WAIT_S = 60.0
+# How long a producer may take to close while the broker is away.
+PRODUCER_STOP_TIMEOUT_S = 5.0
+
+# Failures of a broker or Redis that is away (restarting, partitioned): the partition is
+# reopened once it answers again, rather than the process exiting.
+TRANSIENT = (
+    KafkaError,
+    OSError,
+    asyncio.TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is an outage worth waiting out (not a bug, not a fence)."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, ProducerFenced)
 
 
 def shorten_txn_backoff(seconds: float) -> None:
@@ -142,6 +162,8 @@ class PartitionWorker:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"partition-{self.tp}")
+        # a fetch that fails (the broker away) must rebuild the partition, not stall it
+        self.task.add_done_callback(self._finished)
 
     async def close(self) -> None:
         """Let the batch being committed finish its commit and snapshot, then stop."""
@@ -153,7 +175,7 @@ class PartitionWorker:
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        await self.producer.stop()
+        await stop_producer(self.producer)
 
     async def _loop(self) -> None:
         """Fetch, apply, and hand the batch to a commit task; while batch k commits (the
@@ -273,7 +295,13 @@ class PartitionWorker:
         """Commit the batch's outputs and offset in one transaction, then snapshot."""
         proc = self.processor
         if staged.live:
-            await self._commit(staged.outputs, staged.next_offset)
+            # bounded: after a broker restart aiokafka's sender can die and leave the
+            # commit waiting forever; a timeout rebuilds the partition, which reads back
+            # whether the transaction committed (C) and goes on from there
+            await asyncio.wait_for(
+                self._commit(staged.outputs, staged.next_offset),
+                proc.settings.kafka_commit_timeout_s,
+            )
             self.committed = staged.next_offset
             metrics.MESSAGES_IN.labels(proc.service, proc.input_topic).inc(staged.live)
         if staged.replayed:
@@ -356,7 +384,7 @@ class PartitionWorker:
         except BaseException:
             metrics.TXN_ABORTS.labels(proc.service).inc()
             try:
-                await producer.abort_transaction()
+                await asyncio.wait_for(producer.abort_transaction(), PRODUCER_STOP_TIMEOUT_S)
             except Exception:  # the producer may be fenced or dead: nothing to abort
                 log.debug("abort failed on %s", self.tp, exc_info=True)
             raise
@@ -389,6 +417,14 @@ class PartitionWorker:
                 batch.append(key=out.key, value=value, timestamp=None, headers=headers)
         for (topic, partition), batch in batches.items():
             await producer.send_batch(batch, topic, partition=partition)
+
+
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """Close a producer, giving up after a few seconds when the broker is away."""
+    try:
+        await asyncio.wait_for(producer.stop(), PRODUCER_STOP_TIMEOUT_S)
+    except Exception:  # nothing left to flush that a new owner would not redo
+        log.warning("producer did not close cleanly", exc_info=True)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -441,6 +477,15 @@ class Processor:
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.wake = asyncio.Event()
         self.fatal: BaseException | None = None
+        # Partitions owned but not open: their batch or their opening failed during an
+        # outage; reopened with backoff until the outage window is over.
+        self.reopen: set[TopicPartition] = set()
+        self.outage = Outage(
+            settings.outage_backoff_first_ms / 1000,
+            settings.outage_backoff_max_ms / 1000,
+            settings.outage_window_s,
+        )
+        self._retry_at = 0.0
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         # Never assigned: polling it keeps the group membership alive while idle.
@@ -467,22 +512,31 @@ class Processor:
         async with self._lock:
             for tp in sorted(assigned):
                 worker = self.workers.get(tp)
+                if worker is None and self.reopen and self._retry_at > time.monotonic():
+                    self.consumer.pause(tp)  # an outage is on: open it with the others
+                    self.reopen.add(tp)
+                    continue
                 if worker is None:
                     try:
-                        await self._open(tp)
+                        await self._open_bounded(tp)
                     except Exception as exc:
+                        if is_transient(exc):  # the broker or Redis is away: retry
+                            self._open_failed(tp, exc)
+                            continue
                         # aiokafka would swallow this and leave the partition unowned: a
                         # silent stall. Stop the process instead, loudly.
                         log.exception("cannot open %s", tp)
                         self.fatal = exc
                         self.wake.set()
                         return
+                    self.reopen.discard(tp)
                 else:  # kept across the rebalance: continue exactly where we are
                     self.consumer.seek(tp, worker.position)
             self._owned("assigned")
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
+            self.reopen.difference_update(revoked)
             await asyncio.gather(*(self._close(tp) for tp in sorted(revoked)))
             self._owned("revoked")
 
@@ -504,19 +558,20 @@ class Processor:
             linger_ms=0,
             max_batch_size=1 << 20,
             retry_backoff_ms=self.settings.txn_retry_backoff_ms,
+            request_timeout_ms=self.settings.kafka_request_timeout_ms,
         )
-        # InitProducerId: fences the previous owner of tp, and completes (commits or
-        # aborts) its last transaction before it answers
-        await producer.start()
         try:
+            # InitProducerId: fences the previous owner of tp, and completes (commits or
+            # aborts) its last transaction before it answers
+            await producer.start()
             committed = await self._committed(tp)
-        except BaseException:
-            await producer.stop()
+            stored, entries = await self.snapshots.load(tp.partition)
+        except BaseException:  # also a cancelled attempt: leave no producer behind
+            await stop_producer(producer)
             raise
-        stored, entries = await self.snapshots.load(tp.partition)
         if stored > committed:
             # Cannot happen while Redis is written only after commits; refuse to guess.
-            await producer.stop()
+            await stop_producer(producer)
             raise RuntimeError(
                 f"{tp}: Redis offset {stored} is ahead of committed offset {committed}"
             )
@@ -641,6 +696,7 @@ class Processor:
                 if self.fatal is not None:
                     raise self.fatal
                 await self._recover_failed()
+            await self._reopen_due()
             self._export_lag()
             await self._mirror_offsets()
             metrics.HEALTH.beat(partitions=len(self.workers))
@@ -671,6 +727,7 @@ class Processor:
         self._mirrored.update(offsets)
 
     async def _recover_failed(self) -> None:
+        """Close the partitions whose batch failed; an outage's are reopened later."""
         async with self._lock:
             for tp, worker in sorted(self.workers.items()):
                 failure = worker.failure
@@ -681,11 +738,84 @@ class Processor:
                     log.warning("producer of %s fenced: another instance owns it", tp)
                     self.consumer.pause(tp)
                     continue
-                if not isinstance(failure, (KafkaError, OSError, asyncio.TimeoutError)):
+                if not is_transient(failure):
                     raise failure
                 log.warning("batch on %s failed (%r); rebuilding the partition", tp, failure)
-                await asyncio.sleep(0.2)
-                await self._open(tp)
+                metrics.OUTAGE_RETRIES.labels(self.service, "batch").inc()
+                self._open_failed(tp, failure, attempted=False)
+
+    def _open_failed(self, tp: TopicPartition, exc: BaseException, attempted: bool = True) -> None:
+        """Schedule ``tp``'s reopening after the outage's backoff, or give up on it."""
+        now = time.monotonic()
+        if tp in self.consumer.assignment():  # (a failed fetch may follow a revoke)
+            self.consumer.pause(tp)  # nothing fetched for it until it is open again
+        self.reopen.add(tp)
+        if not attempted:  # a batch failed: the first attempt is after the first delay
+            self.outage.begin(now)
+            self._retry_at = max(self._retry_at, now + self.outage.first_s)
+            return
+        metrics.OUTAGE_RETRIES.labels(self.service, "partition").inc()
+        retry_at = self.outage.failed(now)
+        if retry_at is None:
+            metrics.OUTAGES_GIVEN_UP.labels(self.service).inc()
+            log.error(
+                "cannot reopen %s after %.1f s of outage (window %.0f s): exiting",
+                tp,
+                self.outage.lasted(now),
+                self.outage.window_s,
+                extra={"partition": tp.partition, "event": "outage_given_up"},
+            )
+            self.fatal = RuntimeError(
+                f"{tp}: the broker or Redis stayed away longer than the outage window "
+                f"({self.outage.window_s:.0f} s): {exc!r}"
+            )
+            self.wake.set()
+            return
+        self._retry_at = retry_at
+        log.warning(
+            "cannot reopen %s (%r); retrying in %.1f s (outage for %.1f s)",
+            tp,
+            exc,
+            retry_at - now,
+            self.outage.lasted(now),
+            extra={"partition": tp.partition, "event": "outage_retry"},
+        )
+
+    async def _open_bounded(self, tp: TopicPartition) -> None:
+        """Open ``tp``, failing with a TimeoutError if the attempt hangs on an outage."""
+        await asyncio.wait_for(self._open(tp), self.settings.outage_attempt_timeout_s)
+
+    async def _reopen_due(self) -> None:
+        """Reopen the partitions an outage closed, once their backoff is over."""
+        if not self.reopen:
+            if self.outage.active and not self.workers_failed():
+                log.info(
+                    "outage over after %.1f s: all partitions open",
+                    self.outage.lasted(time.monotonic()),
+                    extra={"event": "outage_over"},
+                )
+                self.outage.end()
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        async with self._lock:
+            assignment = self.consumer.assignment()
+            for tp in sorted(self.reopen):
+                if tp not in assignment or tp in self.workers:  # moved, or reopened
+                    self.reopen.discard(tp)
+                    continue
+                try:
+                    await self._open_bounded(tp)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._open_failed(tp, exc)
+                    return
+                self.reopen.discard(tp)
+                self._owned("reopened")
+
+    def workers_failed(self) -> bool:
+        return any(worker.failure is not None for worker in self.workers.values())
 
     def _export_lag(self) -> None:
         for tp, worker in list(self.workers.items()):
