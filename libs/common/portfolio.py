@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from libs.common.collateral import asset_values, haircut_value
+from libs.common.collateral import AssetValues, asset_values, haircut_value
 from libs.common.margin import (
     PPM,
     TRANSFER_MARGIN_DIVISOR,
@@ -217,6 +217,39 @@ def _usd(micro: int) -> str:
     return format_usd(micro) if micro else "0.0"
 
 
+class CrossTerms(NamedTuple):
+    """The cross account as risk decides on it: its summary, its collateral assets, its
+    requirements (the portfolio ones in portfolio margin) and what a withdrawal may take."""
+
+    summary: AccountSummary
+    assets: AssetValues
+    initial: int
+    maintenance: int
+    withdrawable: int
+
+
+def cross_terms(
+    acct: AccountState,
+    marks: Mapping[str, int],
+    markets: MarketRegistry,
+    prices: Mapping[str, tuple[int, bool]],
+) -> CrossTerms:
+    """Withdrawable keeps the requirement or 10% of the cross notional, whichever is more,
+    counts assets only while their oracle is valid, and never lends USDC out against
+    them."""
+    summary = AccountSummary(acct, marks, markets)
+    assets = asset_values(acct, prices, markets)
+    initial, maintenance = summary.cross_initial, summary.cross_maintenance
+    if acct.margin_mode == PORTFOLIO:
+        pm = account_portfolio_margin(acct, marks, markets)
+        initial, maintenance = pm.initial, pm.maintenance
+    keep = max(initial, div_ceil(summary.cross_notional, TRANSFER_MARGIN_DIVISOR))
+    withdrawable = max(0, summary.cross_equity + assets.usable - summary.holds - keep)
+    if acct.assets:
+        withdrawable = min(withdrawable, max(0, acct.collateral))
+    return CrossTerms(summary, assets, initial, maintenance, withdrawable)
+
+
 def clearinghouse_document(
     account: AccountState | None,
     marks: Mapping[str, int],
@@ -232,16 +265,7 @@ def clearinghouse_document(
     acct = account or AccountState(address="")
     if not acct.assets and acct.margin_mode != PORTFOLIO:
         return document
-    summary = AccountSummary(acct, marks, markets)
-    assets = asset_values(acct, prices, markets)
-    initial, maintenance = summary.cross_initial, summary.cross_maintenance
-    if acct.margin_mode == PORTFOLIO:
-        pm = account_portfolio_margin(acct, marks, markets)
-        initial, maintenance = pm.initial, pm.maintenance
-    keep = max(initial, div_ceil(summary.cross_notional, TRANSFER_MARGIN_DIVISOR))
-    withdrawable = max(0, summary.cross_equity + assets.usable - summary.holds - keep)
-    if acct.assets:
-        withdrawable = min(withdrawable, max(0, acct.collateral))
+    summary, assets, initial, maintenance, withdrawable = cross_terms(acct, marks, markets, prices)
     document["crossMarginSummary"]["accountValue"] = _usd(summary.cross_equity + assets.equity)
     document["crossMarginSummary"]["totalMarginUsed"] = _usd(initial)
     document["marginSummary"]["accountValue"] = _usd(summary.account_value + assets.equity)

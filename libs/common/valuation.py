@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import NamedTuple
 
-from libs.common.collateral import asset_values, liability_on_assets
-from libs.common.margin import TRANSFER_MARGIN_DIVISOR, AccountSummary, below_maintenance
+from libs.common.collateral import liability_on_assets
+from libs.common.margin import below_maintenance
 from libs.common.markets import MarketRegistry, MarketSpec
-from libs.common.money import div_ceil
-from libs.common.portfolio import PORTFOLIO, account_portfolio_margin, price_move, scenario_grid
+from libs.common.portfolio import cross_terms, price_move, scenario_grid
 from libs.common.state import AccountState
 
 
@@ -69,16 +68,7 @@ def account_value(
     """``marks``: each market's mark in ticks; ``prices``: each market's oracle price in
     ticks and whether it is valid (collateral assets are valued at it)."""
     acct = account or AccountState(address="")
-    summary = AccountSummary(acct, marks, markets)
-    assets = asset_values(acct, prices, markets)
-    initial, maintenance = summary.cross_initial, summary.cross_maintenance
-    if acct.margin_mode == PORTFOLIO:
-        pm = account_portfolio_margin(acct, marks, markets)
-        initial, maintenance = pm.initial, pm.maintenance
-    keep = max(initial, div_ceil(summary.cross_notional, TRANSFER_MARGIN_DIVISOR))
-    withdrawable = max(0, summary.cross_equity + assets.usable - summary.holds - keep)
-    if acct.assets:
-        withdrawable = min(withdrawable, max(0, acct.collateral))
+    summary, assets, initial, maintenance, withdrawable = cross_terms(acct, marks, markets, prices)
     equity = summary.cross_equity + assets.equity
     crossed = any(p.szi and p.is_cross for p in acct.positions.values())
     cross_liquidated = below_maintenance(equity, maintenance) or liability_on_assets(
