@@ -19,14 +19,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from libs.common import metrics, topics
 from libs.common.admin import ensure_topics
-from libs.common.runtime import Processor, SnapshotStore
-from libs.common.schemas import AccountFill, Deposit
+from libs.common.runtime import SnapshotStore
+from libs.common.schemas import Deposit
 from libs.common.settings import Settings
 from libs.localstack import LocalStack
 from services.gateway.app import REDIS_UNAVAILABLE, Gateway
 from services.gateway.history import run_projector
-from services.risk.engine import RiskCore
 from tests.conftest import make_settings
+from tests.integration.test_history_projector import fill
+from tests.integration.test_runtime import risk_processor
 from tests.support.bus import produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -49,16 +50,6 @@ def deposits(count: int, start: int = 0) -> list[tuple[str, Deposit]]:
         (ACCOUNTS[i % len(ACCOUNTS)], Deposit(ts=i, account=ACCOUNTS[i % len(ACCOUNTS)], usd=1 + i))
         for i in range(start, start + count)
     ]
-
-
-def risk(settings: Settings) -> Processor:
-    markets = settings.markets
-    return Processor(
-        service="risk",
-        input_topic=topics.RISK_IN,
-        core_factory=lambda p: RiskCore(markets, p),
-        settings=settings,
-    )
 
 
 async def stored_total(settings: Settings) -> int:
@@ -96,7 +87,7 @@ async def test_a_broker_restart_mid_stream_is_ridden_out_exactly_once(
     await ensure_topics(settings)
     first = deposits(6_000)
     await produce(settings, topics.RISK_IN, first)
-    proc = risk(settings)
+    proc = risk_processor(settings)
     await proc.start()
     run = asyncio.create_task(proc.run())
     try:
@@ -133,7 +124,7 @@ async def test_partitions_assigned_while_redis_is_down_open_once_it_is_back(
     before = retries()
     await asyncio.to_thread(private_stack.script, "redis.sh", "stop")
     redis_down = True
-    proc = risk(settings)
+    proc = risk_processor(settings)
     try:
         await proc.start()
         run = asyncio.create_task(proc.run())
@@ -175,7 +166,7 @@ async def test_an_outage_longer_than_the_window_stops_the_processor(
     await ensure_topics(settings)
     given_up = metrics.OUTAGES_GIVEN_UP.labels("risk")._value.get()
     await asyncio.to_thread(private_stack.script, "redis.sh", "stop")
-    proc = risk(settings)
+    proc = risk_processor(settings)
     stopped_at = time.monotonic()
     try:
         await proc.start()
@@ -193,23 +184,6 @@ async def test_an_outage_longer_than_the_window_stops_the_processor(
     assert metrics.OUTAGES_GIVEN_UP.labels("risk")._value.get() == given_up + 1
 
 
-def fill(n: int) -> AccountFill:
-    return AccountFill(
-        ts=1_000 + n,
-        account=ACCOUNTS[0],
-        market="BTC",
-        oid=n + 1,
-        is_buy=True,
-        px=1_000_000,
-        sz=100,
-        fee=10,
-        is_maker=False,
-        tid=n + 1,
-        closed_pnl=0,
-        start_position=100 * n,
-    )
-
-
 async def test_history_projects_through_a_redis_restart_and_reads_answer_503(
     private_stack: LocalStack,
 ) -> None:
@@ -225,12 +199,16 @@ async def test_history_projects_through_a_redis_restart_and_reads_answer_503(
     redis_down = False
     before = metrics.OUTAGE_RETRIES.labels("gateway", "history")._value.get()
     try:
-        await produce(settings, topics.ACCOUNT_EVENTS, [(ACCOUNTS[0], fill(n)) for n in range(5)])
+        await produce(
+            settings, topics.ACCOUNT_EVENTS, [(ACCOUNTS[0], fill(n, ACCOUNTS[0])) for n in range(5)]
+        )
         assert await wait_for(lambda: _cards(gateway, key, 5))
         await asyncio.to_thread(private_stack.script, "redis.sh", "stop")
         redis_down = True
         await produce(
-            settings, topics.ACCOUNT_EVENTS, [(ACCOUNTS[0], fill(n)) for n in range(5, 12)]
+            settings,
+            topics.ACCOUNT_EVENTS,
+            [(ACCOUNTS[0], fill(n, ACCOUNTS[0])) for n in range(5, 12)],
         )
         # the projector retries the batch it cannot write, and does not die
         assert await wait_for(

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.kafka
 ALICE = "0x" + "d4" * 20
 
 
-def fill(n: int) -> AccountFill:
+def fill(n: int, account: str = ALICE) -> AccountFill:
     return AccountFill(
         ts=1_000 + n,
-        account=ALICE,
+        account=account,
         market="BTC",
         oid=n + 1,
         is_buy=True,
