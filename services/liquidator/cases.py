@@ -165,9 +165,9 @@ class LiquidatorCore:
             case.credit_seen = True
         self._watch_debt(ctx, case, ts)
         if not below:
-            if not positions and owes and not case.converted and not case.awaiting:
-                self._sell_collateral(ctx, case, ts)
-            elif positions or equity >= 0:
+            # risk reports a liability behind assets as below (the sale is `_advance`'s);
+            # not below with one means its sale found the oracle not valid: the case ends
+            if positions or equity >= 0:
                 self._close(ctx, case, key, "recovered" if positions else "closed", ts)
             elif not case.claim:  # flat but below zero: the fund's turn
                 self._claim(ctx, case, ts)

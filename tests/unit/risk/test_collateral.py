@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from libs.common.collateral import asset_values, haircut_value, lots_to_cover
 from libs.common.schemas import (
     BalanceUpdate,
+    CollateralSale,
     Deposit,
+    LiquidationStatus,
     LiquidationTrigger,
     NewOrder,
     OrderUpdate,
@@ -197,3 +199,21 @@ def test_a_liability_with_no_position_opens_a_case_only_on_a_valid_oracle() -> N
     # an account with USDC of its own and assets is never a case
     r.send(deposit(ALICE, "4029.4"))
     assert account(r, ALICE).liquidating is False
+
+
+def test_a_sale_that_finds_the_oracle_not_valid_sells_nothing_and_ends_the_case() -> None:
+    r = _btc_backed()
+    r.send(leg(ALICE, "buy", "100000", "1", maker=True))
+    r.send(leg(ALICE, "sell", "96000", "1", maker=True, closed=True, ts=6))  # a case opens
+    assert account(r, ALICE).liquidating is True
+    r.send(mark("96000", ts=7, status="stale"))
+    outs = r.send(CollateralSale(ts=8, account=ALICE, usd=usd("4029.4")))
+    # nothing sold, the liquidator told the case is over (below false), no new case until
+    # the oracle is valid again
+    assert [b for b in of_type(outs, BalanceUpdate) if b.reason == "collateralSale"] == []
+    (status,) = of_type(outs, LiquidationStatus)
+    assert (status.reason, status.below, status.collateral) == ("convert", False, -usd("4029.4"))
+    assert account(r, ALICE).assets == {"BTC": lots("5")}
+    assert account(r, ALICE).liquidating is False
+    (again,) = of_type(r.send(mark("96000", ts=9)), LiquidationTrigger)
+    assert again.account == ALICE
