@@ -10,6 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+# imported here, not first at the run's terminal summary: there CPython 3.11.7's parser
+# can fail rewriting it ("AST constructor recursion depth mismatch") after a network test
+import hypothesis  # noqa: F401
 import pytest
 import redis.asyncio as aioredis
 

@@ -8,13 +8,18 @@ from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from libs.common import metrics, topics
+from libs.common.admin import ensure_topics
 from libs.common.runtime import Processor, SnapshotStore
 from libs.common.schemas import BalanceUpdate, DeadLetter, Deposit
 from libs.common.settings import Settings
 from libs.common.state import AccountState
+from libs.localstack import LocalStack
 from services.risk.engine import RiskCore
+from tests.conftest import make_settings
 from tests.support.bus import produce, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -161,3 +166,55 @@ async def test_a_snapshot_that_no_longer_decodes_is_rebuilt_from_the_input_log(
         outputs = await read_topic(settings, topics.ACCOUNT_EVENTS, expect=21, quiet_s=1.0)
     assert len(outputs) == 21 and len({r.id for r in outputs}) == 21
     assert outputs[-1].value.collateral == 25_000_000
+
+
+async def test_a_batch_the_broker_refuses_commits_nothing_until_it_is_accepted(
+    stack: LocalStack, redis_client: aioredis.Redis
+) -> None:
+    """aiokafka would commit a transaction one of whose record batches failed (it only
+    fails that batch's future): the runtime must abort instead, so the input position and
+    the state never run ahead of the outputs. The broker is made to refuse the outputs by
+    shrinking their topic's largest accepted batch (to 128 bytes: a transaction marker
+    still fits, a balance update does not), then to accept them again."""
+    settings = make_settings(stack, outage_backoff_max_ms=300, outage_window_s=120.0)
+    await ensure_topics(settings)
+    first = [(ALICE, Deposit(ts=i, account=ALICE, usd=1_000_000)) for i in range(20)]
+    await produce(settings, topics.RISK_IN, first)
+    async with running(settings) as proc:
+        assert await wait_for(lambda: _eq(collateral(settings, redis_client, ALICE), 20_000_000))
+        await set_topic_config(settings, topics.ACCOUNT_EVENTS, {"max.message.bytes": "128"})
+        aborts = metrics.TXN_ABORTS.labels("risk")._value.get()
+        second = [(ALICE, Deposit(ts=100 + i, account=ALICE, usd=2_000_000)) for i in range(10)]
+        await produce(settings, topics.RISK_IN, second)
+        assert await wait_for(
+            lambda: _true(metrics.TXN_ABORTS.labels("risk")._value.get() >= aborts + 2),
+            timeout_s=30,
+        )
+        # refused, retried, refused: neither the state nor the outputs moved
+        assert await collateral(settings, redis_client, ALICE) == 20_000_000
+        refused = await read_topic(settings, topics.ACCOUNT_EVENTS, expect=20, quiet_s=0.5)
+        assert len(refused) == 20
+        await set_topic_config(settings, topics.ACCOUNT_EVENTS, {"max.message.bytes": "1048588"})
+        assert await wait_for(
+            lambda: _eq(collateral(settings, redis_client, ALICE), 40_000_000), timeout_s=30
+        )
+        outputs = await read_topic(settings, topics.ACCOUNT_EVENTS, expect=30, quiet_s=1.0)
+        assert not proc.fatal
+    assert len(outputs) == len({r.id for r in outputs}) == 30
+    assert [r.value.collateral for r in outputs[-10:]] == [
+        20_000_000 + 2_000_000 * (i + 1) for i in range(10)
+    ]
+
+
+async def set_topic_config(settings: Settings, topic: str, config: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, settings.topics.name(topic), config)
+        await admin.alter_configs([resource])
+    finally:
+        await admin.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -370,15 +370,18 @@ class PartitionWorker:
         await producer.begin_transaction()
         try:
             if proc.checkpoints is None:
-                await self._send_batched(outputs)
+                deliveries = await self._send_batched(outputs)
                 started = time.perf_counter()
                 await producer.send_offsets_to_transaction({self.tp: next_offset}, proc.group_id)
                 phases.labels(proc.service, "offsets").observe(time.perf_counter() - started)
             else:  # the input position is one more output of the batch
-                await self._send_batched(
+                deliveries = await self._send_batched(
                     [*outputs, self._checkpoint(proc.checkpoints, next_offset)]
                 )
             started = time.perf_counter()
+            # aiokafka commits a transaction whose record batch failed (it marks only that
+            # batch's future): every batch must be in before the commit, or none is kept.
+            await asyncio.gather(*deliveries)
             await producer.commit_transaction()
             phases.labels(proc.service, "commit").observe(time.perf_counter() - started)
         except BaseException:
@@ -400,9 +403,11 @@ class PartitionWorker:
         where = f"{self.processor.input_topic}/{self.tp.partition}/{next_offset}/checkpoint"
         return Output(topic, self.tp.partition, CHECKPOINT_KEY, checkpoint, where)
 
-    async def _send_batched(self, outputs: list[Output]) -> None:
-        """Encode outputs into one record batch per (topic, partition), in output order."""
+    async def _send_batched(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
+        """Encode outputs into one record batch per (topic, partition), in output order;
+        returns each batch's delivery."""
         producer = self.producer
+        deliveries: list[asyncio.Future[Any]] = []
         batches: dict[tuple[str, int], Any] = {}
         for out in outputs:
             where = (out.topic, out.partition)
@@ -412,11 +417,14 @@ class PartitionWorker:
             value = codec.encode(out.message)
             headers = [(ID_HEADER, out.id.encode())]
             if batch.append(key=out.key, value=value, timestamp=None, headers=headers) is None:
-                await producer.send_batch(batch, out.topic, partition=out.partition)
+                deliveries.append(
+                    await producer.send_batch(batch, out.topic, partition=out.partition)
+                )
                 batch = batches[where] = producer.create_batch()
                 batch.append(key=out.key, value=value, timestamp=None, headers=headers)
         for (topic, partition), batch in batches.items():
-            await producer.send_batch(batch, topic, partition=partition)
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        return deliveries
 
 
 async def stop_producer(producer: AIOKafkaProducer) -> None:

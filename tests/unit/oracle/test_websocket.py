@@ -203,7 +203,8 @@ async def test_a_silent_connection_counts_as_dead_and_is_replaced(
     task = asyncio.create_task(feed.run(lambda batch: None))
     started = time.monotonic()
     try:
-        await until(lambda: server.connections >= 3, within_s=5)
+        # the server counts a connection at the handshake, the feed once it completes
+        await until(lambda: server.connections >= 3 and feed.connections >= 3, within_s=5)
     finally:
         server.release.set()
         task.cancel()
