@@ -32,6 +32,7 @@ from libs.common.settings import Settings
 from libs.common.topics import partition_for
 from services.marketdata.candles import INTERVALS, Candle, as_row, fold, from_row
 from services.marketdata.daystats import DayStats, MinuteBucket, advance, record_trade
+from services.marketdata.delivery import commit_only_delivered
 from services.marketdata.fees import (
     DAY_MS,
     AccountVolume,
@@ -139,6 +140,7 @@ def build_app(settings: Settings, schedule: FeeSchedule | None = None) -> faust.
     """The faust app with its topics, tables and agents, configured from ``settings``."""
     schedule = schedule or load_schedule()
     use_listed_highwaters()
+    commit_only_delivered()
     names = settings.topics
     app = faust.App(
         f"{settings.namespace}marketdata",

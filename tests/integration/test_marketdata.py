@@ -39,7 +39,7 @@ from libs.localstack import LocalStack, free_ports
 from libs.localstack.procs import ServiceProcess
 from services.gateway.app import Gateway
 from tests.conftest import make_settings
-from tests.support.bus import produce, read_topic, wait_for
+from tests.support.bus import produce, read_topic, set_topic_config, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -226,6 +226,37 @@ async def test_restart_mid_stream_gives_the_same_candles_stats_and_tiers(
         1_010_000,
         1_234_567,
     )
+
+
+async def test_fee_tier_commands_the_broker_refuses_are_not_committed_away(
+    fresh: tuple[Settings, aioredis.Redis], tmp_path: Path
+) -> None:
+    """risk.in is made to refuse every record (its largest batch shrunk to 128 bytes: a
+    transaction marker fits, a FeeTier command does not) when the day's tiers go out. The
+    worker must not commit the day without them: it stops, and once risk.in accepts them
+    again a restarted worker sends each tier exactly once."""
+    settings, redis = fresh
+    await set_topic_config(settings, topics.RISK_IN, {"max.message.bytes": "128"})
+    service = ServiceProcess("marketdata", settings, tmp_path).start()
+    try:
+        await produce_phase(settings, 0)
+        assert await wait_for(lambda: _now(not service.alive()), timeout_s=90), service.tail()
+        assert "was refused" in service.log_path.read_text()
+        assert await read_topic(settings, topics.RISK_IN, quiet_s=1.0) == []
+        await set_topic_config(settings, topics.RISK_IN, {"max.message.bytes": "1048588"})
+        service.start()
+        await produce_phase(settings, 1)
+        await wait_until_applied(redis, settings, LAST_BTC_TS, tiers=len(EXPECTED_TIERS))
+        result = await outcome(redis, settings)
+    finally:
+        service.stop()
+    assert result["tiers"] == EXPECTED_TIERS
+    btc = result["stats"]["BTC"]
+    assert (btc.day_ntl_vlm, btc.prev_day_px) == (980_000 * 400 + 990_000 * 1_000, 1_010_000)
+
+
+async def _now(value: bool) -> bool:
+    return value
 
 
 def snapshot_request(coin: str, interval: str, start: int, end: int) -> dict[str, Any]:

@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from libs.common import metrics, topics
 from libs.common.admin import ensure_topics
@@ -20,7 +18,7 @@ from libs.common.state import AccountState
 from libs.localstack import LocalStack
 from services.risk.engine import RiskCore
 from tests.conftest import make_settings
-from tests.support.bus import produce, read_topic, wait_for
+from tests.support.bus import produce, read_topic, set_topic_config, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -204,16 +202,6 @@ async def test_a_batch_the_broker_refuses_commits_nothing_until_it_is_accepted(
     assert [r.value.collateral for r in outputs[-10:]] == [
         20_000_000 + 2_000_000 * (i + 1) for i in range(10)
     ]
-
-
-async def set_topic_config(settings: Settings, topic: str, config: dict[str, str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        resource = ConfigResource(ConfigResourceType.TOPIC, settings.topics.name(topic), config)
-        await admin.alter_configs([resource])
-    finally:
-        await admin.close()
 
 
 async def _true(value: bool) -> bool:

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from libs.common import codec
 from libs.common.settings import Settings
@@ -120,3 +122,15 @@ async def wait_for(predicate: Any, timeout_s: float = 30.0, interval_s: float = 
 
 def ids(records: Sequence[Record]) -> list[str]:
     return [r.id for r in records]
+
+
+async def set_topic_config(settings: Settings, topic: str, config: dict[str, str]) -> None:
+    """Change a topic's configuration on the broker (for example the largest batch it
+    accepts, ``max.message.bytes``, to make it refuse records)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, settings.topics.name(topic), config)
+        await admin.alter_configs([resource])
+    finally:
+        await admin.close()
