@@ -743,6 +743,7 @@ class LiquidatorCore:
                 self._to_vault(ctx, case, others, ts)
                 moved = True
             else:
+                stuck += need
                 for pos in others:  # the next status tries the vault, then ADL, for each
                     one = waterfall.takeover_need(
                         pos, abs(pos.szi), pos.mark_px, self.vault.terms, safety
