@@ -103,6 +103,7 @@ class LiquidatorCore:
         self._vault_dirty = False
         # Cases waiting for room in the vault (derived from the cases' ``parked``).
         self._parked: set[str] = set()
+        self._headroom_gauge: Any = None
 
     # ------------------------------------------------------------ runtime protocol
 
@@ -204,8 +205,6 @@ class LiquidatorCore:
         if msg.account == BACKSTOP_VAULT_ACCOUNT:
             self._unwind_report(msg, ctx)
             return
-        if msg.status == "transferRejected" and msg.req_id:
-            self._release(msg.req_id, ctx)
         case = self._case_of_report(msg)
         if case is None:
             return
@@ -226,6 +225,9 @@ class LiquidatorCore:
             case.pending_oid = case.pending_sz = 0
         elif msg.status == "transferRejected" and case.awaiting:
             case.awaiting -= 1
+            if msg.req_id in case.vault_requests:
+                case.vault_requests.remove(msg.req_id)
+                self._release(msg.req_id, ctx)
             self._audit(ctx, case, case.stage, msg.ts, f"transfer refused: {msg.error}")
         else:
             return
@@ -618,7 +620,8 @@ class LiquidatorCore:
                 "backstop",
                 ts,
             )
-            vault.pending.append(VaultReservation(req_id=req_id, need=need))
+            self._reserve(VaultReservation(req_id=req_id, need=need))
+            case.vault_requests.append(req_id)
             self._vault_dirty = True
             self._audit(
                 ctx,
@@ -763,11 +766,17 @@ class LiquidatorCore:
         counts = msg.takeovers
         vault.known, vault.ts = True, msg.ts
         vault.equity, vault.maintenance = msg.equity, msg.maintenance
-        vault.terms = list(msg.terms)
-        vault.applied = counts[self.partition] if self.partition < len(counts) else 0
-        self._settle_reservations()
+        terms = msg.terms
+        if len(terms) != len(vault.terms) or any(
+            a != b for a, b in zip(terms, vault.terms, strict=True)
+        ):
+            vault.terms = list(terms)
+        applied = counts[self.partition] if self.partition < len(counts) else 0
+        for _ in range(applied - vault.applied):  # that many more landed: which, unsaid
+            self._release_smallest()
+        vault.applied = applied
         self._vault_dirty = True
-        for key in sorted(self._parked):
+        for key in sorted(self._parked) if self._parked else ():
             case = self.cases.get(key)
             if case is None:
                 self._parked.discard(key)
@@ -779,36 +788,45 @@ class LiquidatorCore:
                 self._advance(ctx, case, key, msg.ts)
         self._export_room(ctx)
 
+    def _reserve(self, reservation: VaultReservation) -> None:
+        """Reserve a takeover's need; ``pending`` stays sorted by need, largest first
+        (equal needs in the order sent)."""
+        pending = self.vault.pending
+        need = reservation.need
+        low, high = 0, len(pending)
+        while low < high:
+            middle = (low + high) // 2
+            if pending[middle].need >= need:
+                low = middle + 1
+            else:
+                high = middle
+        pending.insert(low, reservation)
+        self.vault.reserved += need
+        self._vault_dirty = True
+
+    def _release_smallest(self) -> None:
+        """One more of this partition's takeovers landed on the vault, the status does
+        not say which: the smallest reservation goes, the larger ones stay (so what is
+        still reserved is never less than what is really in flight)."""
+        pending = self.vault.pending
+        if pending:
+            self.vault.reserved -= pending.pop().need
+            self._vault_dirty = True
+
     def _release(self, req_id: str, ctx: Context) -> None:
-        """A takeover the matcher refused never reaches the vault: no longer reserved."""
+        """A takeover the matcher refused never reaches the vault: no longer reserved. If
+        a status had already counted it as landed (it released the smallest then), one
+        that did land is still reserved: the smallest goes now."""
         pending = self.vault.pending
         for index, reservation in enumerate(pending):
             if reservation.req_id == req_id:
                 del pending[index]
-                self._settle_reservations()
+                self.vault.reserved -= reservation.need
                 self._vault_dirty = True
-                self._export_room(ctx)
-                return
-
-    def _settle_reservations(self) -> None:
-        """Once the status reflects every pending takeover, the list starts afresh."""
-        vault = self.vault
-        if vault.applied - vault.base >= len(vault.pending):
-            vault.pending = []
-            vault.base = vault.applied
-
-    def _reserved(self) -> int:
-        """Headroom still reserved: of the pending takeovers, the status reflects
-        ``applied - base`` without saying which, so the largest of the others count."""
-        vault = self.vault
-        pending = vault.pending
-        if not pending:
-            return 0
-        reflected = vault.applied - vault.base
-        if reflected <= 0:
-            return sum(r.need for r in pending)
-        needs = sorted(r.need for r in pending)
-        return sum(needs[reflected:])
+                break
+        else:
+            self._release_smallest()
+        self._export_room(ctx)
 
     def _room(self, ctx: Context) -> int:
         """What this partition may still take over: its share of the vault's headroom at
@@ -823,11 +841,13 @@ class LiquidatorCore:
                 self.config.vault_safety_ppm,
                 ctx.topics.partitions(topics.LIQUIDATIONS),
             )
-        return share - self._reserved()
+        return share - vault.reserved
 
     def _export_room(self, ctx: Context) -> None:
         if ctx.live:
-            gauge = metrics.VAULT_HEADROOM.labels(str(self.partition))
+            gauge = self._headroom_gauge
+            if gauge is None:  # ``labels()`` costs a few microseconds: looked up once
+                gauge = self._headroom_gauge = metrics.VAULT_HEADROOM.labels(str(self.partition))
             gauge.set(self._room(ctx) / 1_000_000)
 
     def _take_over(

@@ -20,7 +20,8 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     ``asset_value`` is what the account's collateral assets count for; ``converted`` once
     the case asked risk to sell them (once per case). ``parked`` is the event time at
     which neither the vault nor ADL could take the case's positions (-1: not parked):
-    it waits for a vault status with room for ``parked_need`` or for the cooldown."""
+    it waits for a vault status with room for ``parked_need`` or for the cooldown.
+    ``vault_requests`` are its takeovers' request ids, so a refused one is released."""
 
     account: str
     opened: int
@@ -55,6 +56,7 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     converted: bool = False
     parked: int = -1
     parked_need: int = 0
+    vault_requests: list[str] = msgspec.field(default_factory=list)
 
 
 class VaultUnwind(msgspec.Struct, kw_only=True):
@@ -85,11 +87,11 @@ class VaultReservation(msgspec.Struct, kw_only=True):
 
 class VaultCapacity(msgspec.Struct, kw_only=True):
     """The vault's last status as this partition saw it (``known`` once one arrived):
-    equity, maintenance, the terms of each market, and ``applied``, the takeovers of
-    this partition the status reflects. ``pending`` are the takeovers sent since
-    every earlier one was reflected (``base``: the count then); a status reflecting
-    ``applied - base`` of them releases that many, the smallest first, since it does
-    not say which (the rest stay reserved: never less than what is in flight)."""
+    equity, maintenance, the terms of each market, and ``applied``, how many of this
+    partition's takeovers had landed on the vault. ``pending`` are the takeovers whose
+    need is still reserved (largest need first; ``reserved`` is their sum): each status
+    counting more of them landed releases as many, the smallest first, since it does not
+    say which (the rest stay reserved: never less than what is really in flight)."""
 
     known: bool = False
     ts: int = -1
@@ -97,5 +99,5 @@ class VaultCapacity(msgspec.Struct, kw_only=True):
     maintenance: int = 0
     terms: list[VaultMarketTerms] = msgspec.field(default_factory=list)
     applied: int = 0
-    base: int = 0
     pending: list[VaultReservation] = msgspec.field(default_factory=list)
+    reserved: int = 0

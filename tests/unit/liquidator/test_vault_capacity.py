@@ -324,3 +324,31 @@ def test_no_status_means_no_room() -> None:
     adl = next(s for s in of_type(outs, LiquidationStep) if s.stage == "adl")
     # no terms either: the whole $189,000 counts as maintenance, x 1.5
     assert adl.detail.startswith("vault headroom 0, needs 283500000000: deleverage")
+
+
+def test_a_refused_takeover_a_status_had_counted_releases_one_that_landed() -> None:
+    d = core()
+    d.send(vault_status(1, 100_000 * USD))
+    alice = only(
+        d.send(trigger(ALICE, 1, 500 * USD, 1_890 * USD, 100_000, 945_000)), PositionTransfer
+    )
+    d.send(trigger(BOB, 1, 500 * USD, 1_890 * USD, 200_000, 945_000))
+    # Bob's 2 BTC land ($1,890 of maintenance); the count alone cannot say whose: the
+    # smaller, Alice's $7,087.50, is released and Bob's $14,175 stays reserved
+    d.send(vault_status(2, 100_000 * USD, 1_890 * USD, (1,)))
+    vault = d.core.vault  # type: ignore[attr-defined]
+    assert vault.reserved == 14_175 * USD
+    refused = LiquidationReport(
+        ts=3,
+        account=ALICE,
+        market="BTC",
+        oid=0,
+        status="transferRejected",
+        req_id=alice.req_id,
+    )
+    outs = d.send(refused)
+    # Alice's was never in the vault: the one that landed (Bob's) is released; Alice's
+    # case asks again and reserves its $7,087.50 anew
+    again = only(outs, PositionTransfer)
+    assert [(r.req_id, r.need) for r in vault.pending] == [(again.req_id, 7_087_500_000)]
+    assert vault.reserved == 7_087_500_000
