@@ -352,3 +352,28 @@ def test_a_refused_takeover_a_status_had_counted_releases_one_that_landed() -> N
     again = only(outs, PositionTransfer)
     assert [(r.req_id, r.need) for r in vault.pending] == [(again.req_id, 7_087_500_000)]
     assert vault.reserved == 7_087_500_000
+
+
+def test_through_risk_and_the_matcher_a_full_vault_sends_the_case_to_adl_at_the_mark() -> None:
+    """The whole loop in-process: the vault's partition reports $1,000 of equity (a
+    partition's share $250); Alice's 0.5 BTC at 94,300 need 1.5 x 5% x $47,150 =
+    $3,536.25, so Bob's short closes them at the mark and Alice keeps her $142.50."""
+    from tests.unit.liquidator import support
+
+    bus = support.exchange()
+    for who, cash in ((ALICE, "3000"), (BOB, "12000"), (VAULT, "1000")):
+        support.deposit(bus, who, cash)
+    deposits = support.usd("16000")
+    support.place(bus, ALICE, "buy", "100000", "0.5")
+    support.place(bus, BOB, "sell", "100000", "0.5", tif="Ioc")
+    got = support.mark(bus, "94300", 1_000)
+    adl = [s for s in got if s.stage == "adl" and s.account == ALICE]
+    assert adl[0].detail == (
+        "vault headroom 250000000, needs 3536250000: deleverage 50000 lots at the mark 943000"
+    )
+    assert adl[1].detail == f"{BOB} closes 50000 lots against {ALICE} at the mark 943000"
+    assert [support.szi(bus, who) for who in (ALICE, BOB, VAULT)] == [0, 0, 0]
+    assert support.collateral(bus, ALICE) == support.usd("142.5")
+    assert support.collateral(bus, VAULT) == support.usd("1000")  # untouched
+    assert support.money(bus) == deposits
+    assert support.open_cases(bus) == []
