@@ -2,7 +2,7 @@
 second.
 
     python -m bench.liquidator [--quick] [--accounts N] [--drop-pct P] [--vault-usd V]
-                               [--vault-safety-ppm S]
+                               [--vault-safety-ppm S] [--vault-stress-ppm M]
 
 Every partition of risk, matcher and liquidator runs as its pure core, in-process, wired
 by the in-memory bus (FIFO, the production partitioner): no Kafka, so this measures the
@@ -177,12 +177,20 @@ def main() -> None:
         default=LiquidatorConfig().vault_safety_ppm,
         help="takeovers keep the vault's equity at this multiple of its maintenance (ppm)",
     )
+    parser.add_argument(
+        "--vault-stress-ppm",
+        type=int,
+        default=LiquidatorConfig().vault_stress_ppm,
+        help="...after a move of this much against its positions (ppm, 0: none)",
+    )
     args = parser.parse_args()
     accounts = args.accounts or (2_000 if args.quick else 10_000)
 
     heap.tune()
     started = time.perf_counter()
-    config = LiquidatorConfig(vault_safety_ppm=args.vault_safety_ppm)
+    config = LiquidatorConfig(
+        vault_safety_ppm=args.vault_safety_ppm, vault_stress_ppm=args.vault_stress_ppm
+    )
     bus, _ = setup(accounts, args.seed, args.vault_usd, config)
     took = time.perf_counter() - started
     print(f"setup: {accounts} longs, 40 shorts and a bid ladder in {took:.1f} s")

@@ -834,7 +834,9 @@ class VaultMarketTerms(msgspec.Struct, frozen=True, kw_only=True):
 class VaultStatus(Message, frozen=True, tag="vault_status.v1"):
     """The backstop vault's capacity, broadcast by its risk partition to every
     liquidator partition whenever its equity, maintenance or takeover counts change:
-    ``equity`` and ``maintenance`` at its marks (micro-USDC), ``takeovers[p]`` the
+    ``equity`` and ``maintenance`` at its marks (micro-USDC), ``notional`` the gross value
+    of its positions at those marks (what a move against them all would act on),
+    ``takeovers[p]`` the
     backstop takeovers it has received from the cases of liquidator partition ``p``
     (so each partition knows which of its own takeovers this status reflects) and the
     per-market ``terms`` that bound what a new takeover adds."""
@@ -842,6 +844,7 @@ class VaultStatus(Message, frozen=True, tag="vault_status.v1"):
     account: str
     equity: int
     maintenance: int
+    notional: int = 0
     takeovers: tuple[int, ...] = ()
     terms: tuple[VaultMarketTerms, ...] = ()
 

@@ -603,11 +603,11 @@ class LiquidatorCore:
         ``sz`` lots of a single position ADL could not place); each takeover's need is
         reserved from this partition's share of the vault's headroom."""
         case.stage = "backstop"
-        vault, safety = self.vault, self.config.vault_safety_ppm
+        vault, cfg = self.vault, self.config
         for pos in positions:
             lots = sz or abs(pos.szi)
             price = px or pos.mark_px
-            need = waterfall.takeover_need(pos, lots, price, vault.terms, safety)
+            need = waterfall.takeover_need(pos, lots, price, vault.terms, cfg)
             req_id = self._transfer(
                 ctx,
                 case,
@@ -725,21 +725,21 @@ class LiquidatorCore:
                 metrics.ADL_EVENTS.labels(market).inc()
         moved = bool(closes)
         stuck = 0  # headroom the positions left with the account would need
-        safety = self.config.vault_safety_ppm
+        cfg = self.config
         if left:
             room = self._room(ctx)
-            fit = waterfall.lots_that_fit(target, left, px, self.vault.terms, safety, room)
+            fit = waterfall.lots_that_fit(target, left, px, self.vault.terms, cfg, room)
             if fit:
                 self._to_vault(ctx, case, [target], ts, px=px, sz=fit)
                 moved = True
             if fit < left:
                 rest = left - fit
-                stuck = waterfall.takeover_need(target, rest, px, self.vault.terms, safety)
+                stuck = waterfall.takeover_need(target, rest, px, self.vault.terms, cfg)
                 self._stays(ctx, case, target, rest, px, stuck, ts)
         others = [p for p in case.positions if p.market != market]
         if others:
             need = sum(
-                waterfall.takeover_need(p, abs(p.szi), p.mark_px, self.vault.terms, safety)
+                waterfall.takeover_need(p, abs(p.szi), p.mark_px, self.vault.terms, cfg)
                 for p in others
             )
             if need <= self._room(ctx):
@@ -749,7 +749,7 @@ class LiquidatorCore:
                 stuck += need
                 for pos in others:  # the next status tries the vault, then ADL, for each
                     one = waterfall.takeover_need(
-                        pos, abs(pos.szi), pos.mark_px, self.vault.terms, safety
+                        pos, abs(pos.szi), pos.mark_px, self.vault.terms, cfg
                     )
                     self._stays(ctx, case, pos, abs(pos.szi), pos.mark_px, one, ts)
         case.stage = "adl"
@@ -765,7 +765,7 @@ class LiquidatorCore:
         vault = self.vault
         counts = msg.takeovers
         vault.known, vault.ts = True, msg.ts
-        vault.equity, vault.maintenance = msg.equity, msg.maintenance
+        vault.equity, vault.maintenance, vault.notional = msg.equity, msg.maintenance, msg.notional
         terms = msg.terms
         if len(terms) != len(vault.terms) or any(
             a != b for a, b in zip(terms, vault.terms, strict=True)
@@ -838,7 +838,8 @@ class LiquidatorCore:
             share = waterfall.vault_share(
                 vault.equity,
                 vault.maintenance,
-                self.config.vault_safety_ppm,
+                vault.notional,
+                self.config,
                 ctx.topics.partitions(topics.LIQUIDATIONS),
             )
         return share - vault.reserved
@@ -861,11 +862,10 @@ class LiquidatorCore:
         """The vault takes the positions over at their marks if it can carry them all;
         otherwise the largest goes to ADL at the mark (the account's equity is not
         negative here: the fund has paid)."""
-        safety = self.config.vault_safety_ppm
         need = 0
         for pos in positions:
             need += waterfall.takeover_need(
-                pos, abs(pos.szi), pos.mark_px, self.vault.terms, safety
+                pos, abs(pos.szi), pos.mark_px, self.vault.terms, self.config
             )
         room = self._room(ctx)
         if need <= room:

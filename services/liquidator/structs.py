@@ -87,7 +87,7 @@ class VaultReservation(msgspec.Struct, kw_only=True):
 
 class VaultCapacity(msgspec.Struct, kw_only=True):
     """The vault's last status as this partition saw it (``known`` once one arrived):
-    equity, maintenance, the terms of each market, and ``applied``, how many of this
+    equity, maintenance, gross notional, the terms of each market, and ``applied``, how many of this
     partition's takeovers had landed on the vault. ``pending`` are the takeovers whose
     need is still reserved (largest need first; ``reserved`` is their sum): each status
     counting more of them landed releases as many, the smallest first, since it does not
@@ -97,6 +97,7 @@ class VaultCapacity(msgspec.Struct, kw_only=True):
     ts: int = -1
     equity: int = 0
     maintenance: int = 0
+    notional: int = 0
     terms: list[VaultMarketTerms] = msgspec.field(default_factory=list)
     applied: int = 0
     pending: list[VaultReservation] = msgspec.field(default_factory=list)

@@ -84,25 +84,32 @@ def takeover_need(
     lots: int,
     px: int,
     terms: list[VaultMarketTerms],
-    safety_ppm: int,
+    config: LiquidatorConfig,
 ) -> int:
     """What taking ``lots`` of ``pos`` over at ``px`` uses of the vault's headroom
-    (equity less safety x maintenance): its loss against the mark (none at the mark),
-    the transfer fee it pays, and the safety factor times the most maintenance the lots
-    can add, at the market's top rate whatever the vault already holds (maintenance
-    grows by at most that rate per dollar of notional)."""
+    (equity less safety x maintenance, less the stress move on its notional): its loss
+    against the mark (none at the mark), the transfer fee it pays, the safety factor
+    times the most maintenance the lots can add, at the market's top rate whatever the
+    vault already holds (maintenance grows by at most that rate per dollar of notional),
+    and the stress move on the lots' notional."""
     maintenance_ppm, fee_ppm = market_terms(terms, pos.market)
     mark = pos.mark_px
     loss = lots * (px - mark) if pos.szi > 0 else lots * (mark - px)
     fee = _div_ceil(lots * px * fee_ppm, PPM)
     added = _div_ceil(lots * mark * maintenance_ppm, PPM)
-    return max(0, loss) + fee + _div_ceil(added * safety_ppm, PPM)
+    stress = _div_ceil(lots * mark * config.vault_stress_ppm, PPM)
+    return max(0, loss) + fee + _div_ceil(added * config.vault_safety_ppm, PPM) + stress
 
 
-def vault_share(equity: int, maintenance: int, safety_ppm: int, partitions: int) -> int:
+def vault_share(
+    equity: int, maintenance: int, notional: int, config: LiquidatorConfig, partitions: int
+) -> int:
     """One liquidator partition's share of the vault's headroom: ``floor((equity -
-    ceil(safety x maintenance)) / partitions)`` (negative when the vault is short)."""
-    return (equity - _div_ceil(maintenance * safety_ppm, PPM)) // partitions
+    ceil(safety x maintenance) - ceil(stress x notional)) / partitions)`` (negative
+    when the vault is short)."""
+    held = _div_ceil(maintenance * config.vault_safety_ppm, PPM)
+    held += _div_ceil(notional * config.vault_stress_ppm, PPM)
+    return (equity - held) // partitions
 
 
 def lots_that_fit(
@@ -110,7 +117,7 @@ def lots_that_fit(
     lots: int,
     px: int,
     terms: list[VaultMarketTerms],
-    safety_ppm: int,
+    config: LiquidatorConfig,
     room: int,
 ) -> int:
     """The most of ``lots`` whose takeover at ``px`` needs no more than ``room`` (the
@@ -118,7 +125,7 @@ def lots_that_fit(
     low, high = 0, lots
     while low < high:
         middle = (low + high + 1) // 2
-        if takeover_need(pos, middle, px, terms, safety_ppm) <= room:
+        if takeover_need(pos, middle, px, terms, config) <= room:
             low = middle
         else:
             high = middle - 1

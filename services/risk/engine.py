@@ -1499,11 +1499,16 @@ class RiskCore:
         ex = self.exposures
         row = ex.row(vault.address)
         equity, maintenance = ex.equity(row), ex.maintenance_of(row)
+        notional = 0
+        for market, pos in vault.positions.items():
+            if pos.szi:
+                mark = self._mark_px(market)
+                notional += abs(pos.szi) * mark if mark else pos.entry_ntl
         terms = self._vault_terms
         if terms is None:
             terms = self._vault_terms = self._takeover_terms()
         counts = self.venue.vault_takeovers
-        reported = [equity, maintenance, len(counts), *counts]
+        reported = [equity, maintenance, notional, len(counts), *counts]
         for term in terms:
             reported += (term.maintenance_ppm, term.fee_ppm)
         if reported == self.venue.vault_reported:
@@ -1518,6 +1523,7 @@ class RiskCore:
                 account=vault.address,
                 equity=equity,
                 maintenance=maintenance,
+                notional=notional,
                 takeovers=tuple(counts),
                 terms=terms,
             ),

@@ -414,6 +414,7 @@ SAMPLES: list[tuple[str, Message]] = [
             account=BACKSTOP_VAULT_ACCOUNT,
             equity=250_000_000_000,
             maintenance=1_900_000_000,
+            notional=190_000_000_000,
             takeovers=(3, 0, 1, 0),
             terms=(VaultMarketTerms(market="BTC", maintenance_ppm=50_000, fee_ppm=0),),
         ),

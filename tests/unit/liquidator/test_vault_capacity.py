@@ -60,13 +60,18 @@ def core(partition: int = 0) -> Driver:
 
 
 def vault_status(
-    ts: int, equity: int, maintenance: int = 0, takeovers: tuple[int, ...] = ()
+    ts: int,
+    equity: int,
+    maintenance: int = 0,
+    takeovers: tuple[int, ...] = (),
+    notional: int = 0,
 ) -> VaultStatus:
     return VaultStatus(
         ts=ts,
         account=VAULT,
         equity=equity,
         maintenance=maintenance,
+        notional=notional,
         takeovers=takeovers,
         terms=(BTC,),
     )
@@ -239,13 +244,13 @@ def test_a_parked_case_waits_for_the_cooldown_without_a_status() -> None:
 def test_the_partitions_together_stay_within_the_headroom() -> None:
     drivers = [core(p) for p in range(4)]
     sent = 0
-    safety = LiquidatorConfig().vault_safety_ppm
+    config = LiquidatorConfig()
     for p, d in enumerate(drivers):
         d.send(vault_status(1, 100_000 * USD))
         for n, account in enumerate((f"0x{p}" + "e" * 39, f"0x{p}" + "f" * 39)):
             outs = d.send(trigger(account, 1, 910 * USD, 1_890 * USD, 200_000, 945_000))
             for t in of_type(outs, PositionTransfer):
-                sent += waterfall.takeover_need(long_btc(t.sz, t.px), t.sz, t.px, [BTC], safety)
+                sent += waterfall.takeover_need(long_btc(t.sz, t.px), t.sz, t.px, [BTC], config)
             assert len(of_type(outs, PositionTransfer)) == (1 if n == 0 else 0)
     # each partition took one case ($14,175) of its $25,000 and refused the second
     assert sent == 4 * 14_175 * USD <= 100_000 * USD
@@ -377,3 +382,20 @@ def test_through_risk_and_the_matcher_a_full_vault_sends_the_case_to_adl_at_the_
     assert support.collateral(bus, VAULT) == support.usd("1000")  # untouched
     assert support.money(bus) == deposits
     assert support.open_cases(bus) == []
+
+
+def test_a_stress_move_counts_against_what_the_vault_holds_and_takes() -> None:
+    """With a 10% stress move: Alice's 2 BTC need $14,175 + 10% of $189,000 = $33,075,
+    more than the $25,000 share: ADL. Bob's 1 BTC needs $7,087.50 + $9,450 = $16,537.50
+    and fits. Once the vault holds it (maintenance $945, notional $94,500), the headroom
+    is $100,000 - $1,417.50 - $9,450: a share of $22,283.125."""
+    d = Driver(LiquidatorCore(0, LiquidatorConfig(vault_stress_ppm=100_000)), topics.LIQUIDATIONS)
+    d.send(vault_status(1, 100_000 * USD))
+    outs = d.send(trigger(ALICE, 1, 910 * USD, 1_890 * USD, 200_000, 945_000))
+    assert transfers(outs) == []
+    adl = next(s for s in of_type(outs, LiquidationStep) if s.stage == "adl")
+    assert adl.detail.startswith("vault headroom 25000000000, needs 33075000000: deleverage")
+    outs = d.send(trigger(BOB, 1, 500 * USD, 945 * USD, 100_000, 945_000))
+    assert transfers(outs) == [(BOB, VAULT, 100_000, 945_000, "backstop")]
+    d.send(vault_status(2, 100_000 * USD, 945 * USD, (1,), notional=94_500 * USD))
+    assert room(d) == 22_283_125_000

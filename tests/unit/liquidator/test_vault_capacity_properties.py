@@ -58,6 +58,10 @@ def maintenance(positions: dict[str, int]) -> int:
     )
 
 
+def notional(positions: dict[str, int]) -> int:
+    return sum(abs(szi) * MARKS[m] for m, szi in positions.items())
+
+
 def trigger(account: str, market: str, szi: int, ts: int) -> LiquidationTrigger:
     position = LiquidatedPosition(
         market=market,
@@ -100,15 +104,23 @@ operation = st.one_of(
     # adds is then exactly the top rate the need counts)
     start=st.sampled_from([0, 120_000_000, -120_000_000]),
     nudge=st.integers(-300_000, 300_000),
+    stress=st.sampled_from([0, 100_000]),  # none, or a 10% move against the vault
     slack=st.integers(-20_000 * PPM, 150_000 * PPM),
     ops=st.lists(operation, min_size=8, max_size=40),
 )
 def test_the_vault_stays_above_its_safety_margin_whatever_the_takeovers(
-    start: int, nudge: int, slack: int, ops: list[tuple[Any, ...]]
+    start: int, nudge: int, stress: int, slack: int, ops: list[tuple[Any, ...]]
 ) -> None:
     start += nudge
-    equity = div_ceil(maintenance({"BTC": start}) * SAFETY, PPM) + slack
-    d = Driver(LiquidatorCore(0), topics.LIQUIDATIONS, 0)
+
+    def held_back(positions: dict[str, int]) -> int:
+        """What the vault must keep: safety x maintenance and the stress move."""
+        gross = notional(positions)
+        return div_ceil(maintenance(positions) * SAFETY, PPM) + div_ceil(gross * stress, PPM)
+
+    equity = held_back({"BTC": start}) + slack
+    config = LiquidatorConfig(vault_stress_ppm=stress)
+    d = Driver(LiquidatorCore(0, config), topics.LIQUIDATIONS, 0)
     held = {"BTC": start, "ETH": 0}  # the vault's positions with what it has applied
     in_flight: dict[str, tuple[str, int]] = {}  # req_id -> (market, lots to the vault)
     applied = 0
@@ -116,14 +128,14 @@ def test_the_vault_stays_above_its_safety_margin_whatever_the_takeovers(
     last = {"headroom": 0}
 
     def status() -> None:
-        m = maintenance(held)
-        last["headroom"] = equity - div_ceil(m * SAFETY, PPM)
+        last["headroom"] = equity - held_back(held)
         d.send(
             VaultStatus(
                 ts=ts,
                 account=BACKSTOP_VAULT_ACCOUNT,
                 equity=equity,
-                maintenance=m,
+                maintenance=maintenance(held),
+                notional=notional(held),
                 takeovers=(applied,),
                 terms=terms(),
             )
@@ -162,13 +174,13 @@ def test_the_vault_stays_above_its_safety_margin_whatever_the_takeovers(
         everything = dict(held)
         for market, lots in in_flight.values():
             everything[market] += lots
-        after = equity - div_ceil(maintenance(everything) * SAFETY, PPM)
+        after = equity - held_back(everything)
         headroom = last["headroom"]
         share = max(0, headroom // PARTITIONS)
         # with every takeover in flight applied, this partition used at most its share
         assert after >= headroom - share
         if headroom >= 0:
-            assert after >= 0  # equity >= 1.5 x maintenance
+            assert after >= 0  # equity >= 1.5 x maintenance (+ the stress move)
 
 
 def test_the_need_bounds_what_the_tiers_add() -> None:
@@ -180,7 +192,8 @@ def test_the_need_bounds_what_the_tiers_add() -> None:
     pos = LiquidatedPosition(
         market="BTC", szi=200_000, entry_ntl=0, mark_px=MARKS["BTC"], maintenance=0
     )
-    need = waterfall.takeover_need(pos, 200_000, MARKS["BTC"], list(terms()), PPM)
+    config = LiquidatorConfig(vault_safety_ppm=PPM)
+    need = waterfall.takeover_need(pos, 200_000, MARKS["BTC"], list(terms()), config)
     # 1% (50x) of $189,000 would be $1,890; at 20x it adds $4,725; the need counts 5%
     assert after - before == 4_725_000_000
     assert need == 9_450_000_000 >= after - before

@@ -2,8 +2,9 @@
 
 $100,000 lands on the vault: a status with that equity and no maintenance. It takes
 1 BTC over from Carol at the mark of 100,000: equity unchanged, maintenance 1% of
-$100,000 (BTC's 50x tier) = $1,000, and one takeover counted for Carol's liquidator
-partition. The mark falls to 98,000: equity $98,000, maintenance $980. A mark that
+$100,000 (BTC's 50x tier) = $1,000, notional $100,000, and one takeover counted for
+Carol's liquidator partition. The mark falls to 98,000: equity $98,000, maintenance $980,
+notional $98,000. A mark that
 changes nothing, or a fill of another account, sends nothing."""
 
 from __future__ import annotations
@@ -57,19 +58,25 @@ def test_the_vault_partition_reports_equity_maintenance_and_takeovers() -> None:
             counterparty=other,
         )
         send(bus, who, leg)
-    (after_fill,) = {(s.equity, s.maintenance, s.takeovers) for s in statuses(bus, start)}
+    (after_fill,) = {
+        (s.equity, s.maintenance, s.notional, s.takeovers) for s in statuses(bus, start)
+    }
     counted = [0, 0, 0, 0]
     counted[partition_for(CAROL, 4)] = 1
-    assert after_fill == (
-        usd("100000"),
-        usd("1000"),
-        tuple(counted[: partition_for(CAROL, 4) + 1]),
+    assert (
+        after_fill
+        == (
+            usd("100000"),
+            usd("1000"),
+            usd("100000"),  # 1 BTC at the mark
+            tuple(counted[: partition_for(CAROL, 4) + 1]),
+        )
     )
 
     start = len(bus.log)
     mark(bus, "98000", 5)
-    (after_mark,) = {(s.ts, s.equity, s.maintenance) for s in statuses(bus, start)}
-    assert after_mark == (5, usd("98000"), usd("980"))
+    (after_mark,) = {(s.ts, s.equity, s.maintenance, s.notional) for s in statuses(bus, start)}
+    assert after_mark == (5, usd("98000"), usd("980"), usd("98000"))
 
     start = len(bus.log)
     mark(bus, "98000", 6)  # nothing changed
