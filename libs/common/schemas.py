@@ -788,8 +788,9 @@ class AdlCandidates(Message, frozen=True, tag="adl_candidates.v1"):
 
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     """One step of the waterfall with its reason. ``stage``: triggered, stale, cancel,
-    book, backstop, convert (collateral assets sold to the vault), insurance, adl, closed,
-    recovered, and unwind (the vault's own orders); prices in ticks, sizes in lots, money
+    book, backstop, convert (collateral assets sold to the vault), insurance, adl,
+    capacity (lots the vault could not carry stay with the account), closed, recovered,
+    and unwind (the vault's own orders); prices in ticks, sizes in lots, money
     in micro-USDC; ``counterparty`` is the vault,
     the fund or the ADL'd account. ``equity`` is the equity before the step and
     ``equity_after`` what it left (the same when its effect is a later step's); ``step``

@@ -279,7 +279,7 @@ class LiquidatorCore:
                 self._claim(ctx, case, msg.ts, -case.equity)
                 return
             if case.positions:
-                self._take_over(ctx, case, key, case.positions, msg.ts)
+                self._take_over(ctx, case, case.positions, msg.ts)
             else:
                 self._close(ctx, case, key, "closed", msg.ts)
         elif case.positions:
@@ -439,7 +439,7 @@ class LiquidatorCore:
             if equity < 0:
                 self._claim(ctx, case, ts)
             else:
-                self._take_over(ctx, case, key, positions, ts)
+                self._take_over(ctx, case, positions, ts)
             return
         last_slice_ts = case.last_slice_ts
         if last_slice_ts >= 0 and ts < last_slice_ts + cfg.cooldown_ms:
@@ -462,7 +462,7 @@ class LiquidatorCore:
         px = waterfall.limit_px(pos, sz, equity, cfg)
         if px == 0:  # no price the book could give leaves the account solvent
             case.book_failed = True
-            self._take_over(ctx, case, key, positions, ts)
+            self._take_over(ctx, case, positions, ts)
             return
         oid = liquidation_order_id(ctx.offset, ctx.partition)
         case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
@@ -622,7 +622,6 @@ class LiquidatorCore:
             )
             self._reserve(VaultReservation(req_id=req_id, need=need))
             case.vault_requests.append(req_id)
-            self._vault_dirty = True
             self._audit(
                 ctx,
                 case,
@@ -659,6 +658,7 @@ class LiquidatorCore:
             ),
         )
         if at_mark:
+            why = why or f"no deficit left (equity {case.equity})"
             detail = f"{why}: deleverage {abs(pos.szi)} lots at the mark {case.adl_px}"
         else:
             detail = (
@@ -855,7 +855,6 @@ class LiquidatorCore:
         self,
         ctx: Context,
         case: LiquidationCase,
-        key: str,
         positions: list[LiquidatedPosition],
         ts: int,
     ) -> None:
