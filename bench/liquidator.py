@@ -1,7 +1,8 @@
 """A crash through the whole waterfall: 10,000 leveraged longs and a 10% drop in one
 second.
 
-    python -m bench.liquidator [--quick] [--accounts N] [--drop-pct P]
+    python -m bench.liquidator [--quick] [--accounts N] [--drop-pct P] [--vault-usd V]
+                               [--vault-safety-ppm S] [--vault-stress-ppm M]
 
 Every partition of risk, matcher and liquidator runs as its pure core, in-process, wired
 by the in-memory bus (FIFO, the production partitioner): no Kafka, so this measures the
@@ -44,6 +45,7 @@ from libs.common.schemas import (
 from libs.common.state import BACKSTOP_VAULT_ACCOUNT, INSURANCE_FUND_ACCOUNT
 from libs.common.topics import partition_for
 from services.liquidator.cases import LiquidatorCore
+from services.liquidator.config import LiquidatorConfig
 from services.matcher.engine import MatcherCore
 from services.risk.engine import RiskCore
 from tests.unit.cores import Bus
@@ -54,11 +56,11 @@ USD = 1_000_000
 KEYS = {partition_for(f"k{i}", 4): f"k{i}" for i in range(64)}
 
 
-def exchange() -> Bus:
+def exchange(config: LiquidatorConfig | None = None) -> Bus:
     bus = Bus()
     bus.attach(topics.RISK_IN, lambda p: RiskCore(MARKETS, p))
     bus.attach(topics.MATCHER_IN, lambda p: MatcherCore(MARKETS, p))
-    bus.attach(topics.LIQUIDATIONS, LiquidatorCore)
+    bus.attach(topics.LIQUIDATIONS, lambda p: LiquidatorCore(p, config))
     return bus
 
 
@@ -80,15 +82,20 @@ def order(account: str, is_buy: bool, px: int, sz: int, tif: str = "Gtc") -> Pla
     )
 
 
-def setup(accounts: int, seed: int) -> tuple[Bus, list[str]]:
+def setup(
+    accounts: int,
+    seed: int,
+    vault_usd: int = 500_000_000,
+    config: LiquidatorConfig | None = None,
+) -> tuple[Bus, list[str]]:
     rng = random.Random(seed)
-    bus = exchange()
+    bus = exchange(config)
     longs = [f"0x{rng.getrandbits(160):040x}" for _ in range(accounts)]
     shorts = [f"0x{rng.getrandbits(160):040x}" for _ in range(40)]
     maker = f"0x{rng.getrandbits(160):040x}"
     for who, usd in (
         (INSURANCE_FUND_ACCOUNT, 50_000),
-        (BACKSTOP_VAULT_ACCOUNT, 500_000_000),
+        (BACKSTOP_VAULT_ACCOUNT, vault_usd),
         (maker, 1_000_000_000),
     ):
         bus.publish(topics.RISK_IN, who, Deposit(ts=1, account=who, usd=usd * USD))
@@ -163,12 +170,28 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=0)
     parser.add_argument("--drop-pct", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--vault-usd", type=int, default=500_000_000, help="the vault's funds")
+    parser.add_argument(
+        "--vault-safety-ppm",
+        type=int,
+        default=LiquidatorConfig().vault_safety_ppm,
+        help="takeovers keep the vault's equity at this multiple of its maintenance (ppm)",
+    )
+    parser.add_argument(
+        "--vault-stress-ppm",
+        type=int,
+        default=LiquidatorConfig().vault_stress_ppm,
+        help="...after a move of this much against its positions (ppm, 0: none)",
+    )
     args = parser.parse_args()
     accounts = args.accounts or (2_000 if args.quick else 10_000)
 
     heap.tune()
     started = time.perf_counter()
-    bus, _ = setup(accounts, args.seed)
+    config = LiquidatorConfig(
+        vault_safety_ppm=args.vault_safety_ppm, vault_stress_ppm=args.vault_stress_ppm
+    )
+    bus, _ = setup(accounts, args.seed, args.vault_usd, config)
     took = time.perf_counter() - started
     print(f"setup: {accounts} longs, 40 shorts and a bid ladder in {took:.1f} s")
     heap.settle()
@@ -200,14 +223,19 @@ def main() -> None:
     print("steps: " + ", ".join(f"{k}={stages[k]}" for k in sorted(stages)))
     print(f"open cases at the end: {open_cases(bus)}; below maintenance: {below_maintenance(bus)}")
     print(f"event time until all above maintenance or closed: {settled_ts - 1_000} ms")
-    fund = vault = 0
+    fund = vault = vault_maintenance = 0
     for core in risk_cores(bus):
         if INSURANCE_FUND_ACCOUNT in core.accounts:
             fund = core.accounts[INSURANCE_FUND_ACCOUNT].collateral
         if BACKSTOP_VAULT_ACCOUNT in core.accounts:
             vault_acct = core.accounts[BACKSTOP_VAULT_ACCOUNT]
-            vault = core.exposures.equity(core.exposures.row(vault_acct.address))
-    print(f"insurance fund: ${fund / USD:,.2f}; vault equity: ${vault / USD:,.2f}")
+            row = core.exposures.row(vault_acct.address)
+            vault = core.exposures.equity(row)
+            vault_maintenance = core.exposures.maintenance_of(row)
+    print(
+        f"insurance fund: ${fund / USD:,.2f}; vault equity: ${vault / USD:,.2f}"
+        f" (maintenance ${vault_maintenance / USD:,.2f})"
+    )
     print(f"bad_debt_usd={bad_debt(bus) / USD:.6f}")
     print(f"liquidations_per_sec={triggers / elapsed:.0f}")
 

@@ -252,6 +252,19 @@ LIQUIDATIONS = Counter(
 ADL_EVENTS = Counter(
     "exchange_adl_events_total", "Auto-deleveraging closes", ["market"], registry=REGISTRY
 )
+VAULT_HEADROOM = Gauge(
+    "exchange_backstop_vault_headroom_usd",
+    "Backstop vault: what one liquidator partition may still take over (its share of the "
+    "vault's equity above the safety factor x maintenance, less its takeovers in flight)",
+    ["partition"],
+    registry=REGISTRY,
+)
+VAULT_TAKEOVERS_REFUSED = Counter(
+    "exchange_backstop_vault_takeovers_refused_total",
+    "Backstop takeovers the vault could not carry (the case went to auto-deleveraging)",
+    ["market"],
+    registry=REGISTRY,
+)
 ORACLE_STATUS = Gauge(
     "exchange_oracle_status",
     "1 for the market's current validity state (valid, stale, insufficient_sources, "

@@ -212,7 +212,9 @@ class FeeTier(Message, frozen=True, tag="fee_tier.v1"):
 
 
 class FillLeg(Message, frozen=True, tag="fill_leg.v1"):
-    """One side of a trade, from the matcher to the account's risk partition."""
+    """One side of a trade, from the matcher to the account's risk partition.
+    ``counterparty`` names the other side of a backstop takeover or ADL close (empty for
+    a trade)."""
 
     account: str
     market: str
@@ -224,6 +226,7 @@ class FillLeg(Message, frozen=True, tag="fill_leg.v1"):
     tid: int
     order_closed: bool
     kind: str = "trade"
+    counterparty: str = ""
 
 
 class OrderResult(Message, frozen=True, tag="order_result.v1"):
@@ -785,8 +788,9 @@ class AdlCandidates(Message, frozen=True, tag="adl_candidates.v1"):
 
 class LiquidationStep(Message, frozen=True, tag="liquidation_step.v1"):
     """One step of the waterfall with its reason. ``stage``: triggered, stale, cancel,
-    book, backstop, convert (collateral assets sold to the vault), insurance, adl, closed,
-    recovered, and unwind (the vault's own orders); prices in ticks, sizes in lots, money
+    book, backstop, convert (collateral assets sold to the vault), insurance, adl,
+    capacity (lots the vault could not carry stay with the account), closed, recovered,
+    and unwind (the vault's own orders); prices in ticks, sizes in lots, money
     in micro-USDC; ``counterparty`` is the vault,
     the fund or the ADL'd account. ``equity`` is the equity before the step and
     ``equity_after`` what it left (the same when its effect is a later step's); ``step``
@@ -816,6 +820,34 @@ class BadDebtNotice(Message, frozen=True, tag="bad_debt_notice.v1"):
     case_id: str
     open: bool
     usd: int = 0
+
+
+class VaultMarketTerms(msgspec.Struct, frozen=True, kw_only=True):
+    """What a takeover in ``market`` can cost the backstop vault per unit of notional:
+    its highest maintenance rate (the top tier's, ppm, rounded up: no position of any
+    size needs more per dollar) and the transfer fee (ppm) the vault pays on it."""
+
+    market: str
+    maintenance_ppm: int
+    fee_ppm: int = 0
+
+
+class VaultStatus(Message, frozen=True, tag="vault_status.v1"):
+    """The backstop vault's capacity, broadcast by its risk partition to every
+    liquidator partition whenever its equity, maintenance or takeover counts change:
+    ``equity`` and ``maintenance`` at its marks (micro-USDC), ``notional`` the gross value
+    of its positions at those marks (what a move against them all would act on),
+    ``takeovers[p]`` the
+    backstop takeovers it has received from the cases of liquidator partition ``p``
+    (so each partition knows which of its own takeovers this status reflects) and the
+    per-market ``terms`` that bound what a new takeover adds."""
+
+    account: str
+    equity: int
+    maintenance: int
+    notional: int = 0
+    takeovers: tuple[int, ...] = ()
+    terms: tuple[VaultMarketTerms, ...] = ()
 
 
 # ---------------------------------------------------------------- operator audit
@@ -923,7 +955,12 @@ MarketEvent = (
 )
 OracleEvent = OraclePrice | OracleOverride
 LiquidationsIn = (
-    LiquidationTrigger | LiquidationStatus | LiquidationReport | InsuranceAnswer | AdlCandidates
+    LiquidationTrigger
+    | LiquidationStatus
+    | LiquidationReport
+    | InsuranceAnswer
+    | AdlCandidates
+    | VaultStatus
 )
 
 

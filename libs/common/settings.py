@@ -151,6 +151,16 @@ class Settings(BaseSettings):
     liquidator_unwind_max_distance_ppm: int = Field(
         5_000, description="Vault unwind: worst limit price, away from the mark (ppm)"
     )
+    liquidator_vault_safety_ppm: int = Field(
+        1_500_000,
+        description="The backstop vault takes a case over only if its equity stays at or "
+        "above this multiple of its maintenance afterwards (ppm: 1,500,000 = 1.5x)",
+    )
+    liquidator_vault_stress_ppm: int = Field(
+        0,
+        description="...and still after a move of this much (ppm) against every position "
+        "it holds and takes over (0: no stress move)",
+    )
     risk_insurance_floor_usd: int = Field(
         0, description="The insurance fund pays claims down to this balance, never below"
     )

@@ -6,9 +6,12 @@ walked down the waterfall from its own input log.
    cooldown above the size threshold (risk charges the liquidation fee to the fund);
 3. if the book cannot absorb a slice, or equity is under 2/3 of maintenance: the
    backstop vault takes every position over at the mark, after the insurance fund
-   has covered the negative equity this leaves;
+   has covered the negative equity this leaves, if the vault can carry them (its
+   equity stays at or above a safety factor times its maintenance, each partition
+   within its share of that headroom: ``VaultStatus``);
 4. if the fund cannot cover it: ADL closes the largest position against the ranked
-   opposite positions at the bankruptcy price (the rest goes to the vault at the mark).
+   opposite positions at the bankruptcy price (the rest goes to the vault at the mark);
+   if the vault cannot carry the positions, ADL closes the largest at the mark.
 
 Every move is a request: orders and transfers to the market's matcher, claims and ADL
 queries to risk. What comes back (risk's statuses after each fill and mark, the
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from libs.common import metrics, topics
 from libs.common.runtime import ChangeTracked, Context
@@ -40,6 +45,7 @@ from libs.common.schemas import (
     LiquidationTrigger,
     NewOrder,
     PositionTransfer,
+    VaultStatus,
 )
 from libs.common.state import (
     BACKSTOP_VAULT_ACCOUNT,
@@ -48,10 +54,16 @@ from libs.common.state import (
 )
 from services.liquidator import adl, unwind, waterfall
 from services.liquidator.config import LiquidatorConfig
-from services.liquidator.structs import LiquidationCase, VaultUnwind
+from services.liquidator.structs import (
+    LiquidationCase,
+    VaultCapacity,
+    VaultReservation,
+    VaultUnwind,
+)
 
 CASE_PREFIX = "case:"
 UNWIND_PREFIX = "unwind:"
+VAULT_KEY = "vault"
 MAX_UNWIND_ORDERS = 15  # oid slots 1..15 of one record (slot 0 is a case's order)
 METERED_STAGES = frozenset({"stale", "cancel", "book", "backstop", "convert", "insurance", "adl"})
 # The counter's child of each stage, looked up once: ``labels()`` hashes and validates
@@ -87,6 +99,11 @@ class LiquidatorCore:
         self.unwinds: ChangeTracked[VaultUnwind] = ChangeTracked(UNWIND_PREFIX, VaultUnwind)
         # Live steps per stage since the last batch, for the counter (see take_changes).
         self._stage_counts: dict[str, int] = {}
+        self.vault = VaultCapacity()
+        self._vault_dirty = False
+        # Cases waiting for room in the vault (derived from the cases' ``parked``).
+        self._parked: set[str] = set()
+        self._headroom_gauge: Any = None
 
     # ------------------------------------------------------------ runtime protocol
 
@@ -101,11 +118,16 @@ class LiquidatorCore:
             self._insurance_answer(message, ctx)
         elif isinstance(message, AdlCandidates):
             self._adl_candidates(message, ctx)
+        elif isinstance(message, VaultStatus):
+            self._vault_status(message, ctx)
 
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
         self.cases.take_changes(changes)
         self.unwinds.take_changes(changes)
+        if self._vault_dirty:
+            changes[VAULT_KEY] = msgspec.msgpack.encode(self.vault)
+            self._vault_dirty = False
         if self._stage_counts:  # the runtime takes the changes once per batch
             _count_stages(self._stage_counts)
         return changes
@@ -113,6 +135,9 @@ class LiquidatorCore:
     def restore(self, entries: Mapping[str, bytes]) -> None:
         self.cases.restore(entries)
         self.unwinds.restore(entries)
+        raw = entries.get(VAULT_KEY)
+        self.vault = msgspec.msgpack.decode(raw, type=VaultCapacity) if raw else VaultCapacity()
+        self._parked = {key for key in self.cases.keys() if self.cases[key].parked >= 0}
 
     # ------------------------------------------------------------ inputs
 
@@ -200,6 +225,9 @@ class LiquidatorCore:
             case.pending_oid = case.pending_sz = 0
         elif msg.status == "transferRejected" and case.awaiting:
             case.awaiting -= 1
+            if msg.req_id in case.vault_requests:
+                case.vault_requests.remove(msg.req_id)
+                self._release(msg.req_id, ctx)
             self._audit(ctx, case, case.stage, msg.ts, f"transfer refused: {msg.error}")
         else:
             return
@@ -250,8 +278,9 @@ class LiquidatorCore:
             if case.equity < 0 and case.positions:  # the mark fell further since the claim
                 self._claim(ctx, case, msg.ts, -case.equity)
                 return
-            self._to_vault(ctx, case, case.positions, msg.ts)
-            if not case.positions:
+            if case.positions:
+                self._take_over(ctx, case, case.positions, msg.ts)
+            else:
                 self._close(ctx, case, key, "closed", msg.ts)
         elif case.positions:
             self._ask_adl(ctx, case, msg.ts)
@@ -402,11 +431,15 @@ class LiquidatorCore:
                 self._close(ctx, case, key, "closed", ts)
             return
         cfg = self.config
+        if case.parked >= 0:
+            if ts < case.parked + cfg.cooldown_ms:
+                return  # waits for room in the vault (a status) or the cooldown
+            self._unpark(case, key)
         if case.book_failed or waterfall.below_backstop(equity, case.maintenance, cfg):
             if equity < 0:
                 self._claim(ctx, case, ts)
             else:
-                self._to_vault(ctx, case, positions, ts)
+                self._take_over(ctx, case, positions, ts)
             return
         last_slice_ts = case.last_slice_ts
         if last_slice_ts >= 0 and ts < last_slice_ts + cfg.cooldown_ms:
@@ -429,7 +462,7 @@ class LiquidatorCore:
         px = waterfall.limit_px(pos, sz, equity, cfg)
         if px == 0:  # no price the book could give leaves the account solvent
             case.book_failed = True
-            self._to_vault(ctx, case, positions, ts)
+            self._take_over(ctx, case, positions, ts)
             return
         oid = liquidation_order_id(ctx.offset, ctx.partition)
         case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
@@ -567,12 +600,15 @@ class LiquidatorCore:
         sz: int = 0,
     ) -> None:
         """The backstop vault takes positions over, at their marks (or at ``px`` for
-        ``sz`` lots of a single position ADL could not place)."""
+        ``sz`` lots of a single position ADL could not place); each takeover's need is
+        reserved from this partition's share of the vault's headroom."""
         case.stage = "backstop"
+        vault, cfg = self.vault, self.config
         for pos in positions:
             lots = sz or abs(pos.szi)
             price = px or pos.mark_px
-            self._transfer(
+            need = waterfall.takeover_need(pos, lots, price, vault.terms, cfg)
+            req_id = self._transfer(
                 ctx,
                 case,
                 pos.market,
@@ -584,23 +620,30 @@ class LiquidatorCore:
                 "backstop",
                 ts,
             )
+            self._reserve(VaultReservation(req_id=req_id, need=need))
+            case.vault_requests.append(req_id)
             self._audit(
                 ctx,
                 case,
                 "backstop",
                 ts,
                 f"vault takes {lots} lots at {price} (equity {case.equity}, "
-                f"maintenance {case.maintenance})",
+                f"maintenance {case.maintenance}; uses {need} of the vault's headroom)",
                 market=pos.market,
                 px=price,
                 sz=lots,
                 counterparty=BACKSTOP_VAULT_ACCOUNT,
             )
 
-    def _ask_adl(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
+    def _ask_adl(self, ctx: Context, case: LiquidationCase, ts: int, why: str = "") -> None:
+        """Ask every risk partition for the opposite positions of the largest position:
+        at the bankruptcy price when equity is negative (what the fund did not pay), at
+        the mark otherwise (the vault cannot carry it: ``why``)."""
         pos = waterfall.largest(case.positions)
         case.stage, case.adl_market = "adl", pos.market
-        case.adl_px = waterfall.bankruptcy_px(pos, case.equity)
+        at_mark = case.equity >= 0
+        case.adl_px = pos.mark_px if at_mark else waterfall.bankruptcy_px(pos, case.equity)
+        case.adl_at_mark = at_mark
         case.adl_answers = []
         case.adl_request = self._next_request(case)
         ctx.broadcast(
@@ -614,23 +657,35 @@ class LiquidatorCore:
                 case_id=case.adl_request,
             ),
         )
+        if at_mark:
+            why = why or f"no deficit left (equity {case.equity})"
+            detail = f"{why}: deleverage {abs(pos.szi)} lots at the mark {case.adl_px}"
+        else:
+            detail = (
+                f"fund cannot cover {-case.equity}: deleverage {abs(pos.szi)} lots "
+                f"at bankruptcy price {case.adl_px} (mark {pos.mark_px})"
+            )
         self._audit(
             ctx,
             case,
             "adl",
             ts,
-            f"fund cannot cover {-case.equity}: deleverage {abs(pos.szi)} lots "
-            f"at bankruptcy price {case.adl_px} (mark {pos.mark_px})",
+            detail,
             market=pos.market,
             px=case.adl_px,
             sz=abs(pos.szi),
-            shortfall=-case.equity,
+            shortfall=max(0, -case.equity),
+            counterparty=BACKSTOP_VAULT_ACCOUNT if at_mark else "",
         )
 
     def _deleverage(self, ctx: Context, case: LiquidationCase, ts: int) -> None:
         """Every partition answered: close the position against the ranked candidates at
-        the bankruptcy price; the others go to the vault at their marks."""
+        the ADL price (bankruptcy, or the mark); what they cannot take, and the other
+        positions at their marks, go to the vault as far as it can carry them. What it
+        cannot stays with the account; the case waits (parked) for room or the
+        cooldown when nothing at all moved."""
         market, px = case.adl_market, case.adl_px
+        price_kind = "the mark" if case.adl_at_mark else "bankruptcy price"
         candidates: list[AdlCandidate] = []
         mark = 0
         for answer in sorted(case.adl_answers, key=lambda a: a.partition):
@@ -659,7 +714,7 @@ class LiquidatorCore:
                     "adl",
                     ts,
                     f"{close.account} closes {close.sz} lots against {case.account} "
-                    f"at bankruptcy price {px}",
+                    f"at {price_kind} {px}",
                     market=market,
                     px=px,
                     sz=close.sz,
@@ -668,11 +723,193 @@ class LiquidatorCore:
                 )
             if ctx.live:
                 metrics.ADL_EVENTS.labels(market).inc()
+        moved = bool(closes)
+        stuck = 0  # headroom the positions left with the account would need
+        cfg = self.config
         if left:
-            self._to_vault(ctx, case, [target], ts, px=px, sz=left)
+            room = self._room(ctx)
+            fit = waterfall.lots_that_fit(target, left, px, self.vault.terms, cfg, room)
+            if fit:
+                self._to_vault(ctx, case, [target], ts, px=px, sz=fit)
+                moved = True
+            if fit < left:
+                rest = left - fit
+                stuck = waterfall.takeover_need(target, rest, px, self.vault.terms, cfg)
+                self._stays(ctx, case, target, rest, px, stuck, ts)
         others = [p for p in case.positions if p.market != market]
-        self._to_vault(ctx, case, others, ts)
+        if others:
+            need = sum(
+                waterfall.takeover_need(p, abs(p.szi), p.mark_px, self.vault.terms, cfg)
+                for p in others
+            )
+            if need <= self._room(ctx):
+                self._to_vault(ctx, case, others, ts)
+                moved = True
+            else:
+                stuck += need
+                for pos in others:  # the next status tries the vault, then ADL, for each
+                    one = waterfall.takeover_need(
+                        pos, abs(pos.szi), pos.mark_px, self.vault.terms, cfg
+                    )
+                    self._stays(ctx, case, pos, abs(pos.szi), pos.mark_px, one, ts)
         case.stage = "adl"
+        if not moved:
+            self._park(case, case_key(case.account, case.market), stuck, ts)
+
+    # ------------------------------------------------------------ the vault's capacity
+
+    def _vault_status(self, msg: VaultStatus, ctx: Context) -> None:
+        """The vault's capacity from its risk partition: the takeovers of this partition
+        it reflects stop being reserved, and parked cases whose need now fits (or whose
+        cooldown passed) try again, in key order."""
+        vault = self.vault
+        counts = msg.takeovers
+        vault.known, vault.ts = True, msg.ts
+        vault.equity, vault.maintenance, vault.notional = msg.equity, msg.maintenance, msg.notional
+        terms = msg.terms
+        if len(terms) != len(vault.terms) or any(
+            a != b for a, b in zip(terms, vault.terms, strict=True)
+        ):
+            vault.terms = list(terms)
+        applied = counts[self.partition] if self.partition < len(counts) else 0
+        for _ in range(applied - vault.applied):  # that many more landed: which, unsaid
+            self._release_smallest()
+        vault.applied = applied
+        self._vault_dirty = True
+        for key in sorted(self._parked) if self._parked else ():
+            case = self.cases.get(key)
+            if case is None:
+                self._parked.discard(key)
+                continue
+            cooled = msg.ts >= case.parked + self.config.cooldown_ms
+            if cooled or case.parked_need <= self._room(ctx):
+                self._unpark(case, key)
+                self.cases.touch(key)
+                self._advance(ctx, case, key, msg.ts)
+        self._export_room(ctx)
+
+    def _reserve(self, reservation: VaultReservation) -> None:
+        """Reserve a takeover's need; ``pending`` stays sorted by need, largest first
+        (equal needs in the order sent)."""
+        pending = self.vault.pending
+        need = reservation.need
+        low, high = 0, len(pending)
+        while low < high:
+            middle = (low + high) // 2
+            if pending[middle].need >= need:
+                low = middle + 1
+            else:
+                high = middle
+        pending.insert(low, reservation)
+        self.vault.reserved += need
+        self._vault_dirty = True
+
+    def _release_smallest(self) -> None:
+        """One more of this partition's takeovers landed on the vault, the status does
+        not say which: the smallest reservation goes, the larger ones stay (so what is
+        still reserved is never less than what is really in flight)."""
+        pending = self.vault.pending
+        if pending:
+            self.vault.reserved -= pending.pop().need
+            self._vault_dirty = True
+
+    def _release(self, req_id: str, ctx: Context) -> None:
+        """A takeover the matcher refused never reaches the vault: no longer reserved. If
+        a status had already counted it as landed (it released the smallest then), one
+        that did land is still reserved: the smallest goes now."""
+        pending = self.vault.pending
+        for index, reservation in enumerate(pending):
+            if reservation.req_id == req_id:
+                del pending[index]
+                self.vault.reserved -= reservation.need
+                self._vault_dirty = True
+                break
+        else:
+            self._release_smallest()
+        self._export_room(ctx)
+
+    def _room(self, ctx: Context) -> int:
+        """What this partition may still take over: its share of the vault's headroom at
+        the last status, less its takeovers the status does not reflect yet (nothing
+        before a first status)."""
+        vault = self.vault
+        share = 0
+        if vault.known:
+            share = waterfall.vault_share(
+                vault.equity,
+                vault.maintenance,
+                vault.notional,
+                self.config,
+                ctx.topics.partitions(topics.LIQUIDATIONS),
+            )
+        return share - vault.reserved
+
+    def _export_room(self, ctx: Context) -> None:
+        if ctx.live:
+            gauge = self._headroom_gauge
+            if gauge is None:  # ``labels()`` costs a few microseconds: looked up once
+                gauge = self._headroom_gauge = metrics.VAULT_HEADROOM.labels(str(self.partition))
+            gauge.set(self._room(ctx) / 1_000_000)
+
+    def _take_over(
+        self,
+        ctx: Context,
+        case: LiquidationCase,
+        positions: list[LiquidatedPosition],
+        ts: int,
+    ) -> None:
+        """The vault takes the positions over at their marks if it can carry them all;
+        otherwise the largest goes to ADL at the mark (the account's equity is not
+        negative here: the fund has paid)."""
+        need = 0
+        for pos in positions:
+            need += waterfall.takeover_need(
+                pos, abs(pos.szi), pos.mark_px, self.vault.terms, self.config
+            )
+        room = self._room(ctx)
+        if need <= room:
+            self._to_vault(ctx, case, positions, ts)
+            self._export_room(ctx)
+            return
+        self._refused(ctx, waterfall.largest(positions).market)
+        self._ask_adl(ctx, case, ts, f"vault headroom {room}, needs {need}")
+
+    def _stays(
+        self,
+        ctx: Context,
+        case: LiquidationCase,
+        pos: LiquidatedPosition,
+        lots: int,
+        px: int,
+        need: int,
+        ts: int,
+    ) -> None:
+        """Lots neither ADL nor the vault could take stay with the account (audited)."""
+        self._refused(ctx, pos.market)
+        self._audit(
+            ctx,
+            case,
+            "capacity",
+            ts,
+            f"vault headroom {self._room(ctx)}, needs {need}: {lots} lots stay with "
+            f"the account until the vault has room or ADL finds candidates",
+            market=pos.market,
+            px=px,
+            sz=lots,
+            counterparty=BACKSTOP_VAULT_ACCOUNT,
+        )
+
+    def _refused(self, ctx: Context, market: str) -> None:
+        if ctx.live:
+            metrics.VAULT_TAKEOVERS_REFUSED.labels(market).inc()
+
+    def _park(self, case: LiquidationCase, key: str, need: int, ts: int) -> None:
+        case.parked, case.parked_need = ts, need
+        self._parked.add(key)
+
+    def _unpark(self, case: LiquidationCase, key: str) -> None:
+        case.parked, case.parked_need = -1, 0
+        self._parked.discard(key)
 
     def _transfer(
         self,
@@ -686,8 +923,9 @@ class LiquidatorCore:
         px: int,
         kind: str,
         ts: int,
-    ) -> None:
+    ) -> str:
         case.awaiting += 1
+        req_id = self._next_request(case)
         ctx.emit(
             topics.MATCHER_IN,
             market,
@@ -701,9 +939,10 @@ class LiquidatorCore:
                 px=px,
                 kind="adl" if kind == "adl" else "backstop",
                 case_id=case.case_id,
-                req_id=self._next_request(case),
+                req_id=req_id,
             ),
         )
+        return req_id
 
     def _next_request(self, case: LiquidationCase) -> str:
         case.requests += 1
@@ -747,6 +986,7 @@ class LiquidatorCore:
                     usd=max(0, -case.equity),
                 ),
             )
+        self._parked.discard(key)
         self.cases.delete(key)
 
     def _watch_debt(self, ctx: Context, case: LiquidationCase, ts: int) -> None:

@@ -8,6 +8,7 @@ import msgspec
 from libs.common.settings import Settings
 
 USD = 1_000_000
+PPM = 1_000_000
 
 
 class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,7 +25,13 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     reduce-only IOC slices of at most ``unwind_slice_ppm`` of it and at most
     ``unwind_max_notional`` per ``unwind_interval_ms``, its limit at most
     ``unwind_max_distance_ppm`` from the mark, one per ``cooldown_ms`` and market
-    (``unwind_slice_ppm`` 0 = no unwind)."""
+    (``unwind_slice_ppm`` 0 = no unwind).
+
+    The vault takes a case over only if, after it, its equity stays at or above
+    ``vault_safety_ppm`` (1.5x) of its maintenance; each of the liquidator's partitions
+    uses at most its equal share of that headroom. With ``vault_stress_ppm`` (0: off)
+    that must hold even after a move of that much against every position it holds
+    (its gross notional) and takes over."""
 
     slice_threshold: int = 100_000 * USD
     slice_ppm: int = 200_000
@@ -39,6 +46,8 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     unwind_max_notional: int = 100_000 * USD
     unwind_interval_ms: int = 10_000
     unwind_max_distance_ppm: int = 5_000
+    vault_safety_ppm: int = 1_500_000
+    vault_stress_ppm: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.slice_ppm <= 1_000_000:
@@ -53,6 +62,10 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("an unwind slice must be within 0..100% and its interval positive")
         if self.unwind_max_notional <= 0 or not 0 < self.unwind_max_distance_ppm < 1_000_000:
             raise ValueError("the unwind cap must be positive and its distance within 0..100%")
+        if self.vault_safety_ppm < PPM:
+            raise ValueError("the vault's safety factor must be at least 1x its maintenance")
+        if not 0 <= self.vault_stress_ppm < PPM:
+            raise ValueError("the vault's stress move must be within 0..100%")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiquidatorConfig:
@@ -67,4 +80,6 @@ class LiquidatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             unwind_max_notional=settings.liquidator_unwind_max_notional_per_interval_usd * USD,
             unwind_interval_ms=settings.liquidator_unwind_interval_ms,
             unwind_max_distance_ppm=settings.liquidator_unwind_max_distance_ppm,
+            vault_safety_ppm=settings.liquidator_vault_safety_ppm,
+            vault_stress_ppm=settings.liquidator_vault_stress_ppm,
         )

@@ -1,4 +1,5 @@
-"""The liquidator's persisted state: a case and the vault's unwind of one market.
+"""The liquidator's persisted state: a case, the vault's unwind of one market and what
+the partition knows of the vault's capacity.
 
 msgspec Struct classes cannot be compiled with mypyc, so they live here, in a plain
 module, and the compiled modules (``cases``, ``waterfall``, ``adl``, ``unwind``: see
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from libs.common.schemas import AdlCandidates, LiquidatedPosition
+from libs.common.schemas import AdlCandidates, LiquidatedPosition, VaultMarketTerms
 
 
 class LiquidationCase(msgspec.Struct, kw_only=True):
@@ -17,7 +18,10 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     (``pending_oid``), transfers to be seen filled (``awaiting``), the fund's answer
     (``claim``) or the ADL candidates of every risk partition (``adl_px`` set).
     ``asset_value`` is what the account's collateral assets count for; ``converted`` once
-    the case asked risk to sell them (once per case)."""
+    the case asked risk to sell them (once per case). ``parked`` is the event time at
+    which neither the vault nor ADL could take the case's positions (-1: not parked):
+    it waits for a vault status with room for ``parked_need`` or for the cooldown.
+    ``vault_requests`` are its takeovers' request ids, so a refused one is released."""
 
     account: str
     opened: int
@@ -37,6 +41,7 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     claim: int = 0
     adl_market: str = ""
     adl_px: int = 0
+    adl_at_mark: bool = False
     adl_answers: list[AdlCandidates] = msgspec.field(default_factory=list)
     adl_request: str = ""
     requests: int = 0
@@ -49,6 +54,9 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     steps: int = 0
     asset_value: int = 0
     converted: bool = False
+    parked: int = -1
+    parked_need: int = 0
+    vault_requests: list[str] = msgspec.field(default_factory=list)
 
 
 class VaultUnwind(msgspec.Struct, kw_only=True):
@@ -67,3 +75,30 @@ class VaultUnwind(msgspec.Struct, kw_only=True):
     last_ts: int = -1
     orders: int = 0
     steps: int = 0
+
+
+class VaultReservation(msgspec.Struct, kw_only=True):
+    """A takeover this partition sent to the vault (the transfer's ``req_id``) and the
+    headroom it uses (``need``), until a vault status reflects it."""
+
+    req_id: str
+    need: int
+
+
+class VaultCapacity(msgspec.Struct, kw_only=True):
+    """The vault's last status as this partition saw it (``known`` once one arrived):
+    equity, maintenance, gross notional, the terms of each market, and ``applied``, how many of this
+    partition's takeovers had landed on the vault. ``pending`` are the takeovers whose
+    need is still reserved (largest need first; ``reserved`` is their sum): each status
+    counting more of them landed releases as many, the smallest first, since it does not
+    say which (the rest stay reserved: never less than what is really in flight)."""
+
+    known: bool = False
+    ts: int = -1
+    equity: int = 0
+    maintenance: int = 0
+    notional: int = 0
+    terms: list[VaultMarketTerms] = msgspec.field(default_factory=list)
+    applied: int = 0
+    pending: list[VaultReservation] = msgspec.field(default_factory=list)
+    reserved: int = 0

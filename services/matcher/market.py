@@ -923,7 +923,11 @@ class MarketEngine:
         self.positions.apply(msg.to_account, not from_buys, msg.sz)
         tid = self.next_tid
         self.next_tid += 1
-        for account, is_buy in ((msg.from_account, from_buys), (msg.to_account, not from_buys)):
+        legs = (
+            (msg.from_account, from_buys, msg.to_account),
+            (msg.to_account, not from_buys, msg.from_account),
+        )
+        for account, is_buy, counterparty in legs:
             ctx.emit(
                 RISK_IN,
                 account,
@@ -939,6 +943,7 @@ class MarketEngine:
                     tid=tid,
                     order_closed=False,
                     kind=msg.kind,
+                    counterparty=counterparty,
                 ),
             )
         self._after_position_change(ctx, msg.from_account)

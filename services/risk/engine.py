@@ -79,7 +79,9 @@ from libs.common.schemas import (
     UpdateLeverage,
     UsdTransfer,
     VaultDeposit,
+    VaultMarketTerms,
     VaultPayout,
+    VaultStatus,
     VaultTransfer,
     VaultUpdate,
     VaultWithdrawal,
@@ -103,6 +105,7 @@ from libs.common.state import (
     is_liquidation_order,
     order_id,
 )
+from libs.common.topics import partition_for
 from services.risk import pretrade, telemetry, vault
 from services.risk.config import RiskConfig
 from services.risk.holds import HoldChange, Holds, claim
@@ -129,6 +132,25 @@ CANNOT_MODIFY = "Cannot modify canceled or filled order"
 # Answers to a modify that the matcher gives before touching the order: it rests as it was.
 MODIFY_REFUSALS = frozenset(
     {"modifyRejected", "rejected", "oracleRejected", "minTradeNtlRejected", "badAloPxRejected"}
+)
+
+# Inputs that can change the backstop vault's equity, maintenance or takeover counts
+# (a fill only when it is the vault's): its partition checks them for a VaultStatus.
+VAULT_INPUTS = frozenset(
+    {
+        FillLeg,
+        MarkUpdate,
+        FundingUpdate,
+        TransferIn,
+        Deposit,
+        Withdraw,
+        UsdTransfer,
+        VaultDeposit,
+        VaultWithdrawal,
+        AssetTakeover,
+        InsuranceCredit,
+        MarketConfigured,
+    }
 )
 
 # A liquidation to raise: (-shortfall, account, market ("" = cross), equity, maintenance),
@@ -159,6 +181,7 @@ class RiskCore:
         # Accounts with a cross or isolated liquidation open: derived from the flags.
         self._in_liquidation: set[str] = set()
         self._exported_ts = 0  # event time of the last gauge export (telemetry only)
+        self._vault_terms: tuple[VaultMarketTerms, ...] | None = None  # derived from specs
         self._encoder = msgspec.msgpack.Encoder()
         self._handlers: dict[type, Callable[[Any, Context], None]] = {
             FillLeg: self._fill,
@@ -193,9 +216,13 @@ class RiskCore:
     # ------------------------------------------------------------ runtime protocol
 
     def apply(self, message: Any, ctx: Context) -> None:
-        handler = self._handlers.get(type(message))
+        kind = type(message)
+        handler = self._handlers.get(kind)
         if handler is not None:
             handler(message, ctx)
+            if kind in VAULT_INPUTS and BACKSTOP_VAULT_ACCOUNT in self.accounts:
+                if kind is not FillLeg or message.account == BACKSTOP_VAULT_ACCOUNT:
+                    self._vault_capacity(message.ts, ctx)
 
     def take_changes(self) -> dict[str, bytes | None]:
         changes: dict[str, bytes | None] = {}
@@ -222,6 +249,7 @@ class RiskCore:
         )
         self.markets = self.table.copy()
         self._holds = Holds()
+        self._vault_terms = None
         self.exposures.registry = self.markets
         self._specs = {spec.name: spec for spec in self.markets}
         for name, params in self.overrides.by_market.items():
@@ -974,6 +1002,8 @@ class RiskCore:
         if msg.account in VENUE_ACCOUNTS:
             self._export_venue_account(acct, ctx)
         if msg.account == BACKSTOP_VAULT_ACCOUNT:
+            if msg.kind == "backstop" and msg.counterparty:
+                self._count_takeover(msg.counterparty, ctx)
             self._vault_status(acct, msg.kind, msg.ts, ctx)
 
     def _order_result(self, msg: OrderResult, ctx: Context) -> None:
@@ -1449,6 +1479,73 @@ class RiskCore:
             ),
         )
 
+    def _count_takeover(self, counterparty: str, ctx: Context) -> None:
+        """A backstop takeover landed on the vault: one more for the liquidator partition
+        of the case (keyed by the account that gave the position up)."""
+        partition = partition_for(counterparty, ctx.topics.partitions(topics.LIQUIDATIONS))
+        counts = self.venue.vault_takeovers
+        if len(counts) <= partition:
+            counts.extend([0] * (partition + 1 - len(counts)))
+        counts[partition] += 1
+        self._venue_dirty = True
+
+    def _vault_capacity(self, ts: int, ctx: Context) -> None:
+        """On the vault's partition, after an input that may have changed it: the vault's
+        equity, maintenance and takeover counts to every liquidator partition, when one
+        of them (or a market's terms) differs from the last status."""
+        vault = self.accounts.get(BACKSTOP_VAULT_ACCOUNT)
+        if vault is None:
+            return
+        ex = self.exposures
+        row = ex.row(vault.address)
+        equity, maintenance = ex.equity(row), ex.maintenance_of(row)
+        notional = 0
+        for market, pos in vault.positions.items():
+            if pos.szi:
+                mark = self._mark_px(market)
+                notional += abs(pos.szi) * mark if mark else pos.entry_ntl
+        terms = self._vault_terms
+        if terms is None:
+            terms = self._vault_terms = self._takeover_terms()
+        counts = self.venue.vault_takeovers
+        reported = [equity, maintenance, notional, len(counts), *counts]
+        for term in terms:
+            reported += (term.maintenance_ppm, term.fee_ppm)
+        if reported == self.venue.vault_reported:
+            return
+        self.venue.vault_reported = reported
+        self._venue_dirty = True
+        ctx.broadcast(
+            topics.LIQUIDATIONS,
+            vault.address,
+            VaultStatus(
+                ts=ts,
+                account=vault.address,
+                equity=equity,
+                maintenance=maintenance,
+                notional=notional,
+                takeovers=tuple(counts),
+                terms=terms,
+            ),
+        )
+
+    def _takeover_terms(self) -> tuple[VaultMarketTerms, ...]:
+        """Per market, by name: the top tier's maintenance rate (ppm, rounded up) and
+        the transfer fee, the most a takeover there can add per dollar of notional."""
+        terms = []
+        for name in sorted(self._specs):
+            spec = self._specs[name]
+            table = margin_table(spec)
+            top = max(table.rates)
+            terms.append(
+                VaultMarketTerms(
+                    market=name,
+                    maintenance_ppm=div_ceil(top * PPM, table.scale),
+                    fee_ppm=max(0, spec.transfer_fee_ppm),
+                )
+            )
+        return tuple(terms)
+
     def _liquidated_position(self, market: str, pos: PositionState) -> LiquidatedPosition:
         mark = self._mark_px(market) or pos.entry_ntl // abs(pos.szi)
         # position_terms' maintenance without its other terms (valued at cost without a mark)
@@ -1750,6 +1847,7 @@ class RiskCore:
     def _use_spec(self, spec: MarketSpec) -> None:
         self.markets.update(spec)
         self._specs[spec.name] = spec
+        self._vault_terms = None
         self.exposures.registry = self.markets
 
     def _export_venue_account(self, acct: AccountState, ctx: Context) -> None:

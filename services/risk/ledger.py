@@ -21,7 +21,11 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     the vault's accounts. ``open_bad_debt`` holds the liquidation cases with negative
     equity not yet absorbed (case id to deficit, from the liquidator's notices): while
     any is open, withdrawals and transfers out wait. ``insurance_peak`` is the highest
-    balance the fund's account reached (on the fund's partition), for its drawdown."""
+    balance the fund's account reached (on the fund's partition), for its drawdown.
+    On the vault's partition, ``vault_takeovers[p]`` counts the backstop takeovers the
+    vault received from the cases of liquidator partition ``p`` and ``vault_reported``
+    is what its last ``VaultStatus`` said (equity, maintenance, counts, terms), so a
+    status goes out only when one of them changed."""
 
     fees: int = 0
     insurance: int = 0
@@ -33,6 +37,8 @@ class VenueLedger(msgspec.Struct, kw_only=True):
     vault_paid: int = 0
     open_bad_debt: dict[str, int] = msgspec.field(default_factory=dict)
     insurance_peak: int = 0
+    vault_takeovers: list[int] = msgspec.field(default_factory=list)
+    vault_reported: list[int] = msgspec.field(default_factory=list)
 
     def accrue_fee(self, fee: int, insurance_ppm: int, vault_ppm: int) -> None:
         self.fees += fee

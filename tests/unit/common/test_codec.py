@@ -70,12 +70,15 @@ from libs.common.schemas import (
     UpdateLeverage,
     UsdTransfer,
     VaultDeposit,
+    VaultMarketTerms,
     VaultPayout,
+    VaultStatus,
     VaultTransfer,
     VaultUpdate,
     VaultWithdrawal,
     Withdraw,
 )
+from libs.common.state import BACKSTOP_VAULT_ACCOUNT
 
 ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b2" * 20
@@ -402,6 +405,18 @@ SAMPLES: list[tuple[str, Message]] = [
                 ),
             ),
             case_id="c#1",
+        ),
+    ),
+    (
+        topics.LIQUIDATIONS,
+        VaultStatus(
+            ts=17,
+            account=BACKSTOP_VAULT_ACCOUNT,
+            equity=250_000_000_000,
+            maintenance=1_900_000_000,
+            notional=190_000_000_000,
+            takeovers=(3, 0, 1, 0),
+            terms=(VaultMarketTerms(market="BTC", maintenance_ppm=50_000, fee_ppm=0),),
         ),
     ),
     (

@@ -66,6 +66,8 @@ def scenarios(draw: Any) -> dict[str, Any]:
         "slices": draw(st.booleans()),
         "cap": draw(st.sampled_from([0, 15_000, 60_000])),  # USD per second, 0: none
         "unwind": draw(st.booleans()),  # the vault sends what it took over to the book
+        # no vault (everything it cannot carry goes to ADL), a thin one, a deep one
+        "vault": draw(st.sampled_from([0, 500, 1_000_000])),
     }
 
 
@@ -84,7 +86,7 @@ def run(case: dict[str, Any]) -> tuple[Bus, int]:
     for who, cash in zip(TRADERS, case["cash"], strict=True):
         deposit(bus, who, str(cash))
         deposits += usd(str(cash))
-    for who, cash in ((CAROL, 500_000), (EVE, 1_000), (FUND, case["fund"]), (VAULT, 1_000_000)):
+    for who, cash in ((CAROL, 500_000), (EVE, 1_000), (FUND, case["fund"]), (VAULT, case["vault"])):
         if cash:
             deposit(bus, who, str(cash))
             deposits += usd(str(cash))

@@ -26,6 +26,7 @@ def test_the_log_holds_whole_waterfalls() -> None:
         "LiquidationReport",
         "InsuranceAnswer",
         "AdlCandidates",
+        "VaultStatus",
     }
 
 

@@ -32,6 +32,7 @@ def test_the_backstop_vault_takes_over_a_long_at_the_given_price() -> None:
             tid=3,
             order_closed=False,
             kind="backstop",
+            counterparty=VAULT,
         ),
         FillLeg(
             ts=venue.now,
@@ -45,6 +46,7 @@ def test_the_backstop_vault_takes_over_a_long_at_the_given_price() -> None:
             tid=3,
             order_closed=False,
             kind="backstop",
+            counterparty=ALICE,  # so the vault's risk partition knows whose case it was
         ),
     ]
     assert sent.trades == []  # not a trade on the public tape
@@ -58,9 +60,9 @@ def test_an_adl_close_moves_part_of_a_short_to_its_counterparty() -> None:
     sent = venue.transfer(
         ALICE, BOB, from_is_long=False, size_text="0.2", price_text="120000", kind="adl"
     )
-    assert [(f.account, f.is_buy, f.px, f.sz, f.kind) for f in sent.fills] == [
-        (ALICE, True, px("120000"), sz("0.2"), "adl"),
-        (BOB, False, px("120000"), sz("0.2"), "adl"),
+    assert [(f.account, f.is_buy, f.px, f.sz, f.kind, f.counterparty) for f in sent.fills] == [
+        (ALICE, True, px("120000"), sz("0.2"), "adl", BOB),
+        (BOB, False, px("120000"), sz("0.2"), "adl", ALICE),
     ]
     assert (venue.position(ALICE), venue.position(BOB)) == ("-0.3", "0.3")
 
