@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         "above this multiple of its maintenance afterwards (ppm: 1,500,000 = 1.5x)",
     )
     liquidator_vault_stress_ppm: int = Field(
-        0,
+        100_000,
         description="...and still after a move of this much (ppm) against every position "
         "it holds and takes over (0: no stress move)",
     )
