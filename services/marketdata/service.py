@@ -12,6 +12,7 @@ topics (exactly-once: table changes, outputs and input offsets commit together):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from libs.common.schemas import AccountFill, FeeTier, MarkPrice, Trade
 from libs.common.settings import Settings
 from libs.common.topics import partition_for
 from services.marketdata.candles import INTERVALS, Candle, as_row, fold, from_row
+from services.marketdata.changelogs import prepare_changelogs
 from services.marketdata.daystats import DayStats, MinuteBucket, advance, record_trade
 from services.marketdata.delivery import commit_only_delivered
 from services.marketdata.fees import (
@@ -375,6 +377,12 @@ def main() -> None:
     settings = Settings()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     app = build_app(settings)
+    # on a loop of its own: faust makes and runs its own once the worker starts
+    setup = asyncio.new_event_loop()
+    try:
+        setup.run_until_complete(prepare_changelogs(app, settings))
+    finally:
+        setup.close()
     worker = BoundedStopWorker(
         app,
         loglevel=settings.log_level.lower(),
