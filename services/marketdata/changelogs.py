@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from libs.common.settings import Settings
 
@@ -38,7 +38,22 @@ def changelog_topics(app: Any) -> dict[str, int]:
 
 async def prepare_changelogs(app: Any, settings: Settings) -> None:
     """Create the missing changelog topics (compacted, as faust would) and wait until
-    every partition of each has a leader. Raises TimeoutError if they are not ready."""
+    every partition of each has a leader; a broker not up yet is waited for. Raises
+    after ``READY_WITHIN_S`` if the topics are still not ready."""
+    deadline = time.monotonic() + READY_WITHIN_S
+    while True:
+        try:
+            await _create(app, settings)
+            await _wait_for_leaders(settings.kafka_bootstrap, changelog_topics(app), deadline)
+            return
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("changelog topics not ready (%r); retrying", exc)
+            await asyncio.sleep(1.0)
+
+
+async def _create(app: Any, settings: Settings) -> None:
     wanted = changelog_topics(app)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -61,11 +76,9 @@ async def prepare_changelogs(app: Any, settings: Settings) -> None:
                 pass
     finally:
         await admin.close()
-    await _wait_for_leaders(settings.kafka_bootstrap, wanted)
 
 
-async def _wait_for_leaders(bootstrap: str, wanted: dict[str, int]) -> None:
-    deadline = time.monotonic() + READY_WITHIN_S
+async def _wait_for_leaders(bootstrap: str, wanted: dict[str, int], deadline: float) -> None:
     client = AIOKafkaClient(bootstrap_servers=bootstrap)
     await client.bootstrap()
     try:

@@ -18,6 +18,9 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaClient
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from libs.common import topics
 from libs.common.admin import ensure_topics
@@ -38,6 +41,8 @@ from libs.common.topics import partition_for
 from libs.localstack import LocalStack, free_ports
 from libs.localstack.procs import ServiceProcess
 from services.gateway.app import Gateway
+from services.marketdata.changelogs import changelog_topics, prepare_changelogs
+from services.marketdata.service import build_app
 from tests.conftest import make_settings
 from tests.support.bus import produce, read_topic, set_topic_config, wait_for
 
@@ -226,6 +231,49 @@ async def test_restart_mid_stream_gives_the_same_candles_stats_and_tiers(
         1_010_000,
         1_234_567,
     )
+
+
+async def test_the_changelog_topics_exist_with_leaders_before_the_worker_starts(
+    fresh: tuple[Settings, aioredis.Redis],
+) -> None:
+    """Each table's changelog topic is created compacted, with the table's partitions,
+    and every partition has a leader, before faust subscribes (no PartitionsMismatch)."""
+    settings, _ = fresh
+    app = build_app(settings)
+    wanted = changelog_topics(app)
+    assert sorted(name.rsplit("-", 2)[-2] for name in wanted) == [
+        "applied",
+        "candles",
+        "day_stats",
+        "fee_days",
+        "minute_buckets",
+        "volumes",
+    ]
+    await prepare_changelogs(app, settings)
+    await prepare_changelogs(app, settings)  # a second worker of the group: nothing to do
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap)
+    await client.bootstrap()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        cluster = await client.fetch_all_metadata()
+        for name, partitions in wanted.items():
+            assert partitions == 4
+            assert len(cluster.available_partitions_for_topic(name) or ()) == partitions
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(wanted)]
+        )
+        policies = [
+            entry[1]
+            for response in described
+            for resource in response.resources
+            for entry in resource[4]
+            if entry[0] == "cleanup.policy"
+        ]
+        assert policies == ["compact"] * 6
+    finally:
+        await admin.close()
+        await client.close()
 
 
 async def test_fee_tier_commands_the_broker_refuses_are_not_committed_away(
