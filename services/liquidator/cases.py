@@ -50,6 +50,7 @@ from libs.common.schemas import (
 from libs.common.state import (
     BACKSTOP_VAULT_ACCOUNT,
     INSURANCE_FUND_ACCOUNT,
+    ORDER_SLOTS,
     liquidation_order_id,
 )
 from services.liquidator import adl, unwind, waterfall
@@ -190,16 +191,27 @@ class LiquidatorCore:
             case.credit_seen = True
         self._watch_debt(ctx, case, ts)
         if not below:
-            # risk reports a liability behind assets as below (the sale is `_advance`'s);
-            # not below with one means its sale found the oracle not valid: the case ends
-            if positions or equity >= 0:
-                self._close(ctx, case, key, "recovered" if positions else "closed", ts)
-            elif not case.claim:  # flat but below zero: the fund's turn
-                self._claim(ctx, case, ts)
+            if case.awaiting:
+                # a transfer of the case is still on its way: its landing (a status) or
+                # its refusal (a report) must find the case, or a refused takeover's
+                # reservation would never be released; the case ends once they are in
+                case.recovered = True
+                return
+            self._settle(ctx, case, key, ts)
             return
+        case.recovered = False
         if first:
             self._cancel_orders(ctx, case, ts, msg.open_orders)
         self._advance(ctx, case, key, ts)
+
+    def _settle(self, ctx: Context, case: LiquidationCase, key: str, ts: int) -> None:
+        """The account is no longer below maintenance and nothing of the case is on its
+        way. Risk reports a liability behind assets as below (the sale is `_advance`'s);
+        not below with one means its sale found the oracle not valid: the case ends."""
+        if case.positions or case.equity >= 0:
+            self._close(ctx, case, key, "recovered" if case.positions else "closed", ts)
+        elif not case.claim:  # flat but below zero: the fund's turn
+            self._claim(ctx, case, ts)
 
     def _report(self, msg: LiquidationReport, ctx: Context) -> None:
         if msg.account == BACKSTOP_VAULT_ACCOUNT:
@@ -229,6 +241,9 @@ class LiquidatorCore:
                 case.vault_requests.remove(msg.req_id)
                 self._release(msg.req_id, ctx)
             self._audit(ctx, case, case.stage, msg.ts, f"transfer refused: {msg.error}")
+            if case.recovered and not case.awaiting:
+                self._settle(ctx, case, key, msg.ts)
+                return
         else:
             return
         self._advance(ctx, case, key, msg.ts)
@@ -416,8 +431,11 @@ class LiquidatorCore:
 
     # ------------------------------------------------------------ the waterfall
 
-    def _advance(self, ctx: Context, case: LiquidationCase, key: str, ts: int) -> None:
-        """The next step, once nothing the case asked for is outstanding."""
+    def _advance(
+        self, ctx: Context, case: LiquidationCase, key: str, ts: int, slot: int = 0
+    ) -> None:
+        """The next step, once nothing the case asked for is outstanding (``slot``: the
+        oid slot of a book order it sends, when one record advances several cases)."""
         if case.pending_oid or case.awaiting or case.claim or case.adl_px:
             return
         # compiled, each read of a struct's field is a Python attribute lookup: read once
@@ -464,7 +482,7 @@ class LiquidatorCore:
             case.book_failed = True
             self._take_over(ctx, case, positions, ts)
             return
-        oid = liquidation_order_id(ctx.offset, ctx.partition)
+        oid = liquidation_order_id(ctx.offset, ctx.partition, slot)
         case.stage, case.pending_oid, case.pending_sz, case.last_slice_ts = "book", oid, sz, ts
         case.order_equity = equity
         if max_book_notional:
@@ -772,11 +790,19 @@ class LiquidatorCore:
         ):
             vault.terms = list(terms)
         applied = counts[self.partition] if self.partition < len(counts) else 0
+        # cumulative: a count below the last one (a status from before it, or counts
+        # re-hashed over a new number of partitions) releases nothing twice
         for _ in range(applied - vault.applied):  # that many more landed: which, unsaid
             self._release_smallest()
-        vault.applied = applied
+        vault.applied = max(applied, vault.applied)
         self._vault_dirty = True
+        # each case advanced here may send a book order from this one record: each gets
+        # its own oid slot, so at most ORDER_SLOTS of them per status (the rest stay
+        # parked for the next status, in key order)
+        slot = 0
         for key in sorted(self._parked) if self._parked else ():
+            if slot == ORDER_SLOTS:
+                break
             case = self.cases.get(key)
             if case is None:
                 self._parked.discard(key)
@@ -785,7 +811,8 @@ class LiquidatorCore:
             if cooled or case.parked_need <= self._room(ctx):
                 self._unpark(case, key)
                 self.cases.touch(key)
-                self._advance(ctx, case, key, msg.ts)
+                self._advance(ctx, case, key, msg.ts, slot)
+                slot += 1
         self._export_room(ctx)
 
     def _reserve(self, reservation: VaultReservation) -> None:

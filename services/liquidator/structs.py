@@ -21,7 +21,9 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     the case asked risk to sell them (once per case). ``parked`` is the event time at
     which neither the vault nor ADL could take the case's positions (-1: not parked):
     it waits for a vault status with room for ``parked_need`` or for the cooldown.
-    ``vault_requests`` are its takeovers' request ids, so a refused one is released."""
+    ``vault_requests`` are its takeovers' request ids, so a refused one is released.
+    ``recovered``: a status said the account is no longer below maintenance while some
+    of its transfers were still on their way; the case ends once they are in."""
 
     account: str
     opened: int
@@ -57,6 +59,7 @@ class LiquidationCase(msgspec.Struct, kw_only=True):
     parked: int = -1
     parked_need: int = 0
     vault_requests: list[str] = msgspec.field(default_factory=list)
+    recovered: bool = False
 
 
 class VaultUnwind(msgspec.Struct, kw_only=True):

@@ -28,6 +28,7 @@ from libs.common.schemas import (
     LiquidationStatus,
     LiquidationStep,
     LiquidationTrigger,
+    NewOrder,
     PositionTransfer,
     VaultMarketTerms,
     VaultStatus,
@@ -399,3 +400,101 @@ def test_a_stress_move_counts_against_what_the_vault_holds_and_takes() -> None:
     assert transfers(outs) == [(BOB, VAULT, 100_000, 945_000, "backstop")]
     d.send(vault_status(2, 100_000 * USD, 945 * USD, (1,), notional=94_500 * USD))
     assert room(d) == 22_283_125_000
+
+
+def position(market: str, lots: int, mark: int) -> LiquidatedPosition:
+    return LiquidatedPosition(
+        market=market, szi=lots, entry_ntl=lots * mark, mark_px=mark, maintenance=0
+    )
+
+
+def test_a_takeover_refused_after_the_account_recovered_is_released_all_the_same() -> None:
+    """Alice's 1 BTC at 94,500 ($94,500: needs 1.5 x 5% = $7,087.50) and 10 ETH at
+    3,500 ($35,000: needs $2,625) both go to the vault. The BTC takeover lands and
+    lifts her above maintenance while the ETH one is still on its way, then refused:
+    the case waits for it, releases the ETH reservation by its id, and the next status
+    counting the BTC takeover leaves the partition its whole share again ($25,000)."""
+    eth = VaultMarketTerms(market="ETH", maintenance_ppm=50_000)
+    d = core()
+    d.send(VaultStatus(ts=1, account=VAULT, equity=100_000 * USD, maintenance=0, terms=(BTC, eth)))
+    assert room(d) == 25_000 * USD
+    both = (position("BTC", 100_000, 945_000), position("ETH", 1_000_000, 35_000))
+    status = LiquidationStatus(
+        ts=1,
+        account=ALICE,
+        equity=500 * USD,
+        maintenance=2_000 * USD,
+        collateral=0,
+        positions=both,
+        below=True,
+        reason="trigger",
+        open_orders=False,
+    )
+    outs = d.send(
+        LiquidationTrigger(
+            ts=1, account=ALICE, equity=500 * USD, maintenance=2_000 * USD, status=status
+        )
+    )
+    sent = {t.market: t for t in of_type(outs, PositionTransfer)}
+    assert sorted(sent) == ["BTC", "ETH"]
+    assert room(d) == 25_000 * USD - 7_087_500_000 - 2_625 * USD
+    # the BTC takeover lands: above maintenance, the ETH transfer still on its way
+    landed = msgspec.structs.replace(
+        status, ts=2, maintenance=300 * USD, positions=both[1:], below=False, reason="backstop"
+    )
+    outs = d.send(landed)
+    assert not [s for s in of_type(outs, LiquidationStep) if s.stage == "recovered"]
+    assert d.core.cases.get(ALICE) is not None
+    refused = LiquidationReport(
+        ts=3,
+        account=ALICE,
+        market="ETH",
+        oid=0,
+        status="transferRejected",
+        filled_sz=0,
+        error="no position",
+        req_id=sent["ETH"].req_id,
+    )
+    outs = d.send(refused)
+    assert [s.stage for s in of_type(outs, LiquidationStep)][-1] == "recovered"
+    assert d.core.cases.get(ALICE) is None
+    assert room(d) == 25_000 * USD - 7_087_500_000  # only BTC's need is still reserved
+    d.send(
+        VaultStatus(
+            ts=4,
+            account=VAULT,
+            equity=100_000 * USD,
+            maintenance=0,
+            takeovers=(1,),
+            terms=(BTC, eth),
+        )
+    )
+    assert room(d) == 25_000 * USD
+
+
+def test_cases_a_status_unparks_send_their_orders_under_distinct_oids() -> None:
+    """Alice and Bob are parked (a full vault, no ADL candidate); the mark bounces to
+    equity $1,500 against $1,890 of maintenance (above 2/3 of it: the book's turn);
+    one status with room unparks both in the same record: two orders, two oids."""
+    d = core()
+    for who in (ALICE, BOB):
+        outs = d.send(trigger(who, 1, 1_000 * USD, 1_890 * USD, 200_000, 945_000))
+        query = of_type(outs, AdlQuery)[0]
+        d.send_all(answers(who, query.case_id, [], ts=2))
+        assert d.core.cases.get(who).parked >= 0  # type: ignore[attr-defined]
+    for who in (ALICE, BOB):
+        bounced = LiquidationStatus(
+            ts=3,
+            account=who,
+            equity=1_500 * USD,
+            maintenance=1_890 * USD,
+            collateral=0,
+            positions=(long_btc(200_000, 945_000),),
+            below=True,
+            reason="mark",
+        )
+        d.send(bounced)
+    outs = d.send(vault_status(4, 10_000_000 * USD))
+    orders = of_type(outs, NewOrder)
+    assert sorted(o.account for o in orders) == [ALICE, BOB]
+    assert len({o.oid for o in orders}) == 2
