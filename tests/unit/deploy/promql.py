@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# marketdata keeps its two counters in its own module: imported here, they are in the
+# registry whatever else this test run imported
+import services.marketdata.service  # noqa: F401
 from libs.common.metrics import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
