@@ -84,8 +84,11 @@ def long_btc(lots: int, mark: int) -> LiquidatedPosition:
     )
 
 
-def trigger(account: str, ts: int, equity: int, maintenance: int, lots: int, mark: int) -> Any:
-    status = LiquidationStatus(
+def below(
+    account: str, ts: int, equity: int, maintenance: int, lots: int, mark: int, reason: str
+) -> LiquidationStatus:
+    """Risk's status of an account with one long BTC position, below maintenance."""
+    return LiquidationStatus(
         ts=ts,
         account=account,
         equity=equity,
@@ -93,9 +96,13 @@ def trigger(account: str, ts: int, equity: int, maintenance: int, lots: int, mar
         collateral=0,
         positions=(long_btc(lots, mark),),
         below=True,
-        reason="trigger",
+        reason=reason,
         open_orders=False,
     )
+
+
+def trigger(account: str, ts: int, equity: int, maintenance: int, lots: int, mark: int) -> Any:
+    status = below(account, ts, equity, maintenance, lots, mark, "trigger")
     return LiquidationTrigger(
         ts=ts, account=account, equity=equity, maintenance=maintenance, status=status
     )
@@ -227,16 +234,7 @@ def test_a_parked_case_waits_for_the_cooldown_without_a_status() -> None:
     outs = d.send(trigger(ALICE, 1_000, 500 * USD, 1_880 * USD, 200_000, 940_000))
     request = of_type(outs, AdlQuery)[0].case_id
     d.send_all(answers(ALICE, request, [], 1_000))
-    mark = LiquidationStatus(
-        ts=1_500,
-        account=ALICE,
-        equity=400 * USD,
-        maintenance=1_880 * USD,
-        collateral=0,
-        positions=(long_btc(200_000, 939_500),),
-        below=True,
-        reason="mark",
-    )
+    mark = below(ALICE, 1_500, 400 * USD, 1_880 * USD, 200_000, 939_500, "mark")
     assert d.send(mark) == []  # within the cooldown (1 s): nothing asked again
     later = msgspec.structs.replace(mark, ts=2_000)
     assert len(of_type(d.send(later), AdlQuery)) == 4  # ADL is asked again
@@ -483,17 +481,7 @@ def test_cases_a_status_unparks_send_their_orders_under_distinct_oids() -> None:
         d.send_all(answers(who, query.case_id, [], ts=2))
         assert d.core.cases.get(who).parked >= 0  # type: ignore[attr-defined]
     for who in (ALICE, BOB):
-        bounced = LiquidationStatus(
-            ts=3,
-            account=who,
-            equity=1_500 * USD,
-            maintenance=1_890 * USD,
-            collateral=0,
-            positions=(long_btc(200_000, 945_000),),
-            below=True,
-            reason="mark",
-        )
-        d.send(bounced)
+        d.send(below(who, 3, 1_500 * USD, 1_890 * USD, 200_000, 945_000, "mark"))
     outs = d.send(vault_status(4, 10_000_000 * USD))
     orders = of_type(outs, NewOrder)
     assert sorted(o.account for o in orders) == [ALICE, BOB]
