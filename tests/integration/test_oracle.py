@@ -229,8 +229,9 @@ async def test_live_adapters_feed_the_index_through_kafka(
     assert eth and {(p.status, p.px) for p in eth} == {("stale", 0)}  # no source has ETH
 
 
-@pytest.fixture
-def oracle_process(settings: Settings, tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
+def start_oracle(settings: Settings, tmp_path: Path) -> tuple[ServiceProcess, str]:
+    """The oracle as a process on free ports, its simulated source steady (no
+    volatility), an index every 200 ms; with the URL of its control API."""
     control, metrics_port = free_ports(2)
     path = config_file(tmp_path, ("port = 19110", f"port = {control}"))
     proc = ServiceProcess(
@@ -243,8 +244,14 @@ def oracle_process(settings: Settings, tmp_path: Path) -> Iterator[tuple[Service
         metrics_port=metrics_port,
         operator_token="ops-token",
     ).start()
+    return proc, f"http://127.0.0.1:{control}"
+
+
+@pytest.fixture
+def oracle_process(settings: Settings, tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
+    proc, url = start_oracle(settings, tmp_path)
     try:
-        yield proc, f"http://127.0.0.1:{control}"
+        yield proc, url
     finally:
         proc.stop()
 
@@ -386,22 +393,11 @@ async def test_the_oracle_rides_out_a_redis_restart(settings: Settings, tmp_path
     """Redis goes away under a running oracle: an override is answered 503 at once (not
     applied), the index keeps flowing, the process lives; once Redis is back (empty: it
     kept nothing) the next override is applied and kept, and survives a crash."""
-    redis_port, control, metrics_port = free_ports(3)
+    (redis_port,) = free_ports(1)
     redis = PrivateRedis(redis_port, tmp_path / "redis")
     redis.start()
     private = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{redis_port}/0"})
-    path = config_file(tmp_path, ("port = 19110", f"port = {control}"))
-    proc = ServiceProcess(
-        "oracle",
-        private,
-        tmp_path / "logs",
-        oracle_config_file=path,
-        oracle_volatility_bps=0,
-        oracle_interval_ms=200,
-        metrics_port=metrics_port,
-        operator_token="ops-token",
-    ).start()
-    url = f"http://127.0.0.1:{control}"
+    proc, url = start_oracle(private, tmp_path)
     freeze = {"market": "BTC", "action": "freeze", "operator": "alice", "reason": "drill"}
 
     async def btc_is(wanted: str) -> bool:
