@@ -22,23 +22,45 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
     """Create every registry topic that is missing; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    wanted = [
+        NewTopic(name, t.partitions, replication, topic_configs=t.config())
+        for name, t in settings.topics.all()
+    ]
+    return await create_missing(settings.kafka_bootstrap, wanted)
+
+
+async def create_missing(bootstrap: str, topics: list[NewTopic]) -> list[str]:
+    """Create those of ``topics`` that do not exist yet; returns the names created (one
+    created meanwhile by another process counts as existing)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, t.partitions, replication, topic_configs=t.config())
-            for name, t in settings.topics.all()
-            if name not in existing
-        ]
-        if wanted:
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
             try:
-                await admin.create_topics(wanted)
+                await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass
-        return [t.name for t in wanted]
+        return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def unready_topics(bootstrap: str, partitions: dict[str, int]) -> list[str]:
+    """The topics (name -> partitions) without a leader for every partition yet: a topic
+    just created has none for a moment, and its metadata lists no partition."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        cluster = await client.fetch_all_metadata()
+        return sorted(
+            name
+            for name, count in partitions.items()
+            if len(cluster.available_partitions_for_topic(name) or ()) != count
+        )
+    finally:
+        await client.close()
 
 
 async def wait_for_kafka(bootstrap: str, within_s: float) -> bool:

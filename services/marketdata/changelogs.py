@@ -17,10 +17,10 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaClient
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
 
+from libs.common.admin import create_missing, unready_topics
 from libs.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,60 +40,27 @@ async def prepare_changelogs(app: Any, settings: Settings) -> None:
     """Create the missing changelog topics (compacted, as faust would) and wait until
     every partition of each has a leader; a broker not up yet is waited for. Raises
     after ``READY_WITHIN_S`` if the topics are still not ready."""
+    wanted = changelog_topics(app)
+    topics = [
+        NewTopic(
+            name,
+            partitions,
+            app.conf.topic_replication_factor,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+        for name, partitions in wanted.items()
+    ]
     deadline = time.monotonic() + READY_WITHIN_S
     while True:
         try:
-            await _create(app, settings)
-            await _wait_for_leaders(settings.kafka_bootstrap, changelog_topics(app), deadline)
+            await create_missing(settings.kafka_bootstrap, topics)
+            unready = await unready_topics(settings.kafka_bootstrap, wanted)
+        except KafkaError as exc:  # the broker is not up yet
+            unready = [repr(exc)]
+        if not unready:
+            log.info("changelog topics ready", extra={"topics": sorted(wanted)})
             return
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("changelog topics not ready (%r); retrying", exc)
-            await asyncio.sleep(1.0)
-
-
-async def _create(app: Any, settings: Settings) -> None:
-    wanted = changelog_topics(app)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                name,
-                partitions,
-                app.conf.topic_replication_factor,
-                topic_configs={"cleanup.policy": "compact"},
-            )
-            for name, partitions in wanted.items()
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:  # another worker of the group was first
-                pass
-    finally:
-        await admin.close()
-
-
-async def _wait_for_leaders(bootstrap: str, wanted: dict[str, int], deadline: float) -> None:
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
-    await client.bootstrap()
-    try:
-        while True:
-            cluster = await client.fetch_all_metadata()
-            unready = sorted(
-                name
-                for name, partitions in wanted.items()
-                if len(cluster.available_partitions_for_topic(name) or ()) != partitions
-            )
-            if not unready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"changelog topics without leaders: {', '.join(unready)}")
-            log.info("waiting for changelog partition leaders", extra={"topics": unready})
-            await asyncio.sleep(0.2)
-    finally:
-        await client.close()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"changelog topics not ready: {', '.join(unready)}")
+        log.info("waiting for changelog topics", extra={"unready": unready})
+        await asyncio.sleep(0.2)

@@ -31,8 +31,8 @@ from libs.common import codec, metrics, topics
 from libs.common.schemas import AccountFill, FeeTier, MarkPrice, Trade
 from libs.common.settings import Settings
 from libs.common.topics import partition_for
+from services.marketdata import changelogs
 from services.marketdata.candles import INTERVALS, Candle, as_row, fold, from_row
-from services.marketdata.changelogs import prepare_changelogs
 from services.marketdata.daystats import DayStats, MinuteBucket, advance, record_trade
 from services.marketdata.delivery import commit_only_delivered
 from services.marketdata.fees import (
@@ -373,16 +373,30 @@ def _stop_overdue(since: float) -> None:
     _exit_now(1)
 
 
+def prepare(app: faust.App, settings: Settings) -> None:
+    """The changelog topics, before faust starts: on an event loop of their own (faust
+    makes and runs its own), logged in faust's format (faust sets logging up later)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s")
+    )
+    logger = logging.getLogger(changelogs.__name__)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    setup = asyncio.new_event_loop()
+    try:
+        setup.run_until_complete(changelogs.prepare_changelogs(app, settings))
+    finally:
+        setup.close()
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
 def main() -> None:
     settings = Settings()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     app = build_app(settings)
-    # on a loop of its own: faust makes and runs its own once the worker starts
-    setup = asyncio.new_event_loop()
-    try:
-        setup.run_until_complete(prepare_changelogs(app, settings))
-    finally:
-        setup.close()
+    prepare(app, settings)
     worker = BoundedStopWorker(
         app,
         loglevel=settings.log_level.lower(),
